@@ -1,0 +1,100 @@
+package dbmanager
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// validateName checks a collection name or key against the contract.
+func validateName(what, s string, max int) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
+	case len(s) > max:
+		return fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrInvalid, what, len(s), max)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, what)
+	}
+	return nil
+}
+
+// validateCursor checks ListOptions.Prefix and After, which may be empty.
+func validateCursor(what, s string) error {
+	if s == "" {
+		return nil
+	}
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %s is not valid UTF-8 without NUL", ErrInvalid, what)
+	}
+	return nil
+}
+
+// validateValue checks that v is one valid JSON document in valid UTF-8.
+// json.Valid alone accepts invalid UTF-8 inside strings, hence both checks.
+func validateValue(v []byte) error {
+	switch {
+	case len(v) > MaxValueLen:
+		return fmt.Errorf("%w: value is %d bytes, over the limit of %d", ErrInvalid, len(v), MaxValueLen)
+	case !utf8.Valid(v):
+		return fmt.Errorf("%w: value is not valid UTF-8", ErrInvalid)
+	case !json.Valid(v):
+		return fmt.Errorf("%w: value is not a valid JSON document", ErrInvalid)
+	}
+	return nil
+}
+
+// resolveWriteOptions applies opts and checks they make sense together.
+func resolveWriteOptions(op string, opts []WriteOption) (writeConditions, error) {
+	var c writeConditions
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	switch {
+	case c.versionSet && c.ifVersion <= 0:
+		return c, fmt.Errorf("%w: IfVersion(%d): versions start at 1", ErrInvalid, c.ifVersion)
+	case c.versionSet && c.ifAbsent:
+		return c, fmt.Errorf("%w: IfVersion and IfAbsent together can never hold", ErrInvalid)
+	case c.ifAbsent && op == "delete":
+		return c, fmt.Errorf("%w: IfAbsent makes no sense for delete", ErrInvalid)
+	}
+	return c, nil
+}
+
+// resolveListOptions checks o and applies the default and maximum limit.
+func resolveListOptions(o ListOptions) (ListOptions, error) {
+	if err := validateCursor("prefix", o.Prefix); err != nil {
+		return o, err
+	}
+	if err := validateCursor("cursor", o.After); err != nil {
+		return o, err
+	}
+	switch {
+	case o.Limit < 0:
+		return o, fmt.Errorf("%w: negative limit %d", ErrInvalid, o.Limit)
+	case o.Limit == 0:
+		o.Limit = DefaultListLimit
+	case o.Limit > MaxListLimit:
+		o.Limit = MaxListLimit
+	}
+	return o, nil
+}
+
+// quote shows a name in an error message: quoted, and shortened when long.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + "..."
+	}
+	return strconv.Quote(s)
+}
