@@ -2,17 +2,20 @@ package faultproxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 )
 
@@ -349,4 +352,86 @@ func TestFaultsUnderLoad(t *testing.T) {
 	wg.Wait()
 	p.Heal()
 	roundTrip(t, dial(t, p), "still works")
+}
+
+// TestPostgresThroughProxy drives a real PostgreSQL client and server
+// through every fault. It uses TEST_DATABASE_URL (the first source
+// internal/pgtest will use; switch to pgtest.URL once it is on main) and
+// skips without it. The bounds are generous: they catch hangs, not speed.
+func TestPostgresThroughProxy(t *testing.T) {
+	dsn := os.Getenv("TEST_DATABASE_URL")
+	if dsn == "" {
+		t.Skip("TEST_DATABASE_URL not set")
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatalf("parse TEST_DATABASE_URL: %v", err) // pgx redacts the password
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		t.Skip("TEST_DATABASE_URL points at a unix socket; the proxy needs TCP")
+	}
+	p := New(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	cfg.Host, cfg.Port, cfg.Fallbacks = p.Host(), uint16(p.Port()), nil
+	cfg.ConnectTimeout = 2 * time.Second
+
+	connect := func(t *testing.T) (*pgx.Conn, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_ = c.Close(ctx)
+			})
+		}
+		return c, err
+	}
+	selectOne := func(c *pgx.Conn, timeout time.Duration) (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		defer cancel()
+		start := time.Now()
+		var one int
+		err := c.QueryRow(ctx, "SELECT 1").Scan(&one)
+		return time.Since(start), err
+	}
+	mustConnect := func(t *testing.T) *pgx.Conn {
+		c, err := connect(t)
+		if err != nil {
+			t.Fatalf("connect through proxy: %v", err)
+		}
+		if _, err := selectOne(c, 5*time.Second); err != nil {
+			t.Fatalf("SELECT 1 through proxy: %v", err)
+		}
+		return c
+	}
+
+	conn := mustConnect(t)
+
+	p.BlackHole()
+	const deadline = 200 * time.Millisecond
+	took, err := selectOne(conn, deadline)
+	if !errors.Is(err, context.DeadlineExceeded) || took > deadline+time.Second {
+		t.Fatalf("query in black hole: %v after %v; want deadline exceeded near %v", err, took, deadline)
+	}
+	if _, err := connect(t); err == nil {
+		t.Fatal("connect during black hole succeeded")
+	}
+
+	p.Heal()
+	conn = mustConnect(t)
+
+	p.Reset()
+	if _, err := selectOne(conn, 5*time.Second); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("query after Reset: %v; want a reset connection", err)
+	}
+	p.Heal()
+	conn = mustConnect(t)
+
+	p.Refuse()
+	if _, err := connect(t); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("connect while refusing: %v; want ECONNREFUSED", err)
+	}
+	p.Heal()
+	mustConnect(t)
 }
