@@ -175,7 +175,7 @@ func sortedKeys(m map[string]string) []string {
 func dsnPasswords(dsn string) []string {
 	var out []string
 	if isURLForm(dsn) {
-		if u, err := url.Parse(dsn); err == nil {
+		if u, err := url.Parse(dsn); err == nil && !strings.Contains(u.Path+u.RawQuery+u.Fragment, "@") {
 			if pw, ok := u.User.Password(); ok {
 				out = append(out, pw)
 			}

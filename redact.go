@@ -11,7 +11,7 @@ const redactedMark = "xxxxx"
 var (
 	// password=... in key=value strings and queries, any case, with or
 	// without spaces around '=', quoted or bare.
-	kvPasswordRe = regexp.MustCompile(`(?i)((?:ssl)?password)(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'"]*)`)
+	kvPasswordRe = regexp.MustCompile(`(?i)((?:ssl)?password)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'?|[^\s&'"]*)`)
 	// scheme://user:password@ in free text.
 	userinfoRe = regexp.MustCompile(`(?i)([a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s]*@`)
 )
@@ -53,7 +53,7 @@ func quoteKVIfNeeded(v string) string {
 
 func redactURL(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil {
+	if err != nil || strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.Fragment, "@") {
 		// Mask the whole authority up to the last '@' and any password
 		// parameter.
 		i := strings.Index(dsn, "://") + 3

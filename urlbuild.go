@@ -106,6 +106,9 @@ func ParseDatabaseURL(raw string) (string, error) {
 	if err != nil {
 		return bad("malformed URL: " + urlProblem(err) + " (percent-encode special characters in the password, e.g. @ as %40)")
 	}
+	if strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") {
+		return bad("malformed URL: '@' after the host (percent-encode special characters in the password, e.g. @ as %40, / as %2F)")
+	}
 	if u.Opaque != "" {
 		return bad("malformed URL: want postgresql://user:password@host:5432/dbname")
 	}
