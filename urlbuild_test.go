@@ -89,7 +89,7 @@ func TestResolveTargetPriority(t *testing.T) {
 		return Credentials{Username: "su", Password: testPassword, Host: "sh", Port: 6000, DBName: "sdb"}, nil
 	}
 	base := map[string]string{
-		"DATABASE_URL": "postgresql+asyncpg://uu:" + url.QueryEscape(testPassword) + "@uh:5555/udb",
+		"DATABASE_URL":  "postgresql+asyncpg://uu:" + url.QueryEscape(testPassword) + "@uh:5555/udb",
 		"AWS_DB_SECRET": "s", "AWS_DB_HOST": "eh", "AWS_DB_USER": "eu", "AWS_DB_PASSWORD": testPassword, "AWS_DB_NAME": "edb", "AWS_DB_PORT": "7000",
 	}
 	want := []struct {
