@@ -31,3 +31,6 @@ func newTestPGStore(t testing.TB, opts ...PGOption) *PGStore {
 	}
 	return s
 }
+
+// pgtestURL is pgtest.URL, for tests that open their own pools.
+func pgtestURL(t testing.TB) string { return pgtest.URL(t) }
