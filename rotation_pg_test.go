@@ -1,5 +1,3 @@
-//go:build pgtestpending
-
 package dbmanager
 
 import (
