@@ -120,7 +120,12 @@ func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) er
 		if cerr := ctx.Err(); cerr != nil {
 			return c.authGaveUp(err, attempt, c.opts.now().Sub(start), cerr)
 		}
+		last := err
 		err = op(ctx)
+		if err != nil && !IsAuthFailure(err) && ctx.Err() != nil {
+			// The context ended during the retry: report why we were retrying.
+			return c.authGaveUp(last, attempt, c.opts.now().Sub(start), ctx.Err())
+		}
 		if err == nil || !IsAuthFailure(err) {
 			if err == nil {
 				c.opts.logger.InfoContext(ctx, "Database authentication succeeded after refreshing the secret",
