@@ -94,7 +94,7 @@ func parseErrorText(pce *pgconn.ParseConfigError) string {
 			text += " (" + scrubText(inner.Error(), dsnPasswords(pce.ConnString)) + ")"
 		}
 	}
-	return "cannot parse connection string: " + text
+	return "dbmanager: invalid configuration: cannot parse connection string: " + text
 }
 
 // keptCauses collects the causes in err's chain that classify a failure

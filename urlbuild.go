@@ -40,6 +40,9 @@ type Target struct {
 	Redacted string
 }
 
+// Addr is the redacted "host:port" to show in messages ("" if unknown).
+func (t Target) Addr() string { return displayHostPort(t.Host, t.Port) }
+
 // LogValue describes the target for slog without secrets.
 func (t Target) LogValue() slog.Value {
 	return slog.GroupValue(
