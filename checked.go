@@ -166,7 +166,13 @@ func ownRecord(r Record) Record {
 // normalizeTime gives the time form both backends return: UTC, whole
 // microseconds (PostgreSQL's timestamptz precision).
 func normalizeTime(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Microsecond)
+	if t.Location() != time.UTC {
+		t = t.UTC()
+	}
+	if t.Nanosecond()%1000 != 0 {
+		t = t.Truncate(time.Microsecond)
+	}
+	return t
 }
 
 // opError wraps err in an *OpError unless it already is one.

@@ -1,0 +1,191 @@
+package dbmanager
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// The memory benchmarks run the store side by side with a baseline so the
+// result reads as a ratio (see README, "Performance"):
+//
+//   - Get and Put against a single sync.RWMutex-guarded map doing the same
+//     copies and the same validation (the store must check every value is
+//     JSON; a baseline that skipped it would measure the contract, not the
+//     data structure). "rwmutex-map-novalidate" shows the raw map too.
+//   - List of 100 keys from 100,000 against sorting the keys on each call.
+
+const benchKeys = 1024
+
+var benchValue = []byte(`{"name":"orders","base_path":"/orders","upstream_url":"https://orders.internal:8443/v1","methods":["GET","POST","PUT"],"rate_limit_per_minute":600,"enabled":true,"tags":["team-a","tier-1"],"owner":"platform@example.com"}`)
+
+func benchKeyNames(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("api-%06d", i)
+	}
+	return keys
+}
+
+// rwMap is the baseline: one RWMutex around one map.
+type rwMap struct {
+	mu       sync.RWMutex
+	m        map[string][]byte
+	validate bool
+}
+
+func (b *rwMap) get(_ context.Context, key string) ([]byte, bool) {
+	b.mu.RLock()
+	v, ok := b.m[key]
+	b.mu.RUnlock()
+	return slices.Clone(v), ok
+}
+
+func (b *rwMap) put(_ context.Context, key string, v []byte) error {
+	if b.validate {
+		if err := validateName("key", key, MaxKeyLen); err != nil {
+			return err
+		}
+		if err := validateValue(v); err != nil {
+			return err
+		}
+	}
+	v = slices.Clone(v)
+	b.mu.Lock()
+	b.m[key] = v
+	b.mu.Unlock()
+	return nil
+}
+
+func BenchmarkMemGet(b *testing.B) {
+	ctx := context.Background()
+	keys := benchKeyNames(benchKeys)
+	b.Run("store", func(b *testing.B) {
+		s := NewMemStore()
+		for _, k := range keys {
+			if _, err := s.Put(ctx, "apis", k, benchValue); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var seq atomic.Uint64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(seq.Add(7919))
+			for pb.Next() {
+				i++
+				if _, err := s.Get(ctx, "apis", keys[i%benchKeys]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("rwmutex-map", func(b *testing.B) {
+		m := &rwMap{m: map[string][]byte{}, validate: true}
+		for _, k := range keys {
+			_ = m.put(ctx, k, benchValue)
+		}
+		var seq atomic.Uint64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(seq.Add(7919))
+			for pb.Next() {
+				i++
+				if _, ok := m.get(ctx, keys[i%benchKeys]); !ok {
+					b.Fatal("missing")
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkMemPut(b *testing.B) {
+	ctx := context.Background()
+	keys := benchKeyNames(benchKeys)
+	b.Run("store", func(b *testing.B) {
+		s := NewMemStore()
+		var seq atomic.Uint64
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(seq.Add(7919))
+			for pb.Next() {
+				i++
+				if _, err := s.Put(ctx, "apis", keys[i%benchKeys], benchValue); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	for _, validate := range []bool{true, false} {
+		name := "rwmutex-map"
+		if !validate {
+			name += "-novalidate"
+		}
+		b.Run(name, func(b *testing.B) {
+			m := &rwMap{m: map[string][]byte{}, validate: validate}
+			var seq atomic.Uint64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seq.Add(7919))
+				for pb.Next() {
+					i++
+					if err := m.put(ctx, keys[i%benchKeys], benchValue); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkMemList(b *testing.B) {
+	ctx := context.Background()
+	const total, page = 100_000, 100
+	keys := benchKeyNames(total)
+	value := []byte(`{"n":1}`)
+	b.Run("store", func(b *testing.B) {
+		s := NewMemStore()
+		for _, k := range keys {
+			if _, err := s.Put(ctx, "apis", k, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			p, err := s.List(ctx, "apis", ListOptions{After: keys[(i*7919)%(total-page)], Limit: page})
+			if err != nil || len(p.Records) != page {
+				b.Fatal(err, len(p.Records))
+			}
+		}
+	})
+	b.Run("sort-per-call", func(b *testing.B) {
+		m := make(map[string][]byte, total)
+		for _, k := range keys {
+			m[k] = value
+		}
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			after := keys[(i*7919)%(total-page)]
+			all := make([]string, 0, len(m))
+			for k := range m {
+				all = append(all, k)
+			}
+			sort.Strings(all)
+			start := sort.SearchStrings(all, after)
+			if start < len(all) && all[start] == after {
+				start++
+			}
+			out := make([][]byte, 0, page)
+			for _, k := range all[start:min(start+page, len(all))] {
+				if strings.HasPrefix(k, "") {
+					out = append(out, slices.Clone(m[k]))
+				}
+			}
+			if len(out) != page {
+				b.Fatal(len(out))
+			}
+		}
+	})
+}

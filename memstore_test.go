@@ -1,0 +1,59 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// The full contract is checked by storetest (conformance_test.go); these
+// tests cover what is particular to MemStore's structure.
+
+func TestMemStoreListWalksOrderedKeysOnly(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemStore()
+	for i := range 50 {
+		for _, c := range []string{"a", "b"} {
+			if _, err := s.Put(ctx, c, fmt.Sprintf("k%02d", i), []byte(`1`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Delete(ctx, "a", "k10"); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.List(ctx, "a", ListOptions{Prefix: "k1", Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range page.Records {
+		got = append(got, r.Key)
+	}
+	want := []string{"k11", "k12", "k13", "k14", "k15"}
+	if fmt.Sprint(got) != fmt.Sprint(want) || page.Next != "k15" {
+		t.Fatalf("List(prefix k1, limit 5) = %v next %q; want %v next k15", got, page.Next, want)
+	}
+	page, err = s.List(ctx, "a", ListOptions{Prefix: "k1", After: "k15"})
+	if err != nil || len(page.Records) != 4 || page.Next != "" {
+		t.Fatalf("second page: %d records, next %q, err %v; want 4 records and no next", len(page.Records), page.Next, err)
+	}
+}
+
+func TestMemStoreCloseDropsData(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemStore()
+	if _, err := s.Put(ctx, "c", "k", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "c", "k"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v, want ErrClosed", err)
+	}
+	if s.Backend() != BackendMemory {
+		t.Fatalf("Backend() = %q", s.Backend())
+	}
+}
