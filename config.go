@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -196,6 +197,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.DBPassword = NewSecret(getenv("AWS_DB_PASSWORD")) // not trimmed: spaces may be part of it
 	if strings.ContainsAny(cfg.DBHost, "/?#@ \t") && !strings.HasPrefix(cfg.DBHost, "/") {
 		bad("AWS_DB_HOST", "want a host name or IP address (no scheme, path or port)")
+	} else if strings.Contains(cfg.DBHost, ":") && net.ParseIP(cfg.DBHost) == nil {
+		bad("AWS_DB_HOST", "want a host name or IP address without a port (set the port in AWS_DB_PORT)")
 	}
 	if v := get("AWS_DB_PORT"); v != "" {
 		n, err := strconv.Atoi(v)
