@@ -54,9 +54,14 @@ const (
 	DefaultPoolRecycle    = time.Hour
 	DefaultPoolTimeout    = 30 * time.Second
 	DefaultConnectTimeout = 5 * time.Second
-	DefaultSecretCacheTTL = time.Hour
-	DefaultRotationBudget = 60 * time.Second
 	DefaultFallback       = FallbackMemory
+)
+
+// Defaults of the secret settings; the same values as DefaultSecretTTL and
+// DefaultRotationBudget of the secret cache (secretcache.go).
+const (
+	defaultSecretCacheTTL = time.Hour
+	defaultRotationBudget = 60 * time.Second
 )
 
 // Limits on pool sizes accepted from the environment.
@@ -157,8 +162,8 @@ func DefaultConfig() Config {
 		PoolTimeout:    DefaultPoolTimeout,
 		ConnectTimeout: DefaultConnectTimeout,
 		Fallback:       DefaultFallback,
-		SecretCacheTTL: DefaultSecretCacheTTL,
-		RotationBudget: DefaultRotationBudget,
+		SecretCacheTTL: defaultSecretCacheTTL,
+		RotationBudget: defaultRotationBudget,
 	}
 }
 

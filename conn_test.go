@@ -134,7 +134,7 @@ func wantReason(t *testing.T, err error, want Reason) *ConnectionError {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("does not wrap ErrUnavailable: %v", err)
 	}
-	assertNoLeak(t, string(want)+" error", err)
+	assertNothingLeaks(t, string(want)+" error", err)
 	return ce
 }
 
@@ -223,5 +223,5 @@ func TestValidateConnectionBadDSN(t *testing.T) {
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("want ErrConfig: %v", err)
 	}
-	assertNoLeak(t, "bad DSN error", err)
+	assertNothingLeaks(t, "bad DSN error", err)
 }
