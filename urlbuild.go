@@ -174,11 +174,16 @@ func validSSLMode(m string) bool {
 // BuildURL returns a postgres:// URL for the given login and address, built
 // with net/url so any character in the user or password (":@/?#%&=") is
 // encoded correctly. An empty password leaves it out; port 0 means 5432.
+// A host starting with "/" is a Unix socket directory.
 func BuildURL(user, password, host string, port int, database string) string {
 	if port == 0 {
 		port = DefaultDBPort
 	}
 	u := &url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, strconv.Itoa(port))}
+	if strings.HasPrefix(host, "/") { // a Unix socket directory goes in the query
+		u.Host = ""
+		u.RawQuery = url.Values{"host": {host}, "port": {strconv.Itoa(port)}}.Encode()
+	}
 	if database != "" {
 		u.Path = "/" + database
 	}

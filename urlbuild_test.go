@@ -84,6 +84,16 @@ func TestBuildURLSpecialPassword(t *testing.T) {
 	}
 }
 
+func TestBuildURLUnixSocket(t *testing.T) {
+	cc, err := pgx.ParseConfig(BuildURL("u", "pw", "/var/run/postgresql", 5433, "db"))
+	if err != nil {
+		t.Fatal(safeError(err))
+	}
+	if cc.Host != "/var/run/postgresql" || cc.Port != 5433 || cc.Database != "db" {
+		t.Fatalf("got host %q port %d db %q", cc.Host, cc.Port, cc.Database)
+	}
+}
+
 func TestResolveTargetPriority(t *testing.T) {
 	secret := func(context.Context) (Credentials, error) {
 		return Credentials{Username: "su", Password: urlTestPassword, Host: "sh", Port: 6000, DBName: "sdb"}, nil
