@@ -268,6 +268,16 @@ func newTarget(src Source, dsn string) Target {
 			t.Port, _ = strconv.Atoi(u.Port())
 			t.Database = strings.TrimPrefix(u.Path, "/")
 			t.User = u.User.Username()
+			if q := u.Query(); t.Host == "" && q.Get("host") != "" {
+				t.Host = q.Get("host")
+				t.Port, _ = strconv.Atoi(q.Get("port"))
+			}
+			if q := u.Query(); q.Get("dbname") != "" {
+				t.Database = q.Get("dbname")
+			}
+			if q := u.Query(); q.Get("user") != "" {
+				t.User = q.Get("user")
+			}
 		}
 	} else if pairs, err := parseKV(dsn); err == nil {
 		for _, p := range pairs {
