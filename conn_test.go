@@ -204,6 +204,20 @@ func TestValidateConnectionTimeout(t *testing.T) {
 	}
 }
 
+func TestValidateConnectionTimeoutDuringTLS(t *testing.T) {
+	port := silentListener(t)
+	for _, require := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.ConnectTimeout = 300 * time.Millisecond
+		cfg.RequireSSL = require
+		cc, err := NewConnConfig(cfg, BuildURL("u", specialPassword, "127.0.0.1", port, "db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantReason(t, ValidateConnConfig(context.Background(), cc), ReasonTimeout)
+	}
+}
+
 func TestValidateConnectionAuthAndMissingDatabase(t *testing.T) {
 	admin := pgtest.URL(t)
 	host, port, db := serverParts(t, admin)
