@@ -2,6 +2,8 @@ package dbmanager
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"errors"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go"
 
 	"github.com/gatewaykit/dbmanager/internal/fakesm"
 )
@@ -138,5 +141,23 @@ func TestAWSSecretSourceNoBodyLogging(t *testing.T) {
 	mode := src.client.Options().ClientLogMode
 	if mode.IsResponseWithBody() || mode.IsRequestWithBody() {
 		t.Fatalf("body logging left on: %v", mode)
+	}
+}
+
+func TestAWSSecretSourceMalformedResponse(t *testing.T) {
+	sm, src := newFakeSource(t)
+	sm.SetSecretString("prod/db", `{"username":"app","password":"pw"}`)
+	sm.ServeRawNext(200, `{"Name":"prod/db","SecretString":"{\"password\":\"`+testPassword+`\"}","CreatedDate":"not-a-time",`)
+	_, err := src.SecretString(context.Background(), "prod/db")
+	if err == nil {
+		t.Fatal("malformed response accepted")
+	}
+	var de *smithy.DeserializationError
+	if errors.As(err, &de) {
+		t.Fatal("the error keeps the SDK's DeserializationError, whose Snapshot holds the response body")
+	}
+	js, _ := json.Marshal(err)
+	for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), string(js)} {
+		assertNoLeak(t, s, testPassword)
 	}
 }
