@@ -74,7 +74,7 @@ func TestIAMTokenDefaultPort(t *testing.T) {
 }
 
 func TestIAMTokenCachedAndRefreshed(t *testing.T) {
-	clock := newFakeClock()
+	clock := newSecretsClock()
 	var builds atomic.Int64
 	a := newTestIAM(t, withIAMClock(clock.Now))
 	realBuild := a.build

@@ -26,19 +26,19 @@ const (
 	rotNewPassword = "NEW-rot:@/?#%&=pw-LEAKCHECK-2"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
+// secretsLogBuffer is a bytes.Buffer safe for concurrent log writes.
+type secretsLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *secretsLogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *secretsLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -52,7 +52,7 @@ type rotationFixture struct {
 	sm       *fakesm.Server
 	cache    *SecretCache
 	poolCfg  *pgxpool.Config
-	logs     *syncBuffer
+	logs     *secretsLogBuffer
 	secretID string
 }
 
@@ -65,11 +65,11 @@ func newRotationFixture(t *testing.T, opts ...SecretCacheOption) *rotationFixtur
 		t.Fatalf("connect as admin: %v", err)
 	}
 	t.Cleanup(func() { admin.Close(context.Background()) })
-	f := &rotationFixture{admin: admin, role: "rot_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"), secretID: "prod/gateway/db", logs: &syncBuffer{}}
+	f := &rotationFixture{admin: admin, role: "rot_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"), secretID: "prod/gateway/db", logs: &secretsLogBuffer{}}
 	if len(f.role) > 60 {
 		f.role = f.role[:60]
 	}
-	f.exec(t, "CREATE ROLE "+pgx.Identifier{f.role}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(rotOldPassword))
+	f.exec(t, "CREATE ROLE "+pgx.Identifier{f.role}.Sanitize()+" LOGIN PASSWORD "+sqlQuoteLiteral(rotOldPassword))
 	t.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), url)
 		if err == nil {
@@ -117,11 +117,11 @@ func (f *rotationFixture) exec(t *testing.T, sql string) {
 // rotate changes the role's password in PostgreSQL and makes the stand-in
 // keep serving the old secret for holdCalls more GetSecretValue calls.
 func (f *rotationFixture) rotate(t *testing.T, holdCalls int) {
-	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+quoteLiteral(rotNewPassword))
+	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
 	f.sm.RotateAfter(f.secretID, f.secretJSON(rotNewPassword), holdCalls)
 }
 
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+func sqlQuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // TestRotationRealPostgres: the role's password changes while the secret
 // still serves the old one for a few calls; a pool with the cache's
@@ -182,8 +182,8 @@ func TestRotationRealPostgres(t *testing.T) {
 	}
 	st := pool.Stat()
 	t.Logf("GetSecretValue calls: %d, new connections: %d", f.sm.Calls(), st.NewConnsCount())
-	assertNoLeak(t, f.logs.String(), rotOldPassword)
-	assertNoLeak(t, f.logs.String(), rotNewPassword)
+	assertSecretAbsent(t, f.logs.String(), rotOldPassword)
+	assertSecretAbsent(t, f.logs.String(), rotNewPassword)
 	if !strings.Contains(f.logs.String(), "Database authentication failed; refreshing the secret") {
 		t.Error("the rotation retry was not logged")
 	}
@@ -200,7 +200,7 @@ func TestRotationBudgetExhausted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+quoteLiteral(rotNewPassword))
+	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
 	start := time.Now()
 	err = f.cache.RetryAuth(ctx, pool.Ping)
 	if !IsAuthFailure(err) {
@@ -212,9 +212,9 @@ func TestRotationBudgetExhausted(t *testing.T) {
 	if !strings.Contains(err.Error(), f.secretID) {
 		t.Errorf("error does not name the secret: %v", err)
 	}
-	assertNoLeak(t, err.Error(), rotOldPassword)
-	assertNoLeak(t, err.Error(), rotNewPassword)
-	assertNoLeak(t, f.logs.String(), rotOldPassword)
+	assertSecretAbsent(t, err.Error(), rotOldPassword)
+	assertSecretAbsent(t, err.Error(), rotNewPassword)
+	assertSecretAbsent(t, f.logs.String(), rotOldPassword)
 	if n := f.sm.Calls(); n > 1+500/20+1 {
 		t.Fatalf("%d GetSecretValue calls in a 500ms budget at 20ms spacing", n)
 	}
@@ -246,6 +246,6 @@ func TestRotationConnectHelper(t *testing.T) {
 	}
 	js, _ := json.Marshal(err)
 	for _, s := range []string{err.Error(), string(js)} {
-		assertNoLeak(t, s, rotNewPassword)
+		assertSecretAbsent(t, s, rotNewPassword)
 	}
 }

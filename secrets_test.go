@@ -66,12 +66,12 @@ func TestAWSSecretSourceNotFound(t *testing.T) {
 
 func TestAWSSecretSourceBinary(t *testing.T) {
 	sm, src := newFakeSource(t)
-	sm.SetSecretBinary("bin/db", []byte(testPassword))
+	sm.SetSecretBinary("bin/db", []byte(smTestPassword))
 	_, err := src.SecretString(context.Background(), "bin/db")
 	if !errors.Is(err, ErrMalformedSecret) || !strings.Contains(err.Error(), "binary") {
 		t.Fatalf("err = %v, want a binary-secret error", err)
 	}
-	assertNoLeak(t, err.Error(), testPassword)
+	assertSecretAbsent(t, err.Error(), smTestPassword)
 }
 
 func TestAWSSecretSourceRetries500(t *testing.T) {
@@ -92,7 +92,7 @@ func TestAWSSecretSourceRetries500(t *testing.T) {
 
 func TestAWSSecretSourceClientError(t *testing.T) {
 	sm, src := newFakeSource(t)
-	sm.SetSecretString("prod/db", `{"username":"app","password":"`+testPassword+`"}`)
+	sm.SetSecretString("prod/db", `{"username":"app","password":"`+smTestPassword+`"}`)
 	sm.FailNext(400)
 	_, err := src.SecretString(context.Background(), "prod/db")
 	if err == nil {
@@ -101,7 +101,7 @@ func TestAWSSecretSourceClientError(t *testing.T) {
 	if sm.Calls() != 1 {
 		t.Fatalf("calls = %d, want 1 (a 400 is not retried)", sm.Calls())
 	}
-	assertNoLeak(t, err.Error(), testPassword)
+	assertSecretAbsent(t, err.Error(), smTestPassword)
 }
 
 func TestAWSSecretSourceRDSManaged(t *testing.T) {
@@ -147,7 +147,7 @@ func TestAWSSecretSourceNoBodyLogging(t *testing.T) {
 func TestAWSSecretSourceMalformedResponse(t *testing.T) {
 	sm, src := newFakeSource(t)
 	sm.SetSecretString("prod/db", `{"username":"app","password":"pw"}`)
-	sm.ServeRawNext(200, `{"Name":"prod/db","SecretString":"{\"password\":\"`+testPassword+`\"}","CreatedDate":"not-a-time",`)
+	sm.ServeRawNext(200, `{"Name":"prod/db","SecretString":"{\"password\":\"`+smTestPassword+`\"}","CreatedDate":"not-a-time",`)
 	_, err := src.SecretString(context.Background(), "prod/db")
 	if err == nil {
 		t.Fatal("malformed response accepted")
@@ -158,6 +158,6 @@ func TestAWSSecretSourceMalformedResponse(t *testing.T) {
 	}
 	js, _ := json.Marshal(err)
 	for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), string(js)} {
-		assertNoLeak(t, s, testPassword)
+		assertSecretAbsent(t, s, smTestPassword)
 	}
 }
