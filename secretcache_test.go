@@ -18,7 +18,9 @@ type secretsClock struct {
 	t  time.Time
 }
 
-func newSecretsClock() *secretsClock { return &secretsClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+func newSecretsClock() *secretsClock {
+	return &secretsClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
 
 func (c *secretsClock) Now() time.Time {
 	c.mu.Lock()
