@@ -162,11 +162,11 @@ func TestRotationRealPostgres(t *testing.T) {
 	}
 
 	f.rotate(t, 3)
-	// 8 goroutines keep opening new connections through the rotation.
+	// 6 goroutines keep opening new connections through the rotation.
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range 6 {
 		wg.Go(func() {
-			for i := range 5 {
+			for i := range 3 {
 				if err := newConnection(ctx); err != nil {
 					t.Errorf("goroutine %d, connection %d after rotation: %v", g, i, err)
 					return
@@ -176,7 +176,7 @@ func TestRotationRealPostgres(t *testing.T) {
 	}
 	wg.Wait()
 	// 1 before + 3 that still served the old password + 1 with the new one;
-	// a few more may race in at MinInterval spacing. Far below one per login (40).
+	// a few more may race in at MinInterval spacing. Far below one per login (18).
 	if n := f.sm.Calls(); n > 10 {
 		t.Fatalf("%d GetSecretValue calls over one rotation, want at most 10", n)
 	}
