@@ -134,3 +134,43 @@ func TestRetryAuthConcurrentFetchesBounded(t *testing.T) {
 		t.Fatalf("%d fetches for 50 concurrent callers over one rotation", n)
 	}
 }
+
+// authFailingStore fails the first n calls with an authentication error.
+type authFailingStore struct {
+	Store
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (s *authFailingStore) Get(ctx context.Context, collection, key string) (Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.fails > 0 {
+		s.fails--
+		return Record{}, &OpError{Op: "get", Collection: collection, Key: key, Err: fmt.Errorf("%w: %w", ErrUnavailable, errAuth)}
+	}
+	return Record{Collection: collection, Key: key, Value: []byte(`{}`), Version: 1}, nil
+}
+
+func TestRetryAuthStore(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "pw")}
+	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(0))
+	inner := &authFailingStore{Store: NewMemStore(), fails: 2}
+	s := RetryAuthStore(inner, c)
+	rec, err := s.Get(context.Background(), "c", "k")
+	if err != nil || rec.Key != "k" || inner.calls != 3 {
+		t.Fatalf("Get through RetryAuthStore: %v, %v after %d calls", rec, err, inner.calls)
+	}
+	if s.Backend() != BackendMemory {
+		t.Fatal("Backend not passed through")
+	}
+	// Non-auth errors pass straight through.
+	if err := s.Delete(context.Background(), "c", "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Delete of a missing key: %v", err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
