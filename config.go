@@ -57,13 +57,6 @@ const (
 	DefaultFallback       = FallbackMemory
 )
 
-// Defaults of the secret settings; the same values as DefaultSecretTTL and
-// DefaultRotationBudget of the secret cache (secretcache.go).
-const (
-	defaultSecretCacheTTL = time.Hour
-	defaultRotationBudget = 60 * time.Second
-)
-
 // Limits on pool sizes accepted from the environment.
 const maxPoolConns = 10000
 
@@ -162,8 +155,8 @@ func DefaultConfig() Config {
 		PoolTimeout:    DefaultPoolTimeout,
 		ConnectTimeout: DefaultConnectTimeout,
 		Fallback:       DefaultFallback,
-		SecretCacheTTL: defaultSecretCacheTTL,
-		RotationBudget: defaultRotationBudget,
+		SecretCacheTTL: DefaultSecretTTL,
+		RotationBudget: DefaultRotationBudget,
 	}
 }
 
