@@ -165,3 +165,20 @@ func checkDeleteMissing(cond writeConditions) error {
 	}
 	return ErrNotFound
 }
+
+// snapshot returns every record the store holds, collection by collection;
+// each collection is read atomically. The Manager uses it to move what was
+// written during an outage to PostgreSQL.
+func (s *MemStore) snapshot() []Record {
+	var all []Record
+	s.mem.collections.Range(func(_, v any) bool {
+		c := v.(*memCollection)
+		c.mu.RLock()
+		for _, r := range c.records {
+			all = append(all, r)
+		}
+		c.mu.RUnlock()
+		return true
+	})
+	return all
+}
