@@ -154,6 +154,7 @@ func unavailable(t testing.TB, reason error) {
 	t.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("pgtest: PostgreSQL is required (%s=1) but not available: %v", RequireEnv, reason)
+		return
 	}
 	t.Skipf("pgtest: PostgreSQL not available (set %s=1 to fail instead): %v", RequireEnv, reason)
 }

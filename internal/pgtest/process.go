@@ -86,7 +86,7 @@ func (s *Server) startOnce() error {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	pid := cmd.Process.Pid
-	s.pid, s.proc = pid, cmd.Process
+	s.pid, s.proc, s.crashed = pid, cmd.Process, false
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		if exited, status := s.reap(false); exited {
@@ -177,7 +177,9 @@ func (s *Server) waitExit(d time.Duration) bool {
 	}
 }
 
-// kill sends SIGKILL to the postmaster and reaps it.
+// kill crashes the server deterministically: it freezes the postmaster
+// (SIGSTOP, so it forks no more), SIGKILLs it and every child it has, and
+// waits until all are gone, so nothing of the server runs when it returns.
 func (s *Server) kill() error {
 	s.host.closeConn()
 	s.mu.Lock()
@@ -185,18 +187,87 @@ func (s *Server) kill() error {
 	if s.pid == 0 {
 		return errors.New("server is not running")
 	}
+	s.signal(syscall.SIGSTOP)
+	children := childrenOf(s.pid)
 	s.signal(syscall.SIGKILL)
+	for _, c := range children {
+		syscall.Kill(c, syscall.SIGKILL)
+	}
 	s.reap(true)
+	s.crashed = true
+	deadline := time.Now().Add(stopTimeout)
+	for len(alive(children)) > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("backends %v still running %v after SIGKILL", alive(children), stopTimeout)
+		}
+		time.Sleep(pollInterval)
+	}
 	return nil
 }
 
-// destroy stops the server and removes its files.
+// destroy stops the server and removes its files. A server left crashed by
+// Kill is started and stopped once first, so PostgreSQL itself removes the
+// shared memory segments a crash leaves behind.
 func (s *Server) destroy() error {
-	err := s.stop()
+	s.mu.Lock()
+	crashed := s.crashed && s.pid == 0
+	s.mu.Unlock()
+	var err error
+	if crashed {
+		err = s.start(false)
+	}
+	err = errors.Join(err, s.stop())
 	if rerr := os.RemoveAll(s.dir); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	return err
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _ := procStat(p); ppid == pid {
+			kids = append(kids, p)
+		}
+	}
+	return kids
+}
+
+// alive returns the pids that still run; zombies count as gone.
+func alive(pids []int) []int {
+	var out []int
+	for _, p := range pids {
+		if _, state := procStat(p); state != 0 && state != 'Z' {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// procStat reads the parent pid and state of pid from /proc (0, 0 if it
+// does not exist).
+func procStat(pid int) (ppid int, state byte) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	// Format: pid (comm) state ppid ...; comm may hold spaces and parens.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 2 || len(fields[0]) != 1 {
+		return 0, 0
+	}
+	ppid, _ = strconv.Atoi(fields[1])
+	return ppid, fields[0][0]
 }
 
 // postmasterReady reports whether postmaster.pid in data names pid and

@@ -31,7 +31,11 @@ done
 i=0
 while [ -n "$pids" ] && [ $i -lt 50 ]; do
 	alive=
-	for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+	for p in $pids; do
+		# Gone once /proc/PID vanishes or is a zombie (state Z).
+		state=$(sed 's/.*) \(.\).*/\1/' "/proc/$p/stat" 2>/dev/null)
+		[ -n "$state" ] && [ "$state" != Z ] && alive="$alive $p"
+	done
 	pids=$alive
 	[ -n "$pids" ] && sleep 0.1
 	i=$((i+1))

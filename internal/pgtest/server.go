@@ -28,10 +28,11 @@ type Server struct {
 	tls  bool
 	host dbHost
 
-	mu   sync.Mutex
-	port int
-	pid  int // postmaster pid; 0 when not running
-	proc *os.Process
+	mu      sync.Mutex
+	port    int
+	pid     int // postmaster pid; 0 when not running
+	proc    *os.Process
+	crashed bool // killed and not started since
 }
 
 // Option configures a server made by [NewServer].
@@ -219,9 +220,9 @@ func (s *Server) Start(t testing.TB) {
 	}
 }
 
-// Kill crashes the server: the postmaster gets SIGKILL. Its backends exit
-// on their own soon after; clients see broken connections. Start recovers
-// it.
+// Kill crashes the server: the postmaster and all its backends get
+// SIGKILL, and Kill returns when they are gone, so clients see broken
+// connections at once. Committed data survives; Start runs crash recovery.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
 	if err := s.kill(); err != nil {
