@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -53,8 +54,6 @@ const (
 	DefaultPoolRecycle    = time.Hour
 	DefaultPoolTimeout    = 30 * time.Second
 	DefaultConnectTimeout = 5 * time.Second
-	DefaultSecretCacheTTL = time.Hour
-	DefaultRotationBudget = 60 * time.Second
 	DefaultFallback       = FallbackMemory
 )
 
@@ -156,7 +155,7 @@ func DefaultConfig() Config {
 		PoolTimeout:    DefaultPoolTimeout,
 		ConnectTimeout: DefaultConnectTimeout,
 		Fallback:       DefaultFallback,
-		SecretCacheTTL: DefaultSecretCacheTTL,
+		SecretCacheTTL: DefaultSecretTTL,
 		RotationBudget: DefaultRotationBudget,
 	}
 }
@@ -196,6 +195,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.DBPassword = NewSecret(getenv("AWS_DB_PASSWORD")) // not trimmed: spaces may be part of it
 	if strings.ContainsAny(cfg.DBHost, "/?#@ \t") && !strings.HasPrefix(cfg.DBHost, "/") {
 		bad("AWS_DB_HOST", "want a host name or IP address (no scheme, path or port)")
+	} else if strings.Contains(cfg.DBHost, ":") && net.ParseIP(cfg.DBHost) == nil {
+		bad("AWS_DB_HOST", "want a host name or IP address without a port (set the port in AWS_DB_PORT)")
 	}
 	if v := get("AWS_DB_PORT"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -126,6 +126,7 @@ func TestLoadConfigWrongValuesNameTheVariable(t *testing.T) {
 		{"DATABASE_URL", "postgres://u:p@h:port/db"},
 		{"DATABASE_URL", "host=h password='unterminated"},
 		{"AWS_DB_HOST", "http://rds.example/db"},
+		{"AWS_DB_HOST", "rds.example:5432"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {

@@ -134,7 +134,7 @@ func wantReason(t *testing.T, err error, want Reason) *ConnectionError {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("does not wrap ErrUnavailable: %v", err)
 	}
-	assertNoLeak(t, string(want)+" error", err)
+	assertNothingLeaks(t, string(want)+" error", err)
 	return ce
 }
 
@@ -204,6 +204,20 @@ func TestValidateConnectionTimeout(t *testing.T) {
 	}
 }
 
+func TestValidateConnectionTimeoutDuringTLS(t *testing.T) {
+	port := silentListener(t)
+	for _, require := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.ConnectTimeout = 300 * time.Millisecond
+		cfg.RequireSSL = require
+		cc, err := NewConnConfig(cfg, BuildURL("u", specialPassword, "127.0.0.1", port, "db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantReason(t, ValidateConnConfig(context.Background(), cc), ReasonTimeout)
+	}
+}
+
 func TestValidateConnectionAuthAndMissingDatabase(t *testing.T) {
 	admin := pgtest.URL(t)
 	host, port, db := serverParts(t, admin)
@@ -223,5 +237,5 @@ func TestValidateConnectionBadDSN(t *testing.T) {
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("want ErrConfig: %v", err)
 	}
-	assertNoLeak(t, "bad DSN error", err)
+	assertNothingLeaks(t, "bad DSN error", err)
 }

@@ -116,6 +116,9 @@ func classify(err error) Reason {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return ReasonRefused
 	}
+	if tlsMessage(err) {
+		return ReasonTLS
+	}
 	var op *net.OpError
 	if errors.As(err, &op) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 		return ReasonNetwork
@@ -134,6 +137,12 @@ func isTLSError(err error) bool {
 		errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
 		return true
 	}
+	return false
+}
+
+// tlsMessage recognises TLS failures that carry no typed error. It is
+// consulted after timeouts and refusals, which may also mention TLS.
+func tlsMessage(err error) bool {
 	msg := err.Error()
 	// pgx: "server refused TLS connection" when TLS is required but the
 	// server does not offer it; "tls: ..." from crypto/tls.

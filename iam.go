@@ -196,11 +196,19 @@ func (a *IAMAuth) sign(ctx context.Context, key iamTokenKey, t *iamToken) {
 
 // BeforeConnect is a pgxpool.Config.BeforeConnect hook: it refuses a
 // connection that could carry the token in plaintext or to an unverified
-// server (ErrIAMRequiresTLS), then sets Password to a token for the
+// server (ErrIAMRequiresTLS) or that lists several hosts (a token is
+// valid for one host:port), then sets Password to a token for the
 // connection's host, port and user.
 func (a *IAMAuth) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
 	if err := CheckIAMTLS(cc); err != nil {
 		return err
+	}
+	for _, fb := range cc.Fallbacks {
+		if fb.Host != cc.Host || fb.Port != cc.Port {
+			// The one token is signed for cc's host:port; another host
+			// would reject it.
+			return errors.New("dbmanager: IAM authentication supports a single host:port, not a multi-host connection string")
+		}
 	}
 	token, err := a.Token(ctx, cc.Host, int(cc.Port), cc.User)
 	if err != nil {

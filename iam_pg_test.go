@@ -23,9 +23,9 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
-// writeTestCerts writes a CA and a server certificate for 127.0.0.1 and
+// writeIAMTestCerts writes a CA and a server certificate for 127.0.0.1 and
 // localhost into dir and returns the CA, certificate and key file names.
-func writeTestCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+func writeIAMTestCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
@@ -65,7 +65,7 @@ func writeTestCerts(t *testing.T, dir string) (caFile, certFile, keyFile string)
 // pool whose BeforeConnect is IAMAuth's, over verify-full TLS. The same
 // pool without TLS is refused before a token is sent.
 func TestIAMRealPostgresOverTLS(t *testing.T) {
-	caFile, certFile, keyFile := writeTestCerts(t, t.TempDir())
+	caFile, certFile, keyFile := writeIAMTestCerts(t, t.TempDir())
 	srv := pgtest.NewServer(t, pgtest.WithTLS(certFile, keyFile))
 	a := newTestIAM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

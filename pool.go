@@ -187,7 +187,8 @@ func (h *poolHooks) TraceRelease(pool *pgxpool.Pool, _ pgxpool.TraceReleaseData)
 // `size` idle ones (SQLAlchemy's QueuePool: overflow connections go away
 // once the burst is over). Under sustained load idle stays below size and
 // released connections are kept for the callers waiting for them, so
-// there is no reconnect churn.
+// there is no reconnect churn. Releases that race may keep one or two
+// idle connections more than size; MaxConnIdleTime trims those later.
 func (h *poolHooks) afterRelease(*pgx.Conn) bool {
 	p := h.pool.Load()
 	if p == nil {

@@ -85,7 +85,7 @@ func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("bad pool_max_conns: %v", err)
 	}
-	assertNoLeak(t, "pool_max_conns error", err)
+	assertNothingLeaks(t, "pool_max_conns error", err)
 }
 
 func openPool(t *testing.T, cfg Config, dsn string, opts ...PoolOption) *pgxpool.Pool {
@@ -209,19 +209,19 @@ func TestPoolExhaustedError(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
+// logSink is a goroutine-safe log sink.
+type logSink struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *logSink) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -230,7 +230,7 @@ func (s *syncBuffer) String() string {
 func TestSQLEcho(t *testing.T) {
 	dsn := pgtest.URL(t)
 	for _, withArgs := range []bool{false, true} {
-		var buf syncBuffer
+		var buf logSink
 		cfg := DefaultConfig()
 		cfg.SQLEcho, cfg.SQLEchoArgs = true, withArgs
 		p := openPool(t, cfg, dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
@@ -256,7 +256,7 @@ func TestSQLEcho(t *testing.T) {
 		p.Close()
 	}
 	// Without SQL_ECHO nothing is logged.
-	var buf syncBuffer
+	var buf logSink
 	p := openPool(t, DefaultConfig(), dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 	if _, err := p.Exec(context.Background(), "select 1"); err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestPoolConnectFailureIsClassifiedAndRedacted(t *testing.T) {
 	admin := pgtest.URL(t)
 	host, port, db := serverParts(t, admin)
 	role := roleWithPassword(t, admin, "right")
-	var buf syncBuffer
+	var buf logSink
 	cfg := DefaultConfig()
 	cfg.SQLEcho = true
 	p := openPool(t, cfg, BuildURL(role, "wrong-"+leakMarker, host, port, db)+"?sslmode=disable",

@@ -8,18 +8,18 @@ import (
 	"testing"
 )
 
-// testPassword is recognisable so a test can assert it never leaks.
-const testPassword = "Sekr3t-p@ss:w/rd?#%&=-LEAKCHECK"
+// smTestPassword is recognisable so a test can assert it never leaks.
+const smTestPassword = "Sekr3t-p@ss:w/rd?#%&=-LEAKCHECK"
 
 func TestParseRDSSecret(t *testing.T) {
-	pw, _ := json.Marshal(testPassword)
+	pw, _ := json.Marshal(smTestPassword)
 	tests := []struct {
 		name string
 		in   string
 		want Credentials
 	}{
 		{"full RDS secret, numeric port", `{"username":"app","password":` + string(pw) + `,"engine":"postgres","host":"db.example.com","port":5432,"dbname":"gw","dbInstanceIdentifier":"db-1"}`,
-			Credentials{Username: "app", Password: testPassword, Host: "db.example.com", Port: 5432, DBName: "gw", Engine: "postgres"}},
+			Credentials{Username: "app", Password: smTestPassword, Host: "db.example.com", Port: 5432, DBName: "gw", Engine: "postgres"}},
 		{"string port", `{"username":"app","password":"x","host":"h","port":"6543"}`,
 			Credentials{Username: "app", Password: "x", Host: "h", Port: 6543}},
 		{"port as float without fraction", `{"username":"app","password":"x","port":5432.0}`,
@@ -27,7 +27,7 @@ func TestParseRDSSecret(t *testing.T) {
 		{"extra keys ignored", `{"username":"app","password":"x","masterarn":"arn:...","dbClusterIdentifier":"c","proxy":{"a":[1,2]}}`,
 			Credentials{Username: "app", Password: "x"}},
 		{"rds-managed master secret", `{"username":"postgres","password":` + string(pw) + `}`,
-			Credentials{Username: "postgres", Password: testPassword}},
+			Credentials{Username: "postgres", Password: smTestPassword}},
 		{"nulls are absent", `{"username":"app","password":"x","host":null,"port":null,"dbname":null}`,
 			Credentials{Username: "app", Password: "x"}},
 		{"empty string port", `{"username":"app","password":"x","port":""}`,
@@ -49,14 +49,14 @@ func TestParseRDSSecret(t *testing.T) {
 }
 
 func TestParseRDSSecretMalformed(t *testing.T) {
-	pw, _ := json.Marshal(testPassword)
+	pw, _ := json.Marshal(smTestPassword)
 	p := string(pw)
 	tests := []struct {
 		name, in, wantMsg string
 	}{
 		{"empty", "", "empty"},
 		{"blank", "  \n", "empty"},
-		{"not JSON", "password=" + testPassword, "not a JSON object"},
+		{"not JSON", "password=" + smTestPassword, "not a JSON object"},
 		{"truncated JSON", `{"username":"app","password":` + p, "not a JSON object"},
 		{"JSON array", `["app",` + p + `]`, "not a JSON object"},
 		{"JSON string", p, "not a JSON object"},
@@ -66,7 +66,7 @@ func TestParseRDSSecretMalformed(t *testing.T) {
 		{"password not a string", `{"username":"app","password":12345678}`, `"password" must be a JSON string`},
 		{"username not a string", `{"username":["app"],"password":` + p + `}`, `"username" must be a JSON string`},
 		{"host not a string", `{"username":"app","password":` + p + `,"host":` + p[:len(p)-1] + `x"` + `,"host":7}`, `"host" must be a JSON string`},
-		{"port not a number", `{"username":"app","password":` + p + `,"port":"` + testPassword[:6] + `"}`, `"port" must be a port number`},
+		{"port not a number", `{"username":"app","password":` + p + `,"port":"` + smTestPassword[:6] + `"}`, `"port" must be a port number`},
 		{"port out of range", `{"username":"app","password":` + p + `,"port":70000}`, `"port" must be a port number`},
 		{"port zero", `{"username":"app","password":` + p + `,"port":0}`, `"port" must be a port number`},
 		{"port negative string", `{"username":"app","password":` + p + `,"port":"-1"}`, `"port" must be a port number`},
@@ -86,7 +86,7 @@ func TestParseRDSSecretMalformed(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("error %q does not say %q", err, tt.wantMsg)
 			}
-			assertNoLeak(t, err.Error(), testPassword)
+			assertSecretAbsent(t, err.Error(), smTestPassword)
 			if got != (Credentials{}) {
 				t.Errorf("partial credentials returned with an error")
 			}
@@ -94,9 +94,9 @@ func TestParseRDSSecretMalformed(t *testing.T) {
 	}
 }
 
-// assertNoLeak fails if text contains secret or a recognisable piece of it.
+// assertSecretAbsent fails if text contains secret or a recognisable piece of it.
 // The failure message never repeats the text itself.
-func assertNoLeak(t testing.TB, text, secret string) {
+func assertSecretAbsent(t testing.TB, text, secret string) {
 	t.Helper()
 	for _, piece := range []string{secret, secret[:8], secret[len(secret)-8:]} {
 		if strings.Contains(text, piece) {

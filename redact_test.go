@@ -50,8 +50,8 @@ func TestRedactSpellings(t *testing.T) {
 	}
 }
 
-// assertNoLeak fails when any rendering of v contains the marker.
-func assertNoLeak(t *testing.T, what string, v any) {
+// assertNothingLeaks fails when any rendering of v contains the marker.
+func assertNothingLeaks(t *testing.T, what string, v any) {
 	t.Helper()
 	var logBuf bytes.Buffer
 	for _, h := range []slog.Handler{slog.NewTextHandler(&logBuf, nil), slog.NewJSONHandler(&logBuf, nil)} {
@@ -83,14 +83,14 @@ func TestConfigPrintsNoSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertNoLeak(t, "Config", cfg)
-	assertNoLeak(t, "*Config", &cfg)
+	assertNothingLeaks(t, "Config", cfg)
+	assertNothingLeaks(t, "*Config", &cfg)
 	type holder struct {
 		cfg Config // unexported: fmt prints it by reflection
 		C   Config
 	}
-	assertNoLeak(t, "struct holding Config", holder{cfg: cfg, C: cfg})
-	assertNoLeak(t, "Secret", cfg.DBPassword)
+	assertNothingLeaks(t, "struct holding Config", holder{cfg: cfg, C: cfg})
+	assertNothingLeaks(t, "Secret", cfg.DBPassword)
 	if cfg.DBPassword.Reveal() != leakMarker {
 		t.Fatal("Reveal")
 	}
@@ -113,7 +113,7 @@ func TestSafeErrorParseConfigError(t *testing.T) {
 			t.Fatalf("pgx accepted %q", Redact(in))
 		}
 		err := safeError(fmt.Errorf("opening: %w", raw))
-		assertNoLeak(t, "safeError("+Redact(in)+")", err)
+		assertNothingLeaks(t, "safeError("+Redact(in)+")", err)
 		var pce *pgconn.ParseConfigError
 		if errors.As(err, &pce) {
 			t.Errorf("ParseConfigError still reachable")

@@ -161,7 +161,7 @@ func (c *SecretCache) Connect(ctx context.Context, config *pgx.ConnConfig) (*pgx
 		var err error
 		conn, err = pgx.ConnectConfig(ctx, cc)
 		if err != nil {
-			return stripConnectError(err)
+			return safeError(err)
 		}
 		return nil
 	})
@@ -169,30 +169,4 @@ func (c *SecretCache) Connect(ctx context.Context, config *pgx.ConnConfig) (*pgx
 		return nil, err
 	}
 	return conn, nil
-}
-
-// connectFailure is a pgx connect error without the *pgconn.Config that
-// pgconn.ConnectError carries (which holds the password).
-type connectFailure struct {
-	msg   string
-	cause error // a *pgconn.PgError or a context error, or nil
-}
-
-func (e *connectFailure) Error() string { return "dbmanager: connect: " + e.msg }
-func (e *connectFailure) Unwrap() error { return e.cause }
-
-// stripConnectError replaces err by a connectFailure with the same message
-// that keeps only the causes that cannot hold a password.
-func stripConnectError(err error) error {
-	f := &connectFailure{msg: err.Error()}
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr):
-		f.cause = pgErr
-	case errors.Is(err, context.DeadlineExceeded):
-		f.cause = context.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		f.cause = context.Canceled
-	}
-	return f
 }

@@ -12,21 +12,23 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// fakeClock is a settable clock for TTL tests.
-type fakeClock struct {
+// secretsClock is a settable clock for TTL tests.
+type secretsClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+func newSecretsClock() *secretsClock {
+	return &secretsClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
 
-func (c *fakeClock) Now() time.Time {
+func (c *secretsClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *fakeClock) Add(d time.Duration) {
+func (c *secretsClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
@@ -73,7 +75,7 @@ func secretJSON(user, pw string) string {
 }
 
 func TestSecretCacheTTL(t *testing.T) {
-	clock := newFakeClock()
+	clock := newSecretsClock()
 	src := &countingSource{value: secretJSON("app", "one")}
 	c := NewSecretCache(src, "prod/db", WithSecretTTL(time.Minute), withSecretClock(clock.Now))
 	ctx := context.Background()
@@ -174,7 +176,7 @@ func TestSecretCacheLeaderCancelledOthersRetry(t *testing.T) {
 }
 
 func TestSecretCacheServesStaleOnFetchError(t *testing.T) {
-	clock := newFakeClock()
+	clock := newSecretsClock()
 	src := &countingSource{value: secretJSON("app", "pw")}
 	c := NewSecretCache(src, "prod/db", WithSecretTTL(time.Minute), withSecretClock(clock.Now))
 	ctx := context.Background()
@@ -202,14 +204,14 @@ func TestSecretCacheServesStaleOnFetchError(t *testing.T) {
 }
 
 func TestSecretCacheFirstFetchErrors(t *testing.T) {
-	clock := newFakeClock()
-	src := &countingSource{value: `{"username":"app","password":"` + testPassword + `","port":"x"}`}
+	clock := newSecretsClock()
+	src := &countingSource{value: `{"username":"app","password":"` + smTestPassword + `","port":"x"}`}
 	c := NewSecretCache(src, "prod/db", withSecretClock(clock.Now))
 	_, err := c.Current(context.Background())
 	if !errors.Is(err, ErrMalformedSecret) {
 		t.Fatalf("err = %v, want ErrMalformedSecret", err)
 	}
-	assertNoLeak(t, err.Error(), testPassword)
+	assertSecretAbsent(t, err.Error(), smTestPassword)
 	// A second call within MinInterval reuses the error instead of fetching.
 	c.Current(context.Background())
 	if n := src.calls.Load(); n != 1 {
@@ -218,7 +220,7 @@ func TestSecretCacheFirstFetchErrors(t *testing.T) {
 }
 
 func TestSecretCacheRefreshRateLimited(t *testing.T) {
-	clock := newFakeClock()
+	clock := newSecretsClock()
 	src := &countingSource{value: secretJSON("app", "one")}
 	c := NewSecretCache(src, "prod/db", withSecretClock(clock.Now))
 	ctx := context.Background()
@@ -239,7 +241,7 @@ func TestSecretCacheRefreshRateLimited(t *testing.T) {
 }
 
 func TestSecretCacheBeforeConnect(t *testing.T) {
-	src := &countingSource{value: secretJSON("app", testPassword)}
+	src := &countingSource{value: secretJSON("app", smTestPassword)}
 	c := NewSecretCache(src, "prod/db")
 	cc, err := pgx.ParseConfig("postgres://placeholder@db.example.com:6543/gw?sslmode=disable")
 	if err != nil {
@@ -248,7 +250,7 @@ func TestSecretCacheBeforeConnect(t *testing.T) {
 	if err := c.BeforeConnect(context.Background(), cc); err != nil {
 		t.Fatal(err)
 	}
-	if cc.User != "app" || cc.Password != testPassword || cc.Host != "db.example.com" || cc.Port != 6543 || cc.Database != "gw" {
+	if cc.User != "app" || cc.Password != smTestPassword || cc.Host != "db.example.com" || cc.Port != 6543 || cc.Database != "gw" {
 		t.Fatalf("BeforeConnect set user=%q host=%q port=%d db=%q", cc.User, cc.Host, cc.Port, cc.Database)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
 )
 
 // ErrSecretNotFound is wrapped by the error of a SecretSource when the
@@ -75,6 +76,12 @@ func (s *AWSSecretSource) SecretString(ctx context.Context, secretID string) (st
 	}
 	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretID)})
 	if err != nil {
+		var de *smithy.DeserializationError
+		if errors.As(err, &de) {
+			// Its Snapshot field holds part of the response body, which is
+			// the secret: keep neither it nor the decoder's message.
+			return "", fmt.Errorf("dbmanager: get secret %q: the Secrets Manager response could not be parsed", secretID)
+		}
 		var nf *types.ResourceNotFoundException
 		if errors.As(err, &nf) {
 			return "", fmt.Errorf("dbmanager: get secret %q: %w: %w", secretID, ErrSecretNotFound, err)

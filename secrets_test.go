@@ -2,7 +2,9 @@ package dbmanager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go"
 
 	"github.com/gatewaykit/dbmanager/internal/fakesm"
 )
@@ -63,12 +66,12 @@ func TestAWSSecretSourceNotFound(t *testing.T) {
 
 func TestAWSSecretSourceBinary(t *testing.T) {
 	sm, src := newFakeSource(t)
-	sm.SetSecretBinary("bin/db", []byte(testPassword))
+	sm.SetSecretBinary("bin/db", []byte(smTestPassword))
 	_, err := src.SecretString(context.Background(), "bin/db")
 	if !errors.Is(err, ErrMalformedSecret) || !strings.Contains(err.Error(), "binary") {
 		t.Fatalf("err = %v, want a binary-secret error", err)
 	}
-	assertNoLeak(t, err.Error(), testPassword)
+	assertSecretAbsent(t, err.Error(), smTestPassword)
 }
 
 func TestAWSSecretSourceRetries500(t *testing.T) {
@@ -89,7 +92,7 @@ func TestAWSSecretSourceRetries500(t *testing.T) {
 
 func TestAWSSecretSourceClientError(t *testing.T) {
 	sm, src := newFakeSource(t)
-	sm.SetSecretString("prod/db", `{"username":"app","password":"`+testPassword+`"}`)
+	sm.SetSecretString("prod/db", `{"username":"app","password":"`+smTestPassword+`"}`)
 	sm.FailNext(400)
 	_, err := src.SecretString(context.Background(), "prod/db")
 	if err == nil {
@@ -98,7 +101,7 @@ func TestAWSSecretSourceClientError(t *testing.T) {
 	if sm.Calls() != 1 {
 		t.Fatalf("calls = %d, want 1 (a 400 is not retried)", sm.Calls())
 	}
-	assertNoLeak(t, err.Error(), testPassword)
+	assertSecretAbsent(t, err.Error(), smTestPassword)
 }
 
 func TestAWSSecretSourceRDSManaged(t *testing.T) {
@@ -138,5 +141,23 @@ func TestAWSSecretSourceNoBodyLogging(t *testing.T) {
 	mode := src.client.Options().ClientLogMode
 	if mode.IsResponseWithBody() || mode.IsRequestWithBody() {
 		t.Fatalf("body logging left on: %v", mode)
+	}
+}
+
+func TestAWSSecretSourceMalformedResponse(t *testing.T) {
+	sm, src := newFakeSource(t)
+	sm.SetSecretString("prod/db", `{"username":"app","password":"pw"}`)
+	sm.ServeRawNext(200, `{"Name":"prod/db","SecretString":"{\"password\":\"`+smTestPassword+`\"}","CreatedDate":"not-a-time",`)
+	_, err := src.SecretString(context.Background(), "prod/db")
+	if err == nil {
+		t.Fatal("malformed response accepted")
+	}
+	var de *smithy.DeserializationError
+	if errors.As(err, &de) {
+		t.Fatal("the error keeps the SDK's DeserializationError, whose Snapshot holds the response body")
+	}
+	js, _ := json.Marshal(err)
+	for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), string(js)} {
+		assertSecretAbsent(t, s, smTestPassword)
 	}
 }

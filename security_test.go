@@ -98,7 +98,7 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 			if name == "dns" || name == "missing CA file" {
 				err = &SafeError{msg: strings.ReplaceAll(err.Error(), leakMarker, "")}
 			}
-			assertNoLeak(t, name, err)
+			assertNothingLeaks(t, name, err)
 			var buf bytes.Buffer
 			slog.New(slog.NewJSONHandler(&buf, nil)).Error("Primary database connection failed", "err", err)
 			if name != "dns" && strings.Contains(buf.String(), leakMarker) {
@@ -119,7 +119,7 @@ func TestSafeErrorOnConnectErrorKeepsCauses(t *testing.T) {
 		t.Fatal("connected to a closed port")
 	}
 	err = safeError(raw)
-	assertNoLeak(t, "ConnectError", err)
+	assertNothingLeaks(t, "ConnectError", err)
 	var op *net.OpError
 	if !errorsAs(err, &op) {
 		t.Fatalf("net.OpError not reachable: %v", err)

@@ -112,7 +112,7 @@ func TestLoadCAFileErrorsNameThePath(t *testing.T) {
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "AWS_SSLROOTCERT") {
 			t.Errorf("%s: %v", path, err)
 		}
-		assertNoLeak(t, "CA error", err)
+		assertNothingLeaks(t, "CA error", err)
 	}
 }
 
@@ -129,7 +129,7 @@ func TestTLSPolicyWithoutServer(t *testing.T) {
 			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "sslmode="+mode) {
 				t.Errorf("sslmode=%s with AWS_REQUIRE_SSL: %v", mode, err)
 			}
-			assertNoLeak(t, "sslmode error", err)
+			assertNothingLeaks(t, "sslmode error", err)
 		}
 	}
 	// No sslmode: verify-full with the host as server name.

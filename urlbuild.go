@@ -174,11 +174,16 @@ func validSSLMode(m string) bool {
 // BuildURL returns a postgres:// URL for the given login and address, built
 // with net/url so any character in the user or password (":@/?#%&=") is
 // encoded correctly. An empty password leaves it out; port 0 means 5432.
+// A host starting with "/" is a Unix socket directory.
 func BuildURL(user, password, host string, port int, database string) string {
 	if port == 0 {
 		port = DefaultDBPort
 	}
 	u := &url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, strconv.Itoa(port))}
+	if strings.HasPrefix(host, "/") { // a Unix socket directory goes in the query
+		u.Host = ""
+		u.RawQuery = url.Values{"host": {host}, "port": {strconv.Itoa(port)}}.Encode()
+	}
 	if database != "" {
 		u.Path = "/" + database
 	}
@@ -263,6 +268,16 @@ func newTarget(src Source, dsn string) Target {
 			t.Port, _ = strconv.Atoi(u.Port())
 			t.Database = strings.TrimPrefix(u.Path, "/")
 			t.User = u.User.Username()
+			if q := u.Query(); t.Host == "" && q.Get("host") != "" {
+				t.Host = q.Get("host")
+				t.Port, _ = strconv.Atoi(q.Get("port"))
+			}
+			if q := u.Query(); q.Get("dbname") != "" {
+				t.Database = q.Get("dbname")
+			}
+			if q := u.Query(); q.Get("user") != "" {
+				t.User = q.Get("user")
+			}
 		}
 	} else if pairs, err := parseKV(dsn); err == nil {
 		for _, p := range pairs {

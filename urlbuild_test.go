@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const testPassword = "p@ss:w/rd?#%&=S3cr3tZ"
+const urlTestPassword = "p@ss:w/rd?#%&=S3cr3tZ"
 
 func TestParseDatabaseURLForms(t *testing.T) {
 	cases := []struct{ in, want string }{
@@ -41,7 +41,7 @@ func TestParseDatabaseURLForms(t *testing.T) {
 
 func TestParseDatabaseURLRejects(t *testing.T) {
 	for _, in := range []string{
-		"mysql://u:" + testPassword + "@h/db",
+		"mysql://u:" + urlTestPassword + "@h/db",
 		"sqlite:///x.db",
 		"http://h",
 		"word",
@@ -71,26 +71,36 @@ func TestParseDatabaseURLRejects(t *testing.T) {
 }
 
 func TestBuildURLSpecialPassword(t *testing.T) {
-	dsn := BuildURL("us@r:x", testPassword, "db.example", 5433, "my db")
+	dsn := BuildURL("us@r:x", urlTestPassword, "db.example", 5433, "my db")
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(safeError(err))
 	}
-	if cc.Password != testPassword || cc.User != "us@r:x" || cc.Host != "db.example" || cc.Port != 5433 || cc.Database != "my db" {
-		t.Fatalf("round trip: user %q host %q port %d db %q pw ok %v", cc.User, cc.Host, cc.Port, cc.Database, cc.Password == testPassword)
+	if cc.Password != urlTestPassword || cc.User != "us@r:x" || cc.Host != "db.example" || cc.Port != 5433 || cc.Database != "my db" {
+		t.Fatalf("round trip: user %q host %q port %d db %q pw ok %v", cc.User, cc.Host, cc.Port, cc.Database, cc.Password == urlTestPassword)
 	}
 	if strings.Contains(Redact(dsn), "S3cr3tZ") {
 		t.Fatal("Redact shows password")
 	}
 }
 
+func TestBuildURLUnixSocket(t *testing.T) {
+	cc, err := pgx.ParseConfig(BuildURL("u", "pw", "/var/run/postgresql", 5433, "db"))
+	if err != nil {
+		t.Fatal(safeError(err))
+	}
+	if cc.Host != "/var/run/postgresql" || cc.Port != 5433 || cc.Database != "db" {
+		t.Fatalf("got host %q port %d db %q", cc.Host, cc.Port, cc.Database)
+	}
+}
+
 func TestResolveTargetPriority(t *testing.T) {
 	secret := func(context.Context) (Credentials, error) {
-		return Credentials{Username: "su", Password: testPassword, Host: "sh", Port: 6000, DBName: "sdb"}, nil
+		return Credentials{Username: "su", Password: urlTestPassword, Host: "sh", Port: 6000, DBName: "sdb"}, nil
 	}
 	base := map[string]string{
-		"DATABASE_URL":  "postgresql+asyncpg://uu:" + url.QueryEscape(testPassword) + "@uh:5555/udb",
-		"AWS_DB_SECRET": "s", "AWS_DB_HOST": "eh", "AWS_DB_USER": "eu", "AWS_DB_PASSWORD": testPassword, "AWS_DB_NAME": "edb", "AWS_DB_PORT": "7000",
+		"DATABASE_URL":  "postgresql+asyncpg://uu:" + url.QueryEscape(urlTestPassword) + "@uh:5555/udb",
+		"AWS_DB_SECRET": "s", "AWS_DB_HOST": "eh", "AWS_DB_USER": "eu", "AWS_DB_PASSWORD": urlTestPassword, "AWS_DB_NAME": "edb", "AWS_DB_PORT": "7000",
 	}
 	want := []struct {
 		drop                 string
@@ -123,7 +133,7 @@ func TestResolveTargetPriority(t *testing.T) {
 		if err != nil {
 			t.Fatal(safeError(err))
 		}
-		if cc.Password != testPassword {
+		if cc.Password != urlTestPassword {
 			t.Fatalf("%v: password did not survive the DSN", w.src)
 		}
 		for _, s := range []string{fmt.Sprintf("%v %+v %#v", tg, tg, tg), tg.Redacted} {
@@ -140,7 +150,7 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
-		return Credentials{Username: "master", Password: testPassword}, nil
+		return Credentials{Username: "master", Password: urlTestPassword}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +161,7 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 	// Without AWS_DB_HOST it is a configuration error.
 	cfg.DBHost = ""
 	_, err = ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
-		return Credentials{Username: "master", Password: testPassword}, nil
+		return Credentials{Username: "master", Password: urlTestPassword}, nil
 	})
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "AWS_DB_HOST") {
 		t.Fatalf("got %v", err)
@@ -168,7 +178,7 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 }
 
 func TestResolveTargetIAMHasNoPassword(t *testing.T) {
-	cfg, err := LoadConfig(envOf(map[string]string{"AWS_DB_HOST": "h", "AWS_DB_USER": "iam", "AWS_DB_PASSWORD": testPassword, "AWS_DB_IAM_AUTH": "true"}))
+	cfg, err := LoadConfig(envOf(map[string]string{"AWS_DB_HOST": "h", "AWS_DB_USER": "iam", "AWS_DB_PASSWORD": urlTestPassword, "AWS_DB_IAM_AUTH": "true"}))
 	if err != nil {
 		t.Fatal(err)
 	}

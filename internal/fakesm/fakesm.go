@@ -38,9 +38,10 @@ type Server struct {
 	mu       sync.Mutex
 	secrets  map[string]*secret
 	calls    int
-	failures []int  // statuses to answer the next requests with
-	badAuth  int    // requests that arrived without a SigV4 Authorization header
-	lastAuth string // Authorization header of the last request
+	failures []int         // statuses to answer the next requests with
+	raw      []rawResponse // bodies to answer the next requests with, after failures
+	badAuth  int           // requests that arrived without a SigV4 Authorization header
+	lastAuth string        // Authorization header of the last request
 }
 
 type secret struct {
@@ -53,6 +54,11 @@ type secret struct {
 	// pending is served once the current value has been served holdCalls more times.
 	pending   *secretValue
 	holdCalls int
+}
+
+type rawResponse struct {
+	status int
+	body   string
 }
 
 type secretValue struct {
@@ -155,6 +161,14 @@ func (s *Server) FailNext(statuses ...int) {
 	s.failures = append(s.failures, statuses...)
 }
 
+// ServeRawNext makes the next request (after any FailNext ones) get
+// exactly this status and body, e.g. a malformed 200 response.
+func (s *Server) ServeRawNext(status int, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.raw = append(s.raw, rawResponse{status, body})
+}
+
 // Calls is the number of GetSecretValue requests received, failed ones
 // included.
 func (s *Server) Calls() int {
@@ -211,6 +225,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			code = "InvalidRequestException"
 		}
 		writeError(w, status, code, "injected failure")
+		return
+	}
+	if len(s.raw) > 0 {
+		raw := s.raw[0]
+		s.raw = s.raw[1:]
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(raw.status)
+		_, _ = io.WriteString(w, raw.body)
 		return
 	}
 	s.mu.Unlock()

@@ -14,13 +14,15 @@
 //
 //  1. TEST_DATABASE_URL: an existing server reachable with a postgres://
 //     URL whose user may CREATE DATABASE. Fresh databases are made on it.
-//  2. The local PostgreSQL binaries (initdb and postgres, found under
-//     /usr/lib/postgresql/*/bin, in PATH, or through pg_config --bindir).
-//     pgtest runs initdb once per test binary into a private temp dir,
-//     copies that cluster for each server, and runs postgres itself on
-//     127.0.0.1 and a free random port, with unix sockets disabled. When
-//     the test runs as root, initdb and postgres run as the "postgres"
-//     user.
+//  2. The local PostgreSQL binaries (initdb and postgres, found in
+//     PGTEST_BINDIR, under /usr/lib/postgresql/*/bin, in PATH, or through
+//     pg_config --bindir). pgtest runs initdb once per test binary into a
+//     private temp dir (a unique os.MkdirTemp name under PGTEST_TMPDIR if
+//     set, else /dev/shm, whose tmpfs makes copying a cluster fast, else
+//     os.TempDir()), copies that cluster for each server, and runs postgres
+//     itself (not through pg_ctl) on 127.0.0.1 and a free random port,
+//     with unix sockets disabled. When the test runs as root, initdb and
+//     postgres run as the "postgres" user.
 //
 // (A Docker/testcontainers source is not built in; see the README.)
 // When no source works, [URL] and [NewServer] skip the test with the
@@ -38,7 +40,9 @@
 //
 // [NewServer] starts a dedicated server that one test controls: [Server.Stop]
 // (fast shutdown, data and port kept), [Server.Start] (same port again),
-// [Server.Kill] (SIGKILL of the postmaster) and TLS through [WithTLS].
+// [Server.Kill] (SIGKILL of the postmaster and its backends; returns when
+// they are gone) and TLS through [WithTLS]. Dedicated servers keep
+// synchronous_commit on, so committed rows survive Kill.
 //
 // # Cleanup
 //
@@ -47,7 +51,8 @@
 // binary dies (Pdeathsig); and a tiny reaper process (sh), started once per
 // test binary, waits on a pipe from it and, when the pipe closes (normal
 // exit, panic, os.Exit or SIGKILL), kills any postmaster still running in
-// pgtest's temp dir and removes that dir.
+// pgtest's temp dir and removes that dir. pgtest keeps no goroutine running
+// between calls, so packages that check for leaks with goleak can use it.
 //
 // # Use
 //
