@@ -79,7 +79,7 @@ func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
 	m.observePrimary(err)
 	if err != nil {
 		h.Status = StatusUnhealthy
-		h.Message = "Primary database connection failed: " + describe(err)
+		h.Message = "Primary database connection failed: " + errorText(err)
 		return h
 	}
 	h.Status = StatusHealthy

@@ -58,11 +58,11 @@ type Manager struct {
 type mode int
 
 const (
-	modeUninitialized mode = iota
-	modeMemoryChosen       // DATABASE_URL=memory://
-	modeMemoryNoConfig     // nothing configured
-	modeFallback           // primary configured but unreachable; recovering
-	modePrimary            // serving from PostgreSQL
+	modeUninitialized  mode = iota
+	modeMemoryChosen        // DATABASE_URL=memory://
+	modeMemoryNoConfig      // nothing configured
+	modeFallback            // primary configured but unreachable; recovering
+	modePrimary             // serving from PostgreSQL
 	modeClosed
 )
 
@@ -188,7 +188,7 @@ func (m *Manager) init(ctx context.Context) error {
 		m.log.InfoContext(ctx, "Database initialized: postgresql (primary=True)")
 		return nil
 	}
-	reason := describe(err)
+	reason := errorText(err)
 	if isMisconfiguration(err) {
 		m.log.ErrorContext(ctx, "Database configuration is invalid", slog.String("error", reason))
 		return err
@@ -302,7 +302,7 @@ func (m *Manager) observePrimary(err error) {
 	m.suspectSince.Store(time.Now().UnixNano())
 	if m.primaryDown.CompareAndSwap(false, true) {
 		m.log.Error("Primary database connection lost; calls fail with ErrUnavailable until it returns",
-			slog.String("reason", describe(err)))
+			slog.String("reason", errorText(err)))
 	}
 }
 
@@ -323,5 +323,7 @@ func (notInitializedStore) Delete(_ context.Context, c, k string, _ ...WriteOpti
 func (notInitializedStore) List(_ context.Context, c string, _ ListOptions) (Page, error) {
 	return Page{}, opError("list", c, "", errNotInitialized)
 }
-func (notInitializedStore) Ping(context.Context) error { return opError("ping", "", "", errNotInitialized) }
-func (notInitializedStore) Backend() string            { return BackendMemory }
+func (notInitializedStore) Ping(context.Context) error {
+	return opError("ping", "", "", errNotInitialized)
+}
+func (notInitializedStore) Backend() string { return BackendMemory }

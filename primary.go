@@ -164,8 +164,8 @@ func isMisconfiguration(err error) bool {
 	return false
 }
 
-// describe is the one-line, redacted reason shown in logs, Info and
+// errorText is the one-line, redacted reason shown in logs, Info and
 // health for err.
-func describe(err error) string {
+func errorText(err error) string {
 	return safeError(err).Error()
 }

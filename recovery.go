@@ -57,7 +57,7 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 			if ctx.Err() != nil {
 				return
 			}
-			m.log.Warn("Moving back to the primary database failed; will retry", slog.String("reason", describe(err)))
+			m.log.Warn("Moving back to the primary database failed; will retry", slog.String("reason", errorText(err)))
 			continue
 		}
 		if !m.promoted(p, mv) {
@@ -81,10 +81,10 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 func (m *Manager) noteRecoveryFailure(attempt int, err error) {
 	if attempt <= 3 || attempt%10 == 0 {
 		m.log.Info("Primary database still unavailable; serving from in-memory storage",
-			slog.Int("attempt", attempt), slog.String("reason", describe(err)))
+			slog.Int("attempt", attempt), slog.String("reason", errorText(err)))
 	}
 	m.mu.Lock()
-	m.fallbackReason = describe(err)
+	m.fallbackReason = errorText(err)
 	m.mu.Unlock()
 }
 

@@ -15,6 +15,7 @@ import (
 const (
 	DefaultSecretTTL         = time.Hour        // how long a fetched secret is used before it is fetched again
 	DefaultSecretMinInterval = time.Second      // the least time between two fetches of the same secret
+	DefaultRotationBudget    = 60 * time.Second // how long RetryAuth keeps retrying (RDS's rotation window)
 )
 
 // SecretCache holds the database credentials read from one secret and
