@@ -1,0 +1,54 @@
+package dbmanager
+
+import "context"
+
+// RetryAuthStore returns a Store that runs every call of s through
+// c.RetryAuth, so a call that needs a new connection while the database
+// password is being rotated waits for the rotated secret instead of
+// failing (see rotation.go). Only authentication failures are retried: a
+// failed login runs no statement, so a retried Put or Delete cannot apply
+// twice. Backend is passed through; closing s stays with its owner.
+func RetryAuthStore(s Store, c *SecretCache) Store {
+	return &retryAuthStore{s: s, c: c}
+}
+
+type retryAuthStore struct {
+	s Store
+	c *SecretCache
+}
+
+func (r *retryAuthStore) Get(ctx context.Context, collection, key string) (rec Record, err error) {
+	err = r.c.RetryAuth(ctx, func(ctx context.Context) error {
+		rec, err = r.s.Get(ctx, collection, key)
+		return err
+	})
+	return rec, err
+}
+
+func (r *retryAuthStore) Put(ctx context.Context, collection, key string, value []byte, opts ...WriteOption) (rec Record, err error) {
+	err = r.c.RetryAuth(ctx, func(ctx context.Context) error {
+		rec, err = r.s.Put(ctx, collection, key, value, opts...)
+		return err
+	})
+	return rec, err
+}
+
+func (r *retryAuthStore) Delete(ctx context.Context, collection, key string, opts ...WriteOption) error {
+	return r.c.RetryAuth(ctx, func(ctx context.Context) error {
+		return r.s.Delete(ctx, collection, key, opts...)
+	})
+}
+
+func (r *retryAuthStore) List(ctx context.Context, collection string, opts ListOptions) (page Page, err error) {
+	err = r.c.RetryAuth(ctx, func(ctx context.Context) error {
+		page, err = r.s.List(ctx, collection, opts)
+		return err
+	})
+	return page, err
+}
+
+func (r *retryAuthStore) Ping(ctx context.Context) error {
+	return r.c.RetryAuth(ctx, r.s.Ping)
+}
+
+func (r *retryAuthStore) Backend() string { return r.s.Backend() }

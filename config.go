@@ -1,0 +1,394 @@
+package dbmanager
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrConfig is wrapped by every error that reports a misconfiguration: a
+// variable that is set but wrong, a DATABASE_URL that is not PostgreSQL, a
+// CA file that cannot be read, a TLS mode weaker than required. The Manager
+// fails on it whatever DB_FALLBACK says; only unreachability
+// (ErrUnavailable) falls back to memory.
+var ErrConfig = errors.New("dbmanager: invalid configuration")
+
+// ConfigError is one misconfigured setting. Its message names the variable
+// and the expected form; it never contains a secret (a value is shown only
+// for variables that cannot hold one).
+type ConfigError struct {
+	Var     string // the environment variable (or setting), e.g. "AWS_DB_PORT"
+	Problem string // what is wrong and what is expected
+}
+
+// Error names the variable and the problem.
+func (e *ConfigError) Error() string {
+	return "dbmanager: invalid configuration: " + e.Var + ": " + e.Problem
+}
+
+// Unwrap returns ErrConfig so errors.Is(err, ErrConfig) holds.
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+// Fallback says what the Manager does when a configured primary cannot be
+// reached at start-up.
+type Fallback string
+
+// Fallback modes (DB_FALLBACK).
+const (
+	FallbackMemory Fallback = "memory" // serve from memory and keep retrying the primary (default)
+	FallbackNone   Fallback = "none"   // Init returns the connection error
+)
+
+// Defaults used by LoadConfig when a variable is unset.
+const (
+	DefaultDBPort         = 5432
+	DefaultPoolSize       = 5
+	DefaultMaxOverflow    = 10
+	DefaultPoolPrePing    = true
+	DefaultPoolRecycle    = time.Hour
+	DefaultPoolTimeout    = 30 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultFallback       = FallbackMemory
+)
+
+// Limits on pool sizes accepted from the environment.
+const maxPoolConns = 10000
+
+// ExplicitSettings records which settings the environment set explicitly.
+// A pool_* (or connect_timeout) parameter in DATABASE_URL is honoured
+// unless the matching field here is true. A Config built in code has all
+// false, so parameters in its URL win over its pool fields; set the flag to
+// make the Config field win.
+type ExplicitSettings struct {
+	PoolSize       bool // DB_POOL_SIZE  (vs pool_max_conns in the URL, with MaxOverflow)
+	MaxOverflow    bool // DB_MAX_OVERFLOW (vs pool_max_conns)
+	PoolPrePing    bool // DB_POOL_PRE_PING (vs pool_ping_timeout)
+	PoolRecycle    bool // DB_POOL_RECYCLE (vs pool_max_conn_lifetime[_jitter])
+	ConnectTimeout bool // DB_CONNECT_TIMEOUT (vs connect_timeout)
+}
+
+// Config is everything that decides where and how the library connects.
+// LoadConfig fills it from the environment; a Config built in code should
+// start from DefaultConfig. Printing a Config (any fmt verb, slog, JSON)
+// never shows a password: DatabaseURL and DBPassword are Secrets.
+type Config struct {
+	// DatabaseURL is DATABASE_URL, highest priority. It may carry a
+	// password, so it is held as a Secret; show it with Redact.
+	DatabaseURL Secret
+	// MemoryOnly is true when DATABASE_URL=memory:// : memory chosen on
+	// purpose (tests, demos). The Manager then serves from memory with
+	// health "healthy" and never tries PostgreSQL.
+	MemoryOnly bool
+
+	// SecretID is AWS_DB_SECRET, else AWS_SECRET_NAME: the Secrets Manager
+	// secret (name or ARN) holding the credentials, second priority.
+	SecretID string
+	// Region is AWS_REGION, used for Secrets Manager and IAM tokens.
+	Region string
+
+	// The AWS_DB_* variables, third priority (and the address of an
+	// RDS-managed secret, which carries only username and password).
+	DBHost     string // AWS_DB_HOST
+	DBName     string // AWS_DB_NAME ("" means libpq's default: the user name)
+	DBUser     string // AWS_DB_USER
+	DBPassword Secret // AWS_DB_PASSWORD
+	DBPort     int    // AWS_DB_PORT, default 5432
+
+	// RequireSSL is AWS_REQUIRE_SSL: TLS with verify-full (chain and host
+	// name). A weaker sslmode in the URL is an error.
+	RequireSSL bool
+	// SSLRootCert is AWS_SSLROOTCERT: a PEM CA bundle added to the trusted
+	// roots (RDS's global-bundle.pem in practice).
+	SSLRootCert string
+	// IAMAuth is AWS_DB_IAM_AUTH: log in with RDS IAM tokens instead of a
+	// password. It implies RequireSSL.
+	IAMAuth bool
+
+	// SQLEcho is SQL_ECHO: log each statement and its duration via slog.
+	SQLEcho bool
+	// SQLEchoArgs is SQL_ECHO_ARGS: also log argument values (off by
+	// default: they may be personal data or secrets).
+	SQLEchoArgs bool
+
+	// Pool settings, named as in the seed's SQLAlchemy engine.
+	PoolSize    int           // DB_POOL_SIZE (5): connections kept open
+	MaxOverflow int           // DB_MAX_OVERFLOW (10): extra connections under load
+	PoolPrePing bool          // DB_POOL_PRE_PING (true): ping connections idle > 1 s before use
+	PoolRecycle time.Duration // DB_POOL_RECYCLE (3600 s): maximum connection age; 0 = never
+	PoolTimeout time.Duration // DB_POOL_TIMEOUT (30 s): longest wait for a free connection
+	// ConnectTimeout is DB_CONNECT_TIMEOUT (5 s): the bound on one
+	// connection attempt (dial, TLS, authentication) and on start-up.
+	ConnectTimeout time.Duration
+
+	// Fallback is DB_FALLBACK (memory): what to do when the primary is
+	// unreachable at start-up.
+	Fallback Fallback
+
+	// SecretCacheTTL is DB_SECRET_CACHE_TTL (1 h): how long a fetched
+	// secret is reused before Secrets Manager is asked again.
+	SecretCacheTTL time.Duration
+	// RotationBudget is DB_ROTATION_BUDGET (60 s): how long new
+	// connections keep re-fetching the secret and retrying after an
+	// authentication failure (RDS's rotation window).
+	RotationBudget time.Duration
+
+	// Explicit records which settings came from the environment, so that
+	// pool_* parameters in DATABASE_URL are honoured otherwise.
+	Explicit ExplicitSettings
+}
+
+// DefaultConfig returns a Config with every default and nothing configured
+// (no URL, secret or host): the Manager would serve from memory.
+func DefaultConfig() Config {
+	return Config{
+		DBPort:         DefaultDBPort,
+		PoolSize:       DefaultPoolSize,
+		MaxOverflow:    DefaultMaxOverflow,
+		PoolPrePing:    DefaultPoolPrePing,
+		PoolRecycle:    DefaultPoolRecycle,
+		PoolTimeout:    DefaultPoolTimeout,
+		ConnectTimeout: DefaultConnectTimeout,
+		Fallback:       DefaultFallback,
+		SecretCacheTTL: DefaultSecretTTL,
+		RotationBudget: DefaultRotationBudget,
+	}
+}
+
+// ConfigFromEnv is LoadConfig(os.Getenv).
+func ConfigFromEnv() (Config, error) { return LoadConfig(os.Getenv) }
+
+// LoadConfig reads the configuration through getenv (os.Getenv in a
+// service, a map in tests). Unset or empty variables take their defaults.
+// A variable that is set but wrong is an error naming the variable and the
+// expected form, never replaced by a default; all problems are reported
+// together (errors.Join of *ConfigError, each wrapping ErrConfig).
+func LoadConfig(getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	var errs []error
+	bad := func(name, problem string) { errs = append(errs, &ConfigError{Var: name, Problem: problem}) }
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+
+	if raw := get("DATABASE_URL"); raw != "" {
+		if isMemoryURL(raw) {
+			cfg.MemoryOnly = true
+		} else if _, err := ParseDatabaseURL(raw); err != nil {
+			errs = append(errs, err)
+		} else {
+			cfg.DatabaseURL = NewSecret(raw)
+		}
+	}
+
+	cfg.SecretID = get("AWS_DB_SECRET")
+	if cfg.SecretID == "" {
+		cfg.SecretID = get("AWS_SECRET_NAME")
+	}
+	cfg.Region = get("AWS_REGION")
+	cfg.DBHost = get("AWS_DB_HOST")
+	cfg.DBName = get("AWS_DB_NAME")
+	cfg.DBUser = get("AWS_DB_USER")
+	cfg.DBPassword = NewSecret(getenv("AWS_DB_PASSWORD")) // not trimmed: spaces may be part of it
+	if strings.ContainsAny(cfg.DBHost, "/?#@ \t") && !strings.HasPrefix(cfg.DBHost, "/") {
+		bad("AWS_DB_HOST", "want a host name or IP address (no scheme, path or port)")
+	} else if strings.Contains(cfg.DBHost, ":") && net.ParseIP(cfg.DBHost) == nil {
+		bad("AWS_DB_HOST", "want a host name or IP address without a port (set the port in AWS_DB_PORT)")
+	}
+	if v := get("AWS_DB_PORT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			bad("AWS_DB_PORT", fmt.Sprintf("%q is not a port; want an integer from 1 to 65535", v))
+		} else {
+			cfg.DBPort = n
+		}
+	}
+
+	boolVar := func(name string, dst *bool) bool {
+		v := get(name)
+		if v == "" {
+			return false
+		}
+		b, ok := parseBool(v)
+		if !ok {
+			bad(name, fmt.Sprintf("%q is not a boolean; want true or false (also 1/0, yes/no, on/off)", v))
+			return false
+		}
+		*dst = b
+		return true
+	}
+	boolVar("AWS_REQUIRE_SSL", &cfg.RequireSSL)
+	boolVar("AWS_DB_IAM_AUTH", &cfg.IAMAuth)
+	boolVar("SQL_ECHO", &cfg.SQLEcho)
+	boolVar("SQL_ECHO_ARGS", &cfg.SQLEchoArgs)
+	cfg.Explicit.PoolPrePing = boolVar("DB_POOL_PRE_PING", &cfg.PoolPrePing)
+	cfg.SSLRootCert = get("AWS_SSLROOTCERT")
+
+	intVar := func(name string, lo int, dst *int) bool {
+		v := get(name)
+		if v == "" {
+			return false
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > maxPoolConns {
+			bad(name, fmt.Sprintf("%q is not valid; want an integer from %d to %d", v, lo, maxPoolConns))
+			return false
+		}
+		*dst = n
+		return true
+	}
+	cfg.Explicit.PoolSize = intVar("DB_POOL_SIZE", 1, &cfg.PoolSize)
+	cfg.Explicit.MaxOverflow = intVar("DB_MAX_OVERFLOW", 0, &cfg.MaxOverflow)
+
+	durVar := func(name string, allowNever bool, dst *time.Duration) bool {
+		v := get(name)
+		if v == "" {
+			return false
+		}
+		d, never, ok := parseSeconds(v)
+		switch {
+		case ok && never && allowNever:
+			*dst = 0
+			return true
+		case ok && !never && d > 0:
+			*dst = d
+			return true
+		}
+		want := "want a positive number of seconds (e.g. 30 or 2.5) or a Go duration (e.g. 30s, 1m)"
+		if allowNever {
+			want += "; -1 means never"
+		}
+		bad(name, fmt.Sprintf("%q is not valid; %s", v, want))
+		return false
+	}
+	cfg.Explicit.PoolRecycle = durVar("DB_POOL_RECYCLE", true, &cfg.PoolRecycle)
+	durVar("DB_POOL_TIMEOUT", false, &cfg.PoolTimeout)
+	cfg.Explicit.ConnectTimeout = durVar("DB_CONNECT_TIMEOUT", false, &cfg.ConnectTimeout)
+	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
+	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
+
+	if v := get("DB_FALLBACK"); v != "" {
+		switch Fallback(strings.ToLower(v)) {
+		case FallbackMemory:
+			cfg.Fallback = FallbackMemory
+		case FallbackNone:
+			cfg.Fallback = FallbackNone
+		default:
+			bad("DB_FALLBACK", fmt.Sprintf("%q is not valid; want memory or none", v))
+		}
+	}
+
+	errs = append(errs, cfg.checkSources()...)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// checkSources reports settings that cannot work together for the source
+// that would be used.
+func (c Config) checkSources() []error {
+	var errs []error
+	if c.IAMAuth && c.DBUser == "" && c.Source() == SourceAWSEnv {
+		errs = append(errs, &ConfigError{Var: "AWS_DB_USER", Problem: "required with AWS_DB_IAM_AUTH=true"})
+	}
+	if c.Source() == SourceAWSEnv {
+		if c.DBUser == "" {
+			errs = append(errs, &ConfigError{Var: "AWS_DB_USER", Problem: "required when AWS_DB_HOST is set"})
+		}
+		if !c.DBPassword.IsSet() && !c.IAMAuth {
+			errs = append(errs, &ConfigError{Var: "AWS_DB_PASSWORD", Problem: "required when AWS_DB_HOST is set (or set AWS_DB_IAM_AUTH=true)"})
+		}
+	}
+	if c.PoolSize+c.MaxOverflow > math.MaxInt32 {
+		errs = append(errs, &ConfigError{Var: "DB_MAX_OVERFLOW", Problem: "pool too large"})
+	}
+	return errs
+}
+
+// Source reports which source the connection would come from, by the
+// priority order: DATABASE_URL, then a secret, then AWS_DB_HOST. It is
+// SourceMemory for DATABASE_URL=memory:// and SourceNone when nothing is
+// configured.
+func (c Config) Source() Source {
+	switch {
+	case c.MemoryOnly:
+		return SourceMemory
+	case c.DatabaseURL.IsSet():
+		return SourceDatabaseURL
+	case c.SecretID != "":
+		return SourceSecret
+	case c.DBHost != "":
+		return SourceAWSEnv
+	default:
+		return SourceNone
+	}
+}
+
+// RequiresTLS reports whether connections must use verified TLS
+// (AWS_REQUIRE_SSL=true, or IAM authentication, which sends a token).
+func (c Config) RequiresTLS() bool { return c.RequireSSL || c.IAMAuth }
+
+// MaxConns is the largest number of open connections: PoolSize+MaxOverflow.
+func (c Config) MaxConns() int { return c.PoolSize + c.MaxOverflow }
+
+// LogValue describes the configuration for slog without secrets.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("source", string(c.Source())),
+		slog.String("database_url", Redact(c.DatabaseURL.Reveal())),
+		slog.String("secret_id", c.SecretID),
+		slog.String("region", c.Region),
+		slog.String("host", c.DBHost),
+		slog.Int("port", c.DBPort),
+		slog.String("database", c.DBName),
+		slog.String("user", c.DBUser),
+		slog.Bool("require_ssl", c.RequireSSL),
+		slog.String("sslrootcert", c.SSLRootCert),
+		slog.Bool("iam_auth", c.IAMAuth),
+		slog.Int("pool_size", c.PoolSize),
+		slog.Int("max_overflow", c.MaxOverflow),
+		slog.Bool("pre_ping", c.PoolPrePing),
+		slog.Duration("recycle", c.PoolRecycle),
+		slog.Duration("pool_timeout", c.PoolTimeout),
+		slog.Duration("connect_timeout", c.ConnectTimeout),
+		slog.String("fallback", string(c.Fallback)),
+	)
+}
+
+func isMemoryURL(raw string) bool {
+	l := strings.ToLower(strings.TrimSpace(raw))
+	return l == "memory://" || l == "memory:" || l == "memory"
+}
+
+func parseBool(v string) (bool, bool) {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes", "on", "t", "y":
+		return true, true
+	case "false", "0", "no", "off", "f", "n":
+		return false, true
+	}
+	return false, false
+}
+
+// parseSeconds reads a number of seconds ("30", "2.5") or a Go duration
+// ("30s"). never is true for "-1" (SQLAlchemy's "no limit").
+func parseSeconds(v string) (d time.Duration, never, ok bool) {
+	if v == "-1" {
+		return 0, true, true
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > float64(math.MaxInt64)/float64(time.Second) {
+			return 0, false, false
+		}
+		return time.Duration(f * float64(time.Second)), false, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, false, false
+	}
+	return d, false, true
+}

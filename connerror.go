@@ -1,0 +1,206 @@
+package dbmanager
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Reason classifies why a connection attempt failed.
+type Reason string
+
+// Connection failure reasons, as shown in logs and Info.
+const (
+	ReasonDNS            Reason = "dns"              // the host name does not resolve
+	ReasonRefused        Reason = "refused"          // nothing listens on the port
+	ReasonTimeout        Reason = "timeout"          // no answer within the connect timeout
+	ReasonTLS            Reason = "tls"              // TLS failed: certificate, host name, or server without TLS
+	ReasonAuth           Reason = "authentication"   // wrong user or password (SQLSTATE 28P01, 28000)
+	ReasonNoDatabase     Reason = "missing database" // the database does not exist (3D000)
+	ReasonServerStarting Reason = "server starting"  // the server is starting or shutting down (57P03, 57P01)
+	ReasonServer         Reason = "server error"     // another error reported by the server (e.g. too many connections)
+	ReasonCanceled       Reason = "canceled"         // the caller's context was cancelled
+	ReasonNetwork        Reason = "network"          // another network error (reset, unreachable)
+	ReasonUnknown        Reason = "unknown"
+)
+
+// ConnectionError is a failed attempt to reach PostgreSQL. It wraps
+// ErrUnavailable (so errors.Is(err, ErrUnavailable) holds) and the
+// classified, redacted cause. Its message and fields never contain a
+// password; json.Marshal shows Reason and Target only.
+type ConnectionError struct {
+	Reason Reason // why it failed
+	Target string // redacted "host:port" (may be empty)
+	err    error  // safe cause (*SafeError or a network / server error)
+}
+
+// Error names the target, the reason and the redacted cause.
+func (e *ConnectionError) Error() string {
+	s := "dbmanager: cannot connect to PostgreSQL"
+	if e.Target != "" {
+		s += " at " + e.Target
+	}
+	s += ": " + string(e.Reason)
+	if e.err != nil {
+		s += ": " + e.err.Error()
+	}
+	return s
+}
+
+// Unwrap returns ErrUnavailable and the cause.
+func (e *ConnectionError) Unwrap() []error {
+	if e.err == nil {
+		return []error{ErrUnavailable}
+	}
+	return []error{ErrUnavailable, e.err}
+}
+
+// ClassifyConnectError turns an error from connecting or pinging (pgx,
+// pgxpool) into a *ConnectionError with its Reason, redacted. target is a
+// display string such as Target.Host:Port ("" if unknown). A nil error
+// stays nil; an error that already is a *ConnectionError, or that is a
+// configuration error (ErrConfig), is returned redacted but unchanged in
+// kind.
+func ClassifyConnectError(err error, target string) error {
+	if err == nil {
+		return nil
+	}
+	err = safeError(err)
+	var ce *ConnectionError
+	if errors.As(err, &ce) || errors.Is(err, ErrConfig) {
+		return err
+	}
+	return &ConnectionError{Reason: classify(err), Target: target, err: err}
+}
+
+// classify decides the Reason of a connection failure.
+func classify(err error) Reason {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "28P01", "28000":
+			return ReasonAuth
+		case "3D000":
+			return ReasonNoDatabase
+		case "57P03", "57P01", "57P02":
+			return ReasonServerStarting
+		}
+		return ReasonServer
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return ReasonDNS
+	}
+	if isTLSError(err) {
+		return ReasonTLS
+	}
+	if errors.Is(err, context.Canceled) {
+		return ReasonCanceled
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.Is(err, syscall.ETIMEDOUT) {
+		return ReasonTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ReasonTimeout
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return ReasonRefused
+	}
+	if tlsMessage(err) {
+		return ReasonTLS
+	}
+	var op *net.OpError
+	if errors.As(err, &op) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return ReasonNetwork
+	}
+	return ReasonUnknown
+}
+
+func isTLSError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	var alert tls.AlertError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if errors.As(err, &verr) || errors.As(err, &rhe) || errors.As(err, &alert) ||
+		errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
+		return true
+	}
+	return false
+}
+
+// tlsMessage recognises TLS failures that carry no typed error. It is
+// consulted after timeouts and refusals, which may also mention TLS.
+func tlsMessage(err error) bool {
+	msg := err.Error()
+	// pgx: "server refused TLS connection" when TLS is required but the
+	// server does not offer it; "tls: ..." from crypto/tls.
+	return strings.Contains(msg, "refused TLS") || strings.Contains(msg, "tls: ")
+}
+
+// ValidateConnection connects to dsn once, pings, and closes. The attempt
+// is bounded by the DSN's connect_timeout, else DefaultConnectTimeout, and
+// by ctx. A failure is a *ConnectionError (wrapping ErrUnavailable) with a
+// Reason; a DSN that cannot be parsed is a redacted error wrapping
+// ErrConfig. No setting of a Config (TLS requirement, CA file) is applied:
+// use NewConnConfig and ValidateConnConfig for that.
+func ValidateConnection(ctx context.Context, dsn string) error {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return safeError(err)
+	}
+	if cc.ConnectTimeout <= 0 {
+		cc.ConnectTimeout = DefaultConnectTimeout
+	}
+	return ValidateConnConfig(ctx, cc)
+}
+
+// ValidateConnConfig connects with cc, pings and closes, bounded by
+// cc.ConnectTimeout (DefaultConnectTimeout when zero) for the whole
+// attempt and by ctx. Failures are *ConnectionError values.
+func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
+	timeout := cc.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	target := displayHostPort(cc.Host, int(cc.Port))
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return ClassifyConnectError(err, target)
+	}
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		defer ccancel()
+		_ = conn.Close(cctx)
+	}()
+	if err := conn.Ping(ctx); err != nil {
+		return ClassifyConnectError(err, target)
+	}
+	return nil
+}
+
+func displayHostPort(host string, port int) string {
+	if host == "" {
+		return ""
+	}
+	if strings.HasPrefix(host, "/") {
+		return host
+	}
+	if port == 0 {
+		return host
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}

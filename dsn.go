@@ -1,0 +1,218 @@
+package dbmanager
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// The two shapes of a PostgreSQL connection string: a URL and libpq's
+// key=value list. These helpers read them without echoing what they read.
+
+var errDSNSyntax = errors.New("malformed key=value connection string")
+
+// isURLForm reports whether dsn is URL-shaped (has a scheme).
+func isURLForm(dsn string) bool { return strings.Contains(dsn, "://") }
+
+// kvPair is one key=value setting with the byte range of its value.
+type kvPair struct {
+	key, value string
+}
+
+// parseKV splits a libpq key=value string: keys separated from values by
+// '=' (spaces allowed around it), values either single-quoted (with
+// backslash escapes) or bare up to the next space (backslash escapes too).
+func parseKV(s string) ([]kvPair, error) {
+	var out []kvPair
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+	}
+	for {
+		skipSpace()
+		if i >= len(s) {
+			return out, nil
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		key := s[start:i]
+		skipSpace()
+		if key == "" || i >= len(s) || s[i] != '=' {
+			return nil, errDSNSyntax
+		}
+		i++ // '='
+		skipSpace()
+		var b strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					b.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					closed = true
+					i++
+					break
+				}
+				b.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, errDSNSyntax
+			}
+		} else {
+			for i < len(s) && !isSpace(s[i]) {
+				if s[i] == '\\' && i+1 < len(s) {
+					b.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				b.WriteByte(s[i])
+				i++
+			}
+		}
+		out = append(out, kvPair{key: key, value: b.String()})
+	}
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// quoteKV quotes a value for a key=value string.
+func quoteKV(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(v) + "'"
+}
+
+// dsnParams returns the settings of a connection string that are given as
+// parameters: the query of a URL or every pair of a key=value string. Later
+// values win, as in pgx. Keys are as written.
+func dsnParams(dsn string) (map[string]string, error) {
+	params := map[string]string{}
+	if isURLForm(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, err
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return nil, err
+		}
+		for k, vs := range q {
+			if len(vs) > 0 {
+				params[k] = vs[len(vs)-1]
+			}
+		}
+		return params, nil
+	}
+	pairs, err := parseKV(dsn)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pairs {
+		params[p.key] = p.value
+	}
+	return params, nil
+}
+
+// setDSNParams returns dsn with the given parameters set (replacing any
+// existing value).
+func setDSNParams(dsn string, set map[string]string) (string, error) {
+	if len(set) == 0 {
+		return dsn, nil
+	}
+	if isURLForm(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", err
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return "", err
+		}
+		for k, v := range set {
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	if _, err := parseKV(dsn); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimSpace(dsn))
+	for _, k := range sortedKeys(set) {
+		b.WriteString(" " + k + "=" + quoteKV(set[k]))
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+// dsnPasswords returns the passwords a connection string carries (the URL
+// userinfo password and password/sslpassword parameters in any case), best
+// effort, for scrubbing them out of messages.
+func dsnPasswords(dsn string) []string {
+	var out []string
+	if isURLForm(dsn) {
+		if u, err := url.Parse(dsn); err == nil && !strings.Contains(u.Path+u.RawQuery+u.Fragment, "@") {
+			if pw, ok := u.User.Password(); ok {
+				out = append(out, pw)
+			}
+			if q, err := url.ParseQuery(u.RawQuery); err == nil {
+				for k, vs := range q {
+					if isPasswordKey(k) {
+						out = append(out, vs...)
+					}
+				}
+			}
+		} else {
+			// Unparseable: take everything between "://" and the last '@'
+			// as userinfo, and its part after the first ':' as password.
+			rest := dsn[strings.Index(dsn, "://")+3:]
+			if at := strings.LastIndex(rest, "@"); at >= 0 {
+				ui := rest[:at]
+				if c := strings.Index(ui, ":"); c >= 0 {
+					out = append(out, ui[c+1:])
+					if d, err := url.PathUnescape(ui[c+1:]); err == nil {
+						out = append(out, d)
+					}
+				}
+			}
+		}
+		return out
+	}
+	if pairs, err := parseKV(dsn); err == nil {
+		for _, p := range pairs {
+			if isPasswordKey(p.key) {
+				out = append(out, p.value)
+			}
+		}
+	}
+	return out
+}
+
+func isPasswordKey(k string) bool {
+	k = strings.ToLower(strings.TrimSpace(k))
+	return k == "password" || k == "sslpassword"
+}

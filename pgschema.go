@@ -1,0 +1,111 @@
+package dbmanager
+
+import (
+	"context"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgSchemaVersion is the layout this code reads and writes. A later release
+// that changes the table adds a migration step from the version it finds in
+// the schema_version table and raises this number.
+const pgSchemaVersion = 1
+
+// pgMaxIdentifierLen is PostgreSQL's NAMEDATALEN-1: longer names are
+// silently truncated by the server, so they are refused instead.
+const pgMaxIdentifierLen = 63
+
+// The table design:
+//
+//   - collection and key are text COLLATE "C", so ORDER BY and range
+//     comparisons are bytewise (Go string order) whatever the database's
+//     default collation, and the primary key index (collection, key) serves
+//     every Get, conditional write and List page as a range scan.
+//   - value is bytea, not jsonb and not json. jsonb reorders keys, drops
+//     duplicate keys, rewrites numbers and whitespace and rejects \u0000.
+//     json keeps the text as written on a UTF8 database (checked with lone
+//     surrogates, \u0000, huge numbers, duplicate keys), but it is text: on
+//     a database whose encoding is not UTF8 the server converts or rejects
+//     characters, its recursive parser fails on deep nesting that Go
+//     accepts once max_stack_depth is small, and it parses every document
+//     again on the server. bytea stores the bytes the caller gave, always;
+//     checkedStore has already proved they are valid UTF-8 JSON.
+//   - version counts writes (1 on insert); created_at/updated_at are
+//     timestamptz, which has the microsecond precision the contract names.
+const pgCreateTable = `CREATE TABLE IF NOT EXISTS %[1]s (
+	collection text COLLATE "C" NOT NULL,
+	key        text COLLATE "C" NOT NULL,
+	value      bytea NOT NULL,
+	version    bigint NOT NULL,
+	created_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL,
+	PRIMARY KEY (collection, key)
+)`
+
+// pgCreateVersionTable holds exactly one row: the schema version.
+const pgCreateVersionTable = `CREATE TABLE IF NOT EXISTS %[1]s (
+	singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	version   integer NOT NULL
+)`
+
+// validateSchemaName checks a WithSchema name. It is always quoted as an
+// identifier when used, so any other character is fine.
+func validateSchemaName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty schema name", ErrInvalid)
+	case len(name) > pgMaxIdentifierLen:
+		return fmt.Errorf("%w: schema name is %d bytes, over PostgreSQL's limit of %d", ErrInvalid, len(name), pgMaxIdentifierLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: schema name is not valid UTF-8", ErrInvalid)
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == 0 {
+			return fmt.Errorf("%w: schema name contains a NUL byte", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// migrate creates the schema, the table and the version row if they are
+// missing, in one transaction under a transaction-scoped advisory lock
+// keyed on the schema name, so that processes starting together queue up
+// instead of racing on CREATE ... IF NOT EXISTS (which is not safe against
+// a concurrent creator). It fails if the database holds a newer layout than
+// this code knows.
+func migrate(ctx context.Context, conn *pgxpool.Conn, schema string) error {
+	quoted := pgx.Identifier{schema}.Sanitize()
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		steps := []string{
+			`SELECT pg_advisory_xact_lock(hashtext('github.com/gatewaykit/dbmanager schema ' || $1))`,
+			`CREATE SCHEMA IF NOT EXISTS ` + quoted,
+			fmt.Sprintf(pgCreateTable, pgx.Identifier{schema, "records"}.Sanitize()),
+			fmt.Sprintf(pgCreateVersionTable, pgx.Identifier{schema, "schema_version"}.Sanitize()),
+		}
+		for i, sql := range steps {
+			var args []any
+			if i == 0 {
+				args = []any{schema}
+			}
+			if _, err := tx.Exec(ctx, sql, args...); err != nil {
+				return err
+			}
+		}
+		var version int
+		err := tx.QueryRow(ctx, fmt.Sprintf(
+			`WITH ins AS (INSERT INTO %[1]s (version) VALUES ($1) ON CONFLICT DO NOTHING RETURNING version)
+			 SELECT version FROM ins UNION ALL SELECT version FROM %[1]s LIMIT 1`,
+			pgx.Identifier{schema, "schema_version"}.Sanitize()), pgSchemaVersion).Scan(&version)
+		if err != nil {
+			return err
+		}
+		if version > pgSchemaVersion {
+			return fmt.Errorf("schema %s has layout version %d; this release knows only up to %d", quoted, version, pgSchemaVersion)
+		}
+		// version < pgSchemaVersion: future migrations go here.
+		return nil
+	})
+}

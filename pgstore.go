@@ -1,0 +1,217 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PGStore is the PostgreSQL Store. It keeps every collection in one table,
+// "records", in its own schema (see WithSchema), created at start-up by
+// NewPGStore. Every operation is one statement, so one round trip, and
+// conditional writes are decided by the statement itself, never by a read
+// followed by a write.
+//
+// PGStore does not own its pool: Close makes the store refuse further calls
+// and leaves the pool open for its owner to close.
+type PGStore struct {
+	checkedStore
+	pg *pgBackend
+}
+
+// PGOption configures NewPGStore.
+type PGOption func(*pgOptions)
+
+type pgOptions struct {
+	schema  string
+	acquire func(context.Context) (*pgxpool.Conn, error)
+}
+
+// WithSchema puts the store's table in the named schema instead of
+// "dbmanager". The name is used as a quoted identifier (any characters; at
+// most 63 bytes, PostgreSQL's limit); an empty or longer name makes
+// NewPGStore fail with ErrInvalid. Stores with different schemas on one
+// database are fully separate.
+func WithSchema(name string) PGOption {
+	return func(o *pgOptions) { o.schema = name }
+}
+
+// withAcquire replaces how the store gets a connection for each operation
+// (by default pool.Acquire). The Manager uses it to add an acquire timeout
+// and to retry logins that fail during a password rotation. acquire must
+// return a connection of the store's pool or an error; the store releases
+// every connection it gets. A failed acquire counts as "nothing sent", so
+// the store may call acquire a second time for the same operation.
+func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption {
+	return func(o *pgOptions) { o.acquire = acquire }
+}
+
+// NewPGStore creates the schema and table if they are missing (safe when
+// several processes start at once) and returns a store on pool. It fails
+// with ErrInvalid for a bad option, ErrUnavailable when the database cannot
+// be reached, and an error naming the problem when the schema cannot be
+// created or was made by a newer release.
+func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...PGOption) (*PGStore, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("dbmanager: NewPGStore: %w: nil pool", ErrInvalid)
+	}
+	o := pgOptions{schema: "dbmanager", acquire: pool.Acquire}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if err := validateSchemaName(o.schema); err != nil {
+		return nil, fmt.Errorf("dbmanager: NewPGStore: %w", err)
+	}
+	b := newPGBackend(o)
+	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		return migrate(ctx, conn, o.schema)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dbmanager: NewPGStore: create schema %s: %w", pgx.Identifier{o.schema}.Sanitize(), err)
+	}
+	s := &PGStore{pg: b}
+	s.b = b
+	return s, nil
+}
+
+// Schema returns the name of the schema that holds the store's table.
+func (s *PGStore) Schema() string { return s.pg.schema }
+
+// pgBackend is the storage half of PGStore.
+type pgBackend struct {
+	schema  string
+	acquire func(context.Context) (*pgxpool.Conn, error)
+	sql     pgStatements
+}
+
+func newPGBackend(o pgOptions) *pgBackend {
+	return &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+}
+
+func (b *pgBackend) name() string { return BackendPostgreSQL }
+
+// close does nothing: the pool belongs to the caller of NewPGStore.
+func (b *pgBackend) close() error { return nil }
+
+func (b *pgBackend) ping(ctx context.Context) error {
+	return b.withConn(ctx, true, func(conn *pgxpool.Conn) error { return conn.Ping(ctx) })
+}
+
+func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, error) {
+	r := Record{Collection: collection, Key: key}
+	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, b.sql.get, collection, key).
+			Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, ErrNotFound
+	}
+	return r, err
+}
+
+func (b *pgBackend) put(ctx context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
+	sql, args := b.sql.upsert, []any{collection, key, value}
+	switch {
+	case cond.ifAbsent:
+		sql = b.sql.insert
+	case cond.versionSet:
+		sql, args = b.sql.update, append(args, cond.ifVersion)
+	}
+	r := Record{Collection: collection, Key: key, Value: value}
+	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The condition did not hold: the key exists (IfAbsent), or has
+		// another version or is missing (IfVersion).
+		return Record{}, ErrConflict
+	}
+	return r, err
+}
+
+func (b *pgBackend) delete(ctx context.Context, collection, key string, cond writeConditions) error {
+	sql, args := b.sql.delete, []any{collection, key}
+	if cond.versionSet {
+		sql, args = b.sql.deleteVersion, append(args, cond.ifVersion)
+	}
+	var deleted int64
+	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		tag, err := conn.Exec(ctx, sql, args...)
+		deleted = tag.RowsAffected()
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case deleted > 0:
+		return nil
+	case cond.versionSet:
+		return ErrConflict // another version, or no such key
+	default:
+		return ErrNotFound
+	}
+}
+
+func (b *pgBackend) list(ctx context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
+	sql, args := b.sql.list, []any{collection, opts.After, opts.Prefix, opts.Limit + 1}
+	if upper, ok := prefixUpperBound(opts.Prefix); ok {
+		sql, args = b.sql.listBounded, append(args, upper)
+	}
+	var records []Record
+	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		records = records[:0]
+		rows, err := conn.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := Record{Collection: collection}
+			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
+				return err
+			}
+			records = append(records, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if len(records) > opts.Limit {
+		return records[:opts.Limit], true, nil
+	}
+	return records, false, nil
+}
+
+// withConn runs one statement on a connection of its own and maps the
+// error. If retry is set and the first attempt certainly sent nothing (the
+// acquire failed, or pgconn says SafeToRetry), it tries once more on a
+// fresh connection; a statement that may have run is never repeated.
+func (b *pgBackend) withConn(ctx context.Context, retry bool, run func(*pgxpool.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		err, acquireFailed := b.attempt(ctx, run)
+		if err == nil || errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if !retry || attempt > 0 || !retryable(ctx, err, acquireFailed) {
+			return pgError(ctx, err)
+		}
+	}
+}
+
+// attempt acquires a connection, runs one statement on it and releases it.
+// A connection the statement broke is closed by pgx and dropped from the
+// pool on release.
+func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) (err error, acquireFailed bool) {
+	conn, err := b.acquire(ctx)
+	if err != nil {
+		return err, true
+	}
+	defer conn.Release()
+	return run(conn), false
+}

@@ -1,0 +1,370 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Pool settings: the seed's SQLAlchemy engine mapped onto pgxpool.
+//
+//	SQLAlchemy          environment          pgxpool
+//	pool_size           DB_POOL_SIZE (5)     idle connections kept; MaxConns = size+overflow
+//	max_overflow        DB_MAX_OVERFLOW (10) MaxConns = size+overflow; a released connection is
+//	                                         closed when the pool already holds `size` idle ones
+//	pool_pre_ping       DB_POOL_PRE_PING     ShouldPing: ping connections idle > 1 s before use,
+//	                                         bounded by PingTimeout (= DB_CONNECT_TIMEOUT)
+//	pool_recycle        DB_POOL_RECYCLE      MaxConnLifetime, with MaxConnLifetimeJitter = 10 %
+//	pool_timeout        DB_POOL_TIMEOUT      every Acquire (also Query/Exec/Begin on the pool) is
+//	                                         bounded by it through the pool's AcquireTracer
+//	connect_args timeout DB_CONNECT_TIMEOUT  ConnConfig.ConnectTimeout
+//	echo                SQL_ECHO             a pgx QueryTracer logging via slog
+//
+// pool_max_conns, pool_max_conn_lifetime, pool_max_conn_lifetime_jitter,
+// pool_ping_timeout and connect_timeout in the connection string win over
+// the defaults, but not over a variable the environment set
+// (Config.Explicit). pool_min_conns, pool_min_idle_conns,
+// pool_max_conn_idle_time and pool_health_check_period keep pgxpool's
+// meaning.
+
+// preDelayIdle is how long a connection must have been idle before the
+// pre-ping checks it (pgxpool's own default rule).
+const preDelayIdle = time.Second
+
+// PoolOption adjusts NewPoolConfig.
+type PoolOption func(*poolOptions)
+
+type poolOptions struct {
+	logger        *slog.Logger
+	beforeConnect func(context.Context, *pgx.ConnConfig) error
+}
+
+// WithPoolLogger sets the logger for SQL_ECHO and pool warnings
+// (slog.Default() otherwise).
+func WithPoolLogger(l *slog.Logger) PoolOption { return func(o *poolOptions) { o.logger = l } }
+
+// WithBeforeConnect sets the pool's BeforeConnect hook: it runs before
+// every new connection with a copy of the connection settings and may set
+// the password (a rotated secret, an IAM token). Setting
+// pgxpool.Config.BeforeConnect on the result does the same.
+func WithBeforeConnect(f func(context.Context, *pgx.ConnConfig) error) PoolOption {
+	return func(o *poolOptions) { o.beforeConnect = f }
+}
+
+// NewPoolConfig maps cfg onto a *pgxpool.Config for target t: the TLS
+// policy (see tlsconfig.go), the pool settings in the table above, the
+// connect timeout and SQL_ECHO. It does not dial. Errors are redacted and
+// wrap ErrConfig.
+//
+// The result's ConnConfig.Tracer and AfterRelease implement the acquire
+// timeout and the overflow release; to add a tracer or hook, wrap the
+// existing one rather than replacing it. Use one config for one pool.
+func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, error) {
+	var o poolOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !t.DSN.IsSet() {
+		return nil, &ConfigError{Var: "target", Problem: "no connection string (source " + string(t.Source) + ")"}
+	}
+	dsn, certs, err := prepareTLS(cfg, t.DSN.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	params, err := dsnParams(dsn)
+	if err != nil {
+		return nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
+	}
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, safeError(err)
+	}
+	if err := finishTLS(cfg, &pc.ConnConfig.Config, certs); err != nil {
+		return nil, err
+	}
+	applyConnectTimeout(cfg, dsn, pc.ConnConfig)
+
+	_, urlMax := params["pool_max_conns"]
+	if !urlMax || cfg.Explicit.PoolSize || cfg.Explicit.MaxOverflow {
+		pc.MaxConns = int32(max(cfg.MaxConns(), 1))
+	}
+	size := int32(max(cfg.PoolSize, 1))
+	size = min(size, pc.MaxConns)
+
+	_, urlLife := params["pool_max_conn_lifetime"]
+	if !urlLife || cfg.Explicit.PoolRecycle {
+		pc.MaxConnLifetime = cfg.PoolRecycle // 0: never
+	}
+	_, urlJitter := params["pool_max_conn_lifetime_jitter"]
+	if !urlJitter || cfg.Explicit.PoolRecycle {
+		pc.MaxConnLifetimeJitter = pc.MaxConnLifetime / 10
+	}
+
+	if cfg.PoolPrePing {
+		pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+			return p.IdleDuration > preDelayIdle
+		}
+		_, urlPing := params["pool_ping_timeout"]
+		if !urlPing || cfg.Explicit.PoolPrePing || pc.PingTimeout <= 0 {
+			pc.PingTimeout = cfg.ConnectTimeout
+		}
+	} else {
+		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	}
+
+	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, size: size}
+	if cfg.SQLEcho {
+		pc.ConnConfig.Tracer = &echoHooks{poolHooks: h, args: cfg.SQLEchoArgs}
+	} else {
+		pc.ConnConfig.Tracer = h
+	}
+	pc.AfterRelease = h.afterRelease
+	pc.BeforeConnect = o.beforeConnect
+	return pc, nil
+}
+
+// poolHooks is the pool's tracer: it bounds every acquire by the pool
+// timeout and learns the pool, so that AfterRelease can see its stats.
+type poolHooks struct {
+	logger         *slog.Logger
+	acquireTimeout time.Duration
+	size           int32
+	pool           atomic.Pointer[pgxpool.Pool]
+}
+
+func (h *poolHooks) log() *slog.Logger {
+	if h.logger != nil {
+		return h.logger
+	}
+	return slog.Default()
+}
+
+type acquireKey struct{}
+
+type acquireState struct {
+	parent context.Context
+	cancel context.CancelFunc
+}
+
+// TraceAcquireStart bounds the acquire by the pool timeout.
+func (h *poolHooks) TraceAcquireStart(ctx context.Context, pool *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	h.pool.Store(pool)
+	if h.acquireTimeout <= 0 {
+		return ctx
+	}
+	actx, cancel := context.WithTimeout(ctx, h.acquireTimeout)
+	return context.WithValue(actx, acquireKey{}, &acquireState{parent: ctx, cancel: cancel})
+}
+
+// TraceAcquireEnd releases the timer and warns when the pool was exhausted.
+func (h *poolHooks) TraceAcquireEnd(ctx context.Context, pool *pgxpool.Pool, data pgxpool.TraceAcquireEndData) {
+	st, ok := ctx.Value(acquireKey{}).(*acquireState)
+	if !ok {
+		return
+	}
+	st.cancel()
+	if data.Err != nil && errors.Is(data.Err, context.DeadlineExceeded) && st.parent.Err() == nil {
+		s := StatsOf(pool)
+		if s.Acquired >= s.Max {
+			h.log().Warn("Connection pool exhausted", "wait", h.acquireTimeout, "stats", s)
+		}
+	}
+}
+
+// TraceRelease remembers the pool for afterRelease.
+func (h *poolHooks) TraceRelease(pool *pgxpool.Pool, _ pgxpool.TraceReleaseData) {
+	h.pool.Store(pool)
+}
+
+// afterRelease closes a released connection when the pool already keeps
+// `size` idle ones (SQLAlchemy's QueuePool: overflow connections go away
+// once the burst is over). Under sustained load idle stays below size and
+// released connections are kept for the callers waiting for them, so
+// there is no reconnect churn. Releases that race may keep one or two
+// idle connections more than size; MaxConnIdleTime trims those later.
+func (h *poolHooks) afterRelease(*pgx.Conn) bool {
+	p := h.pool.Load()
+	if p == nil {
+		return true
+	}
+	return p.Stat().IdleConns() < h.size
+}
+
+// TraceQueryStart does nothing without SQL_ECHO (ConnConfig.Tracer must be
+// a pgx.QueryTracer).
+func (h *poolHooks) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+// TraceQueryEnd does nothing without SQL_ECHO.
+func (h *poolHooks) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// echoHooks adds SQL_ECHO logging to poolHooks.
+type echoHooks struct {
+	*poolHooks
+	args bool
+}
+
+type queryKey struct{}
+
+type queryState struct {
+	sql   string
+	args  []any
+	start time.Time
+}
+
+// TraceQueryStart records the statement and its start time.
+func (h *echoHooks) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, queryKey{}, &queryState{sql: data.SQL, args: data.Args, start: time.Now()})
+}
+
+// TraceQueryEnd logs the statement, its duration and outcome.
+func (h *echoHooks) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	q, ok := ctx.Value(queryKey{}).(*queryState)
+	if !ok {
+		return
+	}
+	h.logStatement(ctx, q.sql, q.args, time.Since(q.start), data.CommandTag, data.Err)
+}
+
+// TraceBatchStart records the batch start time.
+func (h *echoHooks) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return context.WithValue(ctx, queryKey{}, &queryState{start: time.Now()})
+}
+
+// TraceBatchQuery logs one statement of a batch (duration since the batch
+// started).
+func (h *echoHooks) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	start := time.Now()
+	if q, ok := ctx.Value(queryKey{}).(*queryState); ok {
+		start = q.start
+	}
+	h.logStatement(ctx, data.SQL, data.Args, time.Since(start), data.CommandTag, data.Err)
+}
+
+// TraceBatchEnd does nothing: each statement was logged.
+func (h *echoHooks) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (h *echoHooks) logStatement(ctx context.Context, sql string, args []any, d time.Duration, tag pgconn.CommandTag, err error) {
+	attrs := []slog.Attr{slog.String("sql", sql), slog.Duration("duration", d)}
+	if h.args && len(args) > 0 {
+		attrs = append(attrs, slog.String("args", fmt.Sprint(args)))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", safeError(err).Error()))
+	} else {
+		attrs = append(attrs, slog.Int64("rows", tag.RowsAffected()))
+	}
+	h.log().LogAttrs(ctx, slog.LevelInfo, "sql", attrs...)
+}
+
+// PoolStats is a snapshot of a pool's counters, shown in errors and health.
+type PoolStats struct {
+	Max          int32 `json:"max_conns"`
+	Total        int32 `json:"total_conns"`
+	Acquired     int32 `json:"acquired_conns"`
+	Idle         int32 `json:"idle_conns"`
+	Constructing int32 `json:"constructing_conns"`
+	// EmptyAcquires counts acquires that had to wait for a connection.
+	EmptyAcquires int64 `json:"empty_acquire_count"`
+	// Acquires counts successful acquires.
+	Acquires int64 `json:"acquire_count"`
+}
+
+// String is a short human form: "3/15 in use, 2 idle, 0 opening".
+func (s PoolStats) String() string {
+	return fmt.Sprintf("%d/%d in use, %d idle, %d opening", s.Acquired, s.Max, s.Idle, s.Constructing)
+}
+
+// StatsOf returns the pool's current statistics.
+func StatsOf(p *pgxpool.Pool) PoolStats {
+	st := p.Stat()
+	return PoolStats{
+		Max: st.MaxConns(), Total: st.TotalConns(), Acquired: st.AcquiredConns(), Idle: st.IdleConns(),
+		Constructing: st.ConstructingConns(), EmptyAcquires: st.EmptyAcquireCount(), Acquires: st.AcquireCount(),
+	}
+}
+
+// PoolExhaustedError says that no connection became free within the pool
+// timeout (DB_POOL_TIMEOUT) because all were in use. It wraps
+// ErrUnavailable and context.DeadlineExceeded.
+type PoolExhaustedError struct {
+	Wait  time.Duration // how long the caller waited (0 if unknown)
+	Stats PoolStats     // the pool when the wait ended
+}
+
+// Error says the pool was exhausted and shows its statistics.
+func (e *PoolExhaustedError) Error() string {
+	w := ""
+	if e.Wait > 0 {
+		w = " within " + e.Wait.String()
+	}
+	return "dbmanager: connection pool exhausted: no free connection" + w + " (" + e.Stats.String() + "); raise DB_POOL_SIZE/DB_MAX_OVERFLOW or look for long transactions"
+}
+
+// Unwrap returns ErrUnavailable and context.DeadlineExceeded.
+func (e *PoolExhaustedError) Unwrap() []error {
+	return []error{ErrUnavailable, context.DeadlineExceeded}
+}
+
+// Acquire takes a connection from pool, waiting at most timeout (the
+// Config's PoolTimeout; <= 0 means only ctx bounds it). When the wait ends
+// because every connection is in use, the error is a *PoolExhaustedError;
+// a connection that could not be opened gives a *ConnectionError; both
+// wrap ErrUnavailable. Pools from NewPoolConfig bound every acquire by the
+// pool timeout anyway; Acquire adds the explanatory error.
+func Acquire(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (*pgxpool.Conn, error) {
+	actx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	c, err := pool.Acquire(actx)
+	if err != nil {
+		err = explainAcquire(ctx, pool, err, time.Since(start))
+		return nil, err
+	}
+	return c, nil
+}
+
+// ExplainAcquireError turns an error from a pool operation (Acquire,
+// Query, Exec, Begin on a pool from NewPoolConfig) into the library's
+// error when the pool is the cause: a *PoolExhaustedError when the pool
+// timeout ran out with every connection in use, a *ConnectionError when a
+// new connection could not be opened. ctx is the caller's context (its
+// own deadline is not the pool's fault). Other errors come back redacted
+// but otherwise unchanged.
+func ExplainAcquireError(ctx context.Context, pool *pgxpool.Pool, err error) error {
+	return explainAcquire(ctx, pool, err, 0)
+}
+
+func explainAcquire(ctx context.Context, pool *pgxpool.Pool, err error, waited time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		s := StatsOf(pool)
+		if s.Acquired >= s.Max {
+			return &PoolExhaustedError{Wait: waited, Stats: s}
+		}
+		return ClassifyConnectError(err, "")
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		target := ""
+		if ce.Config != nil {
+			target = displayHostPort(ce.Config.Host, int(ce.Config.Port))
+		}
+		return ClassifyConnectError(err, target)
+	}
+	return safeError(err)
+}

@@ -1,0 +1,309 @@
+package dbmanager
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+func targetFor(t *testing.T, dsn string) Target {
+	t.Helper()
+	dsn, err := ParseDatabaseURL(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTarget(SourceDatabaseURL, dsn)
+}
+
+func TestPoolConfigDefaults(t *testing.T) {
+	pc, err := NewPoolConfig(DefaultConfig(), targetFor(t, "postgres://u:pw@db.example/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxConns != 15 || pc.MaxConnLifetime != time.Hour || pc.MaxConnLifetimeJitter != 6*time.Minute ||
+		pc.PingTimeout != 5*time.Second || pc.ConnConfig.ConnectTimeout != 5*time.Second || pc.AfterRelease == nil {
+		t.Fatalf("mapping: max %d life %v jitter %v ping %v connect %v", pc.MaxConns, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, pc.PingTimeout, pc.ConnConfig.ConnectTimeout)
+	}
+	ctx := context.Background()
+	if pc.ShouldPing(ctx, pgxpool.ShouldPingParams{IdleDuration: 500 * time.Millisecond}) ||
+		!pc.ShouldPing(ctx, pgxpool.ShouldPingParams{IdleDuration: 2 * time.Second}) {
+		t.Fatal("pre-ping must ping only connections idle over 1s")
+	}
+	noPing := DefaultConfig()
+	noPing.PoolPrePing = false
+	pc, _ = NewPoolConfig(noPing, targetFor(t, "postgres://u:pw@db.example/app"))
+	if pc.ShouldPing(ctx, pgxpool.ShouldPingParams{IdleDuration: time.Hour}) {
+		t.Fatal("DB_POOL_PRE_PING=false still pings")
+	}
+	never := DefaultConfig()
+	never.PoolRecycle = 0
+	pc, _ = NewPoolConfig(never, targetFor(t, "postgres://u:pw@db.example/app"))
+	if pc.MaxConnLifetime != 0 || pc.MaxConnLifetimeJitter != 0 {
+		t.Fatal("recycle -1 must mean never")
+	}
+	if _, err := NewPoolConfig(DefaultConfig(), Target{Source: SourceNone}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("empty target: %v", err)
+	}
+}
+
+func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
+	url := "postgres://u:pw@db.example/app?pool_max_conns=3&pool_max_conn_lifetime=10m&pool_max_conn_lifetime_jitter=1s&pool_ping_timeout=2s&connect_timeout=2"
+	cfg, _ := LoadConfig(envOf(nil))
+	pc, err := NewPoolConfig(cfg, targetFor(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxConns != 3 || pc.MaxConnLifetime != 10*time.Minute || pc.MaxConnLifetimeJitter != time.Second ||
+		pc.PingTimeout != 2*time.Second || pc.ConnConfig.ConnectTimeout != 2*time.Second {
+		t.Fatalf("URL params lost: max %d life %v jitter %v ping %v connect %v", pc.MaxConns, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, pc.PingTimeout, pc.ConnConfig.ConnectTimeout)
+	}
+	if _, ok := pc.ConnConfig.RuntimeParams["pool_max_conns"]; ok {
+		t.Fatal("pool_max_conns would be sent to the server")
+	}
+	cfg, _ = LoadConfig(envOf(map[string]string{
+		"DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "1", "DB_POOL_RECYCLE": "60", "DB_POOL_PRE_PING": "true", "DB_CONNECT_TIMEOUT": "7",
+	}))
+	pc, err = NewPoolConfig(cfg, targetFor(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxConns != 5 || pc.MaxConnLifetime != time.Minute || pc.MaxConnLifetimeJitter != 6*time.Second ||
+		pc.PingTimeout != 7*time.Second || pc.ConnConfig.ConnectTimeout != 7*time.Second {
+		t.Fatalf("env must win: max %d life %v jitter %v ping %v connect %v", pc.MaxConns, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, pc.PingTimeout, pc.ConnConfig.ConnectTimeout)
+	}
+	// A bad pool_* value is a redacted configuration error.
+	_, err = NewPoolConfig(cfg, targetFor(t, "postgres://u:"+leakMarker+"@db.example/app?pool_max_conns=zero"))
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("bad pool_max_conns: %v", err)
+	}
+	assertNothingLeaks(t, "pool_max_conns error", err)
+}
+
+func openPool(t *testing.T, cfg Config, dsn string, opts ...PoolOption) *pgxpool.Pool {
+	t.Helper()
+	pc, err := NewPoolConfig(cfg, targetFor(t, dsn), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// waitFor polls cond for up to 5 s (a generous bound for async pool work).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func acquireN(t *testing.T, p *pgxpool.Pool, n int) []*pgxpool.Conn {
+	t.Helper()
+	conns := make([]*pgxpool.Conn, n)
+	for i := range conns {
+		c, err := Acquire(context.Background(), p, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns
+}
+
+func TestPoolOverflowReleased(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolSize, cfg.MaxOverflow = 2, 3
+	p := openPool(t, cfg, pgtest.URL(t))
+	conns := acquireN(t, p, 5)
+	if s := StatsOf(p); s.Total != 5 || s.Max != 5 {
+		t.Fatalf("burst: %v", s)
+	}
+	for i, c := range conns {
+		before := StatsOf(p).Acquired
+		c.Release()
+		waitFor(t, "release to settle", func() bool { return StatsOf(p).Acquired == before-1 })
+		_ = i
+	}
+	waitFor(t, "overflow closed", func() bool { s := StatsOf(p); return s.Total == 2 && s.Idle == 2 })
+
+	// Under load a released connection goes to a waiter, not to the bin.
+	conns = acquireN(t, p, 5)
+	created := p.Stat().NewConnsCount()
+	got := make(chan *pgxpool.Conn)
+	go func() {
+		c, err := p.Acquire(context.Background())
+		if err != nil {
+			got <- nil
+			return
+		}
+		got <- c
+	}()
+	waitFor(t, "waiter to block", func() bool { return p.Stat().EmptyAcquireCount() > 0 && StatsOf(p).Acquired == 5 })
+	conns[0].Release()
+	c := <-got
+	if c == nil {
+		t.Fatal("waiter failed")
+	}
+	if n := p.Stat().NewConnsCount(); n != created {
+		t.Fatalf("a connection was closed and reopened under load: %d new", n-created)
+	}
+	c.Release()
+	for _, c := range conns[1:] {
+		c.Release()
+	}
+}
+
+func TestPoolExhaustedError(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolSize, cfg.MaxOverflow = 1, 0
+	cfg.PoolTimeout = 200 * time.Millisecond
+	p := openPool(t, cfg, pgtest.URL(t))
+	held := acquireN(t, p, 1)
+	defer held[0].Release()
+
+	_, err := Acquire(context.Background(), p, cfg.PoolTimeout)
+	var pe *PoolExhaustedError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want *PoolExhaustedError: %v", err)
+	}
+	if !strings.Contains(err.Error(), "exhausted") || !strings.Contains(err.Error(), "1/1 in use") {
+		t.Fatalf("message should show the stats: %v", err)
+	}
+
+	// Pool methods that acquire internally are bounded by DB_POOL_TIMEOUT too.
+	ctx := context.Background()
+	start := time.Now()
+	_, err = p.Exec(ctx, "select 1")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Exec on an exhausted pool: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Exec waited %v with a 200ms pool timeout", d)
+	}
+	if err := ExplainAcquireError(ctx, p, err); !errors.As(err, &pe) {
+		t.Fatalf("ExplainAcquireError: %v", err)
+	}
+	// The caller's own deadline is not reported as exhaustion.
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = p.Exec(cctx, "select 1")
+	if err = ExplainAcquireError(cctx, p, err); errors.As(err, &pe) {
+		t.Fatalf("caller deadline reported as exhaustion: %v", err)
+	}
+}
+
+// logSink is a goroutine-safe log sink.
+type logSink struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestSQLEcho(t *testing.T) {
+	dsn := pgtest.URL(t)
+	for _, withArgs := range []bool{false, true} {
+		var buf logSink
+		cfg := DefaultConfig()
+		cfg.SQLEcho, cfg.SQLEchoArgs = true, withArgs
+		p := openPool(t, cfg, dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+		var out string
+		if err := p.QueryRow(context.Background(), "select $1::text", "arg-"+leakMarker).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		b.Queue("select 2")
+		if err := p.SendBatch(context.Background(), b).Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = p.Exec(context.Background(), "select * from no_such_table")
+		log := buf.String()
+		for _, want := range []string{"select $1::text", "duration=", "select 2", "no_such_table", "42P01"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("args=%v: log misses %q:\n%s", withArgs, want, log)
+			}
+		}
+		if strings.Contains(log, leakMarker) != withArgs {
+			t.Errorf("args=%v: argument values logged=%v:\n%s", withArgs, !withArgs, log)
+		}
+		p.Close()
+	}
+	// Without SQL_ECHO nothing is logged.
+	var buf logSink
+	p := openPool(t, DefaultConfig(), dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	if _, err := p.Exec(context.Background(), "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	if buf.String() != "" {
+		t.Fatalf("logged without SQL_ECHO: %s", buf.String())
+	}
+}
+
+func TestPoolBeforeConnectSuppliesPassword(t *testing.T) {
+	admin := pgtest.URL(t)
+	host, port, db := serverParts(t, admin)
+	role := roleWithPassword(t, admin, specialPassword)
+	cfg := DefaultConfig()
+	tg := newTarget(SourceSecret, BuildURL(role, "", host, port, db)+"?sslmode=disable")
+	pc, err := NewPoolConfig(cfg, tg, WithBeforeConnect(func(_ context.Context, cc *pgx.ConnConfig) error {
+		cc.Password = specialPassword
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Ping(context.Background()); err != nil {
+		t.Fatal(ClassifyConnectError(err, ""))
+	}
+}
+
+func TestPoolConnectFailureIsClassifiedAndRedacted(t *testing.T) {
+	admin := pgtest.URL(t)
+	host, port, db := serverParts(t, admin)
+	role := roleWithPassword(t, admin, "right")
+	var buf logSink
+	cfg := DefaultConfig()
+	cfg.SQLEcho = true
+	p := openPool(t, cfg, BuildURL(role, "wrong-"+leakMarker, host, port, db)+"?sslmode=disable",
+		WithPoolLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
+	_, err := Acquire(context.Background(), p, time.Second)
+	wantReason(t, err, ReasonAuth)
+	_, err = p.Exec(context.Background(), "select 1")
+	err = ExplainAcquireError(context.Background(), p, err)
+	wantReason(t, err, ReasonAuth)
+	if strings.Contains(buf.String(), leakMarker) {
+		t.Fatal("log leaks the password")
+	}
+}

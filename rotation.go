@@ -1,0 +1,172 @@
+package dbmanager
+
+// Rotation of secret-based credentials.
+//
+// When Secrets Manager rotates a database password, there is a window of
+// up to about a minute in which PostgreSQL already wants the new password
+// while GetSecretValue may still return the old one. A new connection made
+// in that window fails with SQLSTATE 28P01 (invalid_password).
+//
+// Design: pgxpool (v5.12) has no hook that sees a failed connect. Its
+// connection constructor runs BeforeConnect, then pgx.ConnectConfig, and
+// hands the error straight back to Acquire; OnPgError is not called during
+// the startup handshake, ValidateConnect and AfterConnect run only after a
+// successful login, and pgconn stops trying fallback hosts at 28P01. So
+// the retry cannot live inside the pool. Instead:
+//
+//   - SecretCache.BeforeConnect puts the cached username and password on
+//     every new connection;
+//   - SecretCache.RetryAuth wraps anything that may open a connection
+//     (Acquire, Ping, a Store call): on an authentication failure it asks
+//     the cache for the secret again (one fetch in flight, at most one per
+//     MinInterval, and only if no other caller has refreshed it since the
+//     failing attempt) and retries with exponential backoff within the
+//     rotation budget (60 s by default) and the context's deadline. Other
+//     errors return at once. A login that failed authentication sent no
+//     statement, so retrying it is always safe;
+//   - RetryAuthStore applies RetryAuth to every call of a Store (the
+//     Manager wraps its PGStore with it);
+//   - SecretCache.Connect is the same for a single pgx connection (start-up
+//     probes, tools), and returns errors that cannot print the password.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// SQLSTATE codes of authentication failures.
+const (
+	sqlstateInvalidPassword = "28P01"
+)
+
+// IsAuthFailure reports whether err (or any error it wraps) is PostgreSQL
+// rejecting a login's password (SQLSTATE 28P01, invalid_password).
+func IsAuthFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == sqlstateInvalidPassword
+}
+
+// rotationBackoff is the wait between RetryAuth attempts whose credentials
+// did not change: 100 ms growing to 5 s, with jitter.
+func rotationBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.3
+	b.Reset()
+	return b
+}
+
+// RetryAuth runs op and, while it fails with an authentication failure
+// (see IsAuthFailure), refreshes the secret and runs op again, waiting
+// with exponential backoff whenever the refresh brought no new
+// credentials. It gives up when the rotation budget (WithRotationBudget,
+// default 60 s) is spent or the next wait would pass ctx's deadline, and
+// then returns the last error wrapped (errors.As still finds the
+// *pgconn.PgError). Any other error, and success, return at once.
+//
+// op must be safe to run again after an authentication failure, which is
+// the case for anything whose only failure point is opening a connection
+// (a failed login runs no statement).
+func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) error) error {
+	c.mu.Lock()
+	gen := c.generation
+	c.mu.Unlock()
+	err := op(ctx)
+	if err == nil || !IsAuthFailure(err) {
+		return err
+	}
+	start := c.opts.now()
+	b := rotationBackoff()
+	for attempt := 1; ; attempt++ {
+		// Ask for the secret again unless someone already did since the
+		// credentials op used were fetched.
+		c.invalidateGeneration(gen)
+		_, newGen, ferr := c.current(ctx)
+		wait := time.Duration(0)
+		if ferr != nil || newGen == gen {
+			wait = b.NextBackOff()
+		}
+		if ferr == nil {
+			gen = newGen
+		}
+		if c.opts.now().Sub(start)+wait > c.opts.budget {
+			return c.authGaveUp(err, attempt, c.opts.now().Sub(start), nil)
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return c.authGaveUp(err, attempt, c.opts.now().Sub(start), context.DeadlineExceeded)
+		}
+		if attempt == 1 {
+			c.opts.logger.WarnContext(ctx, "Database authentication failed; refreshing the secret and retrying (password rotation?)",
+				slog.String("secret", c.secretID), slog.Duration("budget", c.opts.budget))
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return c.authGaveUp(err, attempt, c.opts.now().Sub(start), ctx.Err())
+			}
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return c.authGaveUp(err, attempt, c.opts.now().Sub(start), cerr)
+		}
+		last := err
+		err = op(ctx)
+		if err != nil && !IsAuthFailure(err) && ctx.Err() != nil {
+			// The context ended during the retry: report why we were retrying.
+			return c.authGaveUp(last, attempt, c.opts.now().Sub(start), ctx.Err())
+		}
+		if err == nil || !IsAuthFailure(err) {
+			if err == nil {
+				c.opts.logger.InfoContext(ctx, "Database authentication succeeded after refreshing the secret",
+					slog.String("secret", c.secretID), slog.Int("retries", attempt))
+			}
+			return err
+		}
+	}
+}
+
+// authGaveUp is RetryAuth's final error: it wraps the last authentication
+// error and, if the context ended the retries, the context's error.
+func (c *SecretCache) authGaveUp(last error, retries int, elapsed time.Duration, ctxErr error) error {
+	if ctxErr != nil {
+		return fmt.Errorf("dbmanager: authentication failed with the credentials of secret %q after %d retries in %s (%w): %w",
+			c.secretID, retries, elapsed.Round(time.Millisecond), ctxErr, last)
+	}
+	return fmt.Errorf("dbmanager: authentication failed with the credentials of secret %q after %d retries in %s (rotation budget %s): %w",
+		c.secretID, retries, elapsed.Round(time.Millisecond), c.opts.budget, last)
+}
+
+// Connect opens a single connection with config (a copy is used) and the
+// cached credentials, retrying through rotation as RetryAuth does. Its
+// error never carries the config: it keeps only the message, which pgx
+// builds without the password, and the *pgconn.PgError if there is one.
+func (c *SecretCache) Connect(ctx context.Context, config *pgx.ConnConfig) (*pgx.Conn, error) {
+	var conn *pgx.Conn
+	err := c.RetryAuth(ctx, func(ctx context.Context) error {
+		cc := config.Copy()
+		if err := c.BeforeConnect(ctx, cc); err != nil {
+			return err
+		}
+		var err error
+		conn, err = pgx.ConnectConfig(ctx, cc)
+		if err != nil {
+			return safeError(err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}

@@ -1,0 +1,176 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var errAuth = fmt.Errorf("failed to connect: %w", &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "app"`})
+
+func TestIsAuthFailure(t *testing.T) {
+	if !IsAuthFailure(errAuth) || !IsAuthFailure(&OpError{Op: "get", Err: errAuth}) {
+		t.Fatal("28P01 not recognised")
+	}
+	if IsAuthFailure(&pgconn.PgError{Code: "3D000"}) || IsAuthFailure(errors.New("28P01")) || IsAuthFailure(nil) {
+		t.Fatal("non-auth error taken for an auth failure")
+	}
+}
+
+func TestRetryAuthNonAuthErrorReturnsAtOnce(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "pw")}
+	c := NewSecretCache(src, "prod/db")
+	boom := errors.New("connection refused")
+	calls := 0
+	err := c.RetryAuth(context.Background(), func(context.Context) error { calls++; return boom })
+	if !errors.Is(err, boom) || calls != 1 || src.calls.Load() != 0 {
+		t.Fatalf("err=%v calls=%d fetches=%d", err, calls, src.calls.Load())
+	}
+	if err := c.RetryAuth(context.Background(), func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRetryAuthFollowsRotation: the "database" accepts only the password
+// "new"; the secret serves "old" for three more fetches, then "new".
+func TestRetryAuthFollowsRotation(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "old")}
+	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(10*time.Millisecond))
+	ctx := context.Background()
+	if _, err := c.Current(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var fetchesAfter atomic.Int64
+	login := func(ctx context.Context) error {
+		creds, err := c.Current(ctx)
+		if err != nil {
+			return err
+		}
+		if creds.Password != "new" {
+			if fetchesAfter.Add(1) == 3 {
+				src.set(secretJSON("app", "new"))
+			}
+			return errAuth
+		}
+		return nil
+	}
+	if err := c.RetryAuth(ctx, login); err != nil {
+		t.Fatalf("RetryAuth: %v", err)
+	}
+	if n := src.calls.Load(); n > 10 {
+		t.Fatalf("%d fetches for one rotation", n)
+	}
+}
+
+func TestRetryAuthBudget(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "old")}
+	c := NewSecretCache(src, "prod/db", WithRotationBudget(300*time.Millisecond), WithSecretMinInterval(0))
+	start := time.Now()
+	calls := 0
+	err := c.RetryAuth(context.Background(), func(context.Context) error { calls++; return errAuth })
+	elapsed := time.Since(start)
+	if !IsAuthFailure(err) {
+		t.Fatalf("err = %v, want the auth failure wrapped", err)
+	}
+	if calls < 2 {
+		t.Fatalf("only %d attempts", calls)
+	}
+	// Generous margin for a loaded machine; without the budget it would
+	// retry for the default 60 s.
+	if elapsed > 300*time.Millisecond+2*time.Second {
+		t.Fatalf("gave up after %s, budget 300ms", elapsed)
+	}
+}
+
+func TestRetryAuthContextDeadline(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "old")}
+	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c.RetryAuth(ctx, func(context.Context) error { return errAuth })
+	if !IsAuthFailure(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want auth failure and DeadlineExceeded", err)
+	}
+	if elapsed := time.Since(start); elapsed > 250*time.Millisecond+time.Second { // generous margin for a loaded machine
+		t.Fatalf("returned %s after start, deadline 250ms", elapsed)
+	}
+}
+
+// TestRetryAuthConcurrentFetchesBounded: 50 callers failing at once cause
+// a handful of fetches, not 50 per round.
+func TestRetryAuthConcurrentFetchesBounded(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "old")}
+	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(50*time.Millisecond))
+	ctx := context.Background()
+	c.Current(ctx)
+	var rotated atomic.Bool
+	time.AfterFunc(300*time.Millisecond, func() { src.set(secretJSON("app", "new")); rotated.Store(true) })
+	login := func(ctx context.Context) error {
+		creds, _ := c.Current(ctx)
+		if creds.Password != "new" {
+			return errAuth
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if err := c.RetryAuth(ctx, login); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// About one fetch per 50 ms while the old password is served, plus the
+	// initial one: ~8; allow 20.
+	if n := src.calls.Load(); n > 20 {
+		t.Fatalf("%d fetches for 50 concurrent callers over one rotation", n)
+	}
+}
+
+// authFailingStore fails the first n calls with an authentication error.
+type authFailingStore struct {
+	Store
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (s *authFailingStore) Get(ctx context.Context, collection, key string) (Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.fails > 0 {
+		s.fails--
+		return Record{}, &OpError{Op: "get", Collection: collection, Key: key, Err: fmt.Errorf("%w: %w", ErrUnavailable, errAuth)}
+	}
+	return Record{Collection: collection, Key: key, Value: []byte(`{}`), Version: 1}, nil
+}
+
+func TestRetryAuthStore(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "pw")}
+	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(0))
+	inner := &authFailingStore{Store: NewMemStore(), fails: 2}
+	s := RetryAuthStore(inner, c)
+	rec, err := s.Get(context.Background(), "c", "k")
+	if err != nil || rec.Key != "k" || inner.calls != 3 {
+		t.Fatalf("Get through RetryAuthStore: %v, %v after %d calls", rec, err, inner.calls)
+	}
+	if s.Backend() != BackendMemory {
+		t.Fatal("Backend not passed through")
+	}
+	// Non-auth errors pass straight through.
+	if err := s.Delete(context.Background(), "c", "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Delete of a missing key: %v", err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

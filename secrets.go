@@ -1,0 +1,112 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
+)
+
+// ErrSecretNotFound is wrapped by the error of a SecretSource when the
+// named secret does not exist (Secrets Manager's ResourceNotFoundException).
+var ErrSecretNotFound = errors.New("dbmanager: secret not found")
+
+// ErrMalformedSecret is wrapped by every error of ParseRDSSecret and by the
+// error for a secret that holds binary data or no value at all. Such errors
+// never contain the secret's contents.
+var ErrMalformedSecret = errors.New("dbmanager: malformed secret")
+
+// AWSSecretSource is the SecretSource backed by AWS Secrets Manager. It
+// reads SecretString values with GetSecretValue. It is safe for concurrent
+// use. It does no caching of its own: wrap it in a SecretCache.
+type AWSSecretSource struct {
+	client *secretsmanager.Client
+}
+
+// NewAWSSecretSource loads the AWS configuration the standard way
+// (config.LoadDefaultConfig: environment, shared files, IMDS, ...) for
+// region and returns a Secrets Manager source. An empty region leaves the
+// choice to the SDK (AWS_REGION, AWS_DEFAULT_REGION, the shared config);
+// if it finds none, this is an error. optFns are passed to
+// LoadDefaultConfig after the region, so they can override it.
+//
+// The SDK's standard endpoint override works unchanged: set
+// AWS_ENDPOINT_URL_SECRETS_MANAGER (or AWS_ENDPOINT_URL) to reach a VPC
+// endpoint or a stand-in. Request and response body logging is always
+// switched off, whatever the options say, because the response body is
+// the secret.
+func NewAWSSecretSource(ctx context.Context, region string, optFns ...func(*config.LoadOptions) error) (*AWSSecretSource, error) {
+	var opts []func(*config.LoadOptions) error
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	opts = append(opts, optFns...)
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dbmanager: load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("dbmanager: no AWS region for Secrets Manager: set AWS_REGION")
+	}
+	cfg.ClientLogMode = withoutBodyLogging(cfg.ClientLogMode)
+	client := secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
+		o.ClientLogMode = withoutBodyLogging(o.ClientLogMode)
+	})
+	return &AWSSecretSource{client: client}, nil
+}
+
+// withoutBodyLogging clears the SDK log modes that would print a secret.
+func withoutBodyLogging(m aws.ClientLogMode) aws.ClientLogMode {
+	return m &^ (aws.LogResponseWithBody | aws.LogRequestWithBody | aws.LogResponseEventMessage | aws.LogRequestEventMessage)
+}
+
+// SecretString returns the SecretString of the current version of
+// secretID. A missing secret wraps ErrSecretNotFound; a secret stored as
+// SecretBinary, or with no value, wraps ErrMalformedSecret. Errors name the
+// secret but never contain its value.
+func (s *AWSSecretSource) SecretString(ctx context.Context, secretID string) (string, error) {
+	if strings.TrimSpace(secretID) == "" {
+		return "", errors.New("dbmanager: empty secret name")
+	}
+	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretID)})
+	if err != nil {
+		var de *smithy.DeserializationError
+		if errors.As(err, &de) {
+			// Its Snapshot field holds part of the response body, which is
+			// the secret: keep neither it nor the decoder's message.
+			return "", fmt.Errorf("dbmanager: get secret %q: the Secrets Manager response could not be parsed", secretID)
+		}
+		var nf *types.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return "", fmt.Errorf("dbmanager: get secret %q: %w: %w", secretID, ErrSecretNotFound, err)
+		}
+		return "", fmt.Errorf("dbmanager: get secret %q: %w", secretID, err)
+	}
+	if out.SecretString == nil {
+		if out.SecretBinary != nil {
+			return "", fmt.Errorf("dbmanager: secret %q holds binary data (SecretBinary); a database secret must be a SecretString holding JSON: %w", secretID, ErrMalformedSecret)
+		}
+		return "", fmt.Errorf("dbmanager: secret %q has no SecretString value: %w", secretID, ErrMalformedSecret)
+	}
+	return *out.SecretString, nil
+}
+
+// IsRDSManagedSecret reports whether secretID names a secret that RDS
+// manages for a master user ("rds!db-..." or "rds!cluster-...", also
+// inside an ARN). Such secrets hold only username and password; the host,
+// port and database come from the AWS_DB_* variables.
+func IsRDSManagedSecret(secretID string) bool {
+	name := secretID
+	if strings.HasPrefix(name, "arn:") {
+		if i := strings.LastIndex(name, ":secret:"); i >= 0 {
+			name = name[i+len(":secret:"):]
+		}
+	}
+	return strings.HasPrefix(name, "rds!db-") || strings.HasPrefix(name, "rds!cluster-")
+}

@@ -1,0 +1,244 @@
+package dbmanager
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/pgtest"
+)
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	file string // PEM of the CA certificate
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	file := filepath.Join(t.TempDir(), name+".pem")
+	writePEM(t, file, "CERTIFICATE", der)
+	return &testCA{cert: cert, key: key, file: file}
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serverCert issues a server certificate for the given DNS names and IPs
+// and returns the cert and key files.
+func (ca *testCA) serverCert(t *testing.T, dnsNames []string, ips []net.IP) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "server"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
+	return certFile, keyFile
+}
+
+func TestLoadCAFileErrorsNameThePath(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	_ = os.WriteFile(notPEM, []byte("hello"), 0o644)
+	unreadable := filepath.Join(dir, "unreadable.pem")
+	_ = os.WriteFile(unreadable, []byte("x"), 0o000)
+	badCert := filepath.Join(dir, "bad.pem")
+	writePEM(t, badCert, "CERTIFICATE", []byte("garbage"))
+	cases := []string{filepath.Join(dir, "missing.pem"), notPEM, badCert, dir}
+	if os.Geteuid() != 0 { // root reads anything
+		cases = append(cases, unreadable)
+	}
+	for _, path := range cases {
+		cfg := DefaultConfig()
+		cfg.RequireSSL = true
+		cfg.SSLRootCert = path
+		_, err := NewConnConfig(cfg, "postgres://u:"+leakMarker+"@db.example/app")
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "AWS_SSLROOTCERT") {
+			t.Errorf("%s: %v", path, err)
+		}
+		assertNothingLeaks(t, "CA error", err)
+	}
+}
+
+func TestTLSPolicyWithoutServer(t *testing.T) {
+	ca := newTestCA(t, "policy-ca")
+	req := DefaultConfig()
+	req.RequireSSL = true
+	for _, mode := range []string{"disable", "allow", "prefer", "require", "verify-ca"} {
+		for _, dsn := range []string{
+			"postgres://u:" + leakMarker + "@db.example/app?sslmode=" + mode,
+			"host=db.example user=u password=" + leakMarker + " sslmode=" + mode,
+		} {
+			_, err := NewConnConfig(req, dsn)
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "sslmode="+mode) {
+				t.Errorf("sslmode=%s with AWS_REQUIRE_SSL: %v", mode, err)
+			}
+			assertNothingLeaks(t, "sslmode error", err)
+		}
+	}
+	// No sslmode: verify-full with the host as server name.
+	cc, err := NewConnConfig(req, "postgres://u:pw@db.example/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.TLSConfig == nil || cc.TLSConfig.InsecureSkipVerify || cc.TLSConfig.ServerName != "db.example" || len(cc.Fallbacks) != 0 {
+		t.Fatalf("not verify-full: %+v fallbacks %d", cc.TLSConfig, len(cc.Fallbacks))
+	}
+	// verify-full in the URL is accepted.
+	if _, err := NewConnConfig(req, "postgres://u:pw@db.example/app?sslmode=verify-full"); err != nil {
+		t.Fatal(err)
+	}
+	// IAM implies TLS.
+	iam := DefaultConfig()
+	iam.IAMAuth = true
+	if _, err := NewConnConfig(iam, "postgres://u@db.example/app?sslmode=require"); !errors.Is(err, ErrConfig) {
+		t.Fatalf("IAM with sslmode=require: %v", err)
+	}
+	// Without AWS_REQUIRE_SSL the URL keeps libpq's semantics.
+	plain := DefaultConfig()
+	cc, err = NewConnConfig(plain, "postgres://u:pw@db.example/app?sslmode=disable")
+	if err != nil || cc.TLSConfig != nil {
+		t.Fatalf("sslmode=disable must stay: %v", err)
+	}
+	cc, err = NewConnConfig(plain, "postgres://u:pw@db.example/app")
+	if err != nil || cc.TLSConfig == nil || len(cc.Fallbacks) != 1 {
+		t.Fatalf("default prefer must stay: %v", err)
+	}
+	// AWS_SSLROOTCERT becomes the trusted root.
+	withCA := req
+	withCA.SSLRootCert = ca.file
+	cc, err = NewConnConfig(withCA, "postgres://u:pw@db.example/app")
+	if err != nil || cc.TLSConfig.RootCAs == nil {
+		t.Fatalf("CA: %v", err)
+	}
+	// Unix sockets cannot do TLS: an error when TLS is required.
+	if _, err := NewConnConfig(req, "host=/tmp user=u"); !errors.Is(err, ErrConfig) {
+		t.Fatalf("unix socket with TLS required: %v", err)
+	}
+}
+
+func TestTLSAgainstServer(t *testing.T) {
+	ca := newTestCA(t, "good-ca")
+	other := newTestCA(t, "other-ca")
+	// The certificate is for "localhost" only, not for 127.0.0.1.
+	certFile, keyFile := ca.serverCert(t, []string{"localhost"}, nil)
+	srv := pgtest.NewServer(t, pgtest.WithTLS(certFile, keyFile))
+	admin := srv.URL(t)
+	_, port, db := serverParts(t, admin)
+	role := roleWithPassword(t, srv.AdminURL(), "tls-"+leakMarker)
+	env := func(host, caFile string) Config {
+		cfg, err := LoadConfig(envOf(map[string]string{
+			"AWS_DB_HOST": host, "AWS_DB_PORT": strconv.Itoa(port), "AWS_DB_NAME": db,
+			"AWS_DB_USER": role, "AWS_DB_PASSWORD": "tls-" + leakMarker,
+			"AWS_REQUIRE_SSL": "true", "AWS_SSLROOTCERT": caFile, "DB_CONNECT_TIMEOUT": "3",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	connect := func(cfg Config) error {
+		tg, err := ResolveTarget(context.Background(), cfg, nil)
+		if err != nil {
+			return err
+		}
+		cc, err := NewConnConfig(cfg, tg.DSN.Reveal())
+		if err != nil {
+			return err
+		}
+		return ValidateConnConfig(context.Background(), cc)
+	}
+	t.Run("verify-full succeeds", func(t *testing.T) {
+		if err := connect(env("localhost", ca.file)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("another CA fails", func(t *testing.T) {
+		wantReason(t, connect(env("localhost", other.file)), ReasonTLS)
+	})
+	t.Run("wrong host name fails", func(t *testing.T) {
+		wantReason(t, connect(env("127.0.0.1", ca.file)), ReasonTLS)
+	})
+	t.Run("system roots do not trust the test CA", func(t *testing.T) {
+		cfg := env("localhost", ca.file)
+		cfg.SSLRootCert = ""
+		wantReason(t, connect(cfg), ReasonTLS)
+	})
+}
+
+func TestTLSRequiredServerWithoutTLS(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	admin := pgtest.URL(t)
+	_, port, db := serverParts(t, admin)
+	role := roleWithPassword(t, admin, "plain-"+leakMarker)
+	cfg, err := LoadConfig(envOf(map[string]string{
+		"AWS_DB_HOST": "localhost", "AWS_DB_PORT": strconv.Itoa(port), "AWS_DB_NAME": db,
+		"AWS_DB_USER": role, "AWS_DB_PASSWORD": "plain-" + leakMarker,
+		"AWS_REQUIRE_SSL": "true", "AWS_SSLROOTCERT": ca.file,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := ResolveTarget(context.Background(), cfg, nil)
+	cc, err := NewConnConfig(cfg, tg.DSN.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReason(t, ValidateConnConfig(context.Background(), cc), ReasonTLS)
+}

@@ -1,0 +1,167 @@
+package dbmanager
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TLS policy.
+//
+// With cfg.RequiresTLS() (AWS_REQUIRE_SSL=true, or AWS_DB_IAM_AUTH=true):
+// every connection uses TLS with verify-full (certificate chain and host
+// name). A connection string without sslmode gets sslmode=verify-full; one
+// with any weaker sslmode (disable, allow, prefer, require, verify-ca) is a
+// configuration error, never silently downgraded or upgraded. After
+// parsing, every host's TLS settings are checked to really verify.
+//
+// Without it, the connection string keeps libpq's semantics (its sslmode,
+// default prefer, and its sslrootcert).
+//
+// AWS_SSLROOTCERT names a PEM CA bundle (RDS's global-bundle.pem). When the
+// connection string has no sslrootcert, it becomes the sslrootcert (libpq
+// semantics: only those CAs are trusted); when it has one, the bundle's
+// CAs are trusted in addition. A missing, unreadable or non-PEM file is a
+// configuration error naming the path.
+
+// loadCAFile reads a PEM bundle and returns its certificates.
+func loadCAFile(path string) ([]*x509.Certificate, error) {
+	bad := func(problem string) error {
+		return &ConfigError{Var: "AWS_SSLROOTCERT", Problem: fmt.Sprintf("%q: %s", path, problem)}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		switch {
+		case os.IsNotExist(err):
+			return nil, bad("no such file; want a PEM CA bundle (e.g. RDS's global-bundle.pem)")
+		case os.IsPermission(err):
+			return nil, bad("permission denied")
+		default:
+			return nil, bad("cannot read the file")
+		}
+	}
+	var certs []*x509.Certificate
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, bad("contains a certificate that cannot be parsed")
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, bad("not a PEM certificate bundle (no CERTIFICATE block)")
+	}
+	return certs, nil
+}
+
+// prepareTLS applies the TLS policy to dsn before pgx parses it and
+// returns the extra CA certificates to trust.
+func prepareTLS(cfg Config, dsn string) (string, []*x509.Certificate, error) {
+	params, err := dsnParams(dsn)
+	if err != nil {
+		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
+	}
+	set := map[string]string{}
+	var certs []*x509.Certificate
+	if cfg.SSLRootCert != "" {
+		if certs, err = loadCAFile(cfg.SSLRootCert); err != nil {
+			return "", nil, err
+		}
+		if params["sslrootcert"] == "" {
+			set["sslrootcert"] = cfg.SSLRootCert
+		}
+	}
+	if cfg.RequiresTLS() {
+		switch mode := params["sslmode"]; mode {
+		case "":
+			set["sslmode"] = "verify-full"
+		case "verify-full":
+		default:
+			why := "AWS_REQUIRE_SSL=true"
+			if !cfg.RequireSSL {
+				why = "AWS_DB_IAM_AUTH=true"
+			}
+			return "", nil, &ConfigError{Var: "sslmode", Problem: fmt.Sprintf(
+				"the connection string asks for sslmode=%s, weaker than the verify-full that %s requires; remove sslmode or set sslmode=verify-full", mode, why)}
+		}
+	}
+	dsn, err = setDSNParams(dsn, set)
+	if err != nil {
+		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot set its TLS parameters"}
+	}
+	return dsn, certs, nil
+}
+
+// finishTLS adds the extra CAs to every host's TLS settings and, when TLS
+// is required, checks that each one verifies chain and host name.
+func finishTLS(cfg Config, cc *pgconn.Config, certs []*x509.Certificate) error {
+	configs := []*tls.Config{cc.TLSConfig}
+	for _, fb := range cc.Fallbacks {
+		configs = append(configs, fb.TLSConfig)
+	}
+	for _, tc := range configs {
+		if tc != nil && len(certs) > 0 {
+			roots := tc.RootCAs
+			if roots == nil {
+				if sys, err := x509.SystemCertPool(); err == nil {
+					roots = sys
+				} else {
+					roots = x509.NewCertPool()
+				}
+			} else {
+				roots = roots.Clone()
+			}
+			for _, c := range certs {
+				roots.AddCert(c)
+			}
+			tc.RootCAs = roots
+		}
+		if cfg.RequiresTLS() && (tc == nil || tc.InsecureSkipVerify || tc.ServerName == "") {
+			return &ConfigError{Var: "sslmode", Problem: "TLS is required (verify-full) but a host of the connection string would connect without verified TLS (a Unix socket, or PGSSLMODE)"}
+		}
+	}
+	return nil
+}
+
+// NewConnConfig parses dsn for a single connection with cfg's TLS policy
+// and connect timeout applied (DB_CONNECT_TIMEOUT, unless the DSN has
+// connect_timeout and the environment did not set DB_CONNECT_TIMEOUT).
+// Errors are redacted and wrap ErrConfig.
+func NewConnConfig(cfg Config, dsn string) (*pgx.ConnConfig, error) {
+	dsn, certs, err := prepareTLS(cfg, dsn)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, safeError(err)
+	}
+	if err := finishTLS(cfg, &cc.Config, certs); err != nil {
+		return nil, err
+	}
+	applyConnectTimeout(cfg, dsn, cc)
+	return cc, nil
+}
+
+func applyConnectTimeout(cfg Config, dsn string, cc *pgx.ConnConfig) {
+	params, _ := dsnParams(dsn)
+	if _, inDSN := params["connect_timeout"]; inDSN && !cfg.Explicit.ConnectTimeout && cc.ConnectTimeout > 0 {
+		return
+	}
+	if cfg.ConnectTimeout > 0 {
+		cc.ConnectTimeout = cfg.ConnectTimeout
+	}
+}

@@ -1,0 +1,300 @@
+package dbmanager
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Source names where the connection settings came from.
+type Source string
+
+// Connection sources, in priority order (first configured wins).
+const (
+	SourceDatabaseURL Source = "DATABASE_URL" // DATABASE_URL
+	SourceSecret      Source = "secret"       // AWS_DB_SECRET / AWS_SECRET_NAME in Secrets Manager
+	SourceAWSEnv      Source = "AWS_DB_*"     // AWS_DB_HOST, AWS_DB_USER, ...
+	SourceMemory      Source = "memory"       // DATABASE_URL=memory:// (memory on purpose)
+	SourceNone        Source = "none"         // nothing configured
+)
+
+// CredentialsFunc returns the current credentials of the configured secret
+// (the secrets helper's cached Secrets Manager reader, in practice).
+type CredentialsFunc func(ctx context.Context) (Credentials, error)
+
+// Target is a resolved connection: where it came from, the DSN to connect
+// with and the redacted parts to show. Printing a Target never shows a
+// password (DSN is a Secret).
+type Target struct {
+	Source   Source
+	DSN      Secret // the connection string for pgx; may carry a password
+	Host     string // as shown in Info (may be "" for libpq defaults)
+	Port     int    // 0 when not known
+	Database string
+	User     string
+	// Redacted is Redact(DSN): safe to log and show.
+	Redacted string
+}
+
+// Addr is the redacted "host:port" to show in messages ("" if unknown).
+func (t Target) Addr() string { return displayHostPort(t.Host, t.Port) }
+
+// LogValue describes the target for slog without secrets.
+func (t Target) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("source", string(t.Source)),
+		slog.String("host", t.Host),
+		slog.Int("port", t.Port),
+		slog.String("database", t.Database),
+		slog.String("user", t.User),
+	)
+}
+
+// pythonSchemes are the URL schemes DATABASE_URL may use.
+var pythonSchemes = map[string]bool{
+	"postgres":                true,
+	"postgresql":              true,
+	"postgresql+asyncpg":      true,
+	"postgresql+psycopg2":     true,
+	"postgresql+psycopg":      true,
+	"postgresql+pg8000":       true,
+	"postgres+asyncpg":        true,
+	"postgres+psycopg2":       true,
+	"postgresql+psycopg2cffi": true,
+}
+
+// ParseDatabaseURL checks a DATABASE_URL value and returns the DSN pgx
+// should use. It accepts postgres:// and postgresql:// URLs, the Python
+// forms postgresql+asyncpg:// and postgresql+psycopg2:// (rewritten to
+// postgres://, asyncpg's ?ssl= turned into sslmode=), and libpq key=value
+// strings (returned unchanged). Anything else (mysql://, sqlite:///, a bare
+// word) is a *ConfigError naming DATABASE_URL. Errors never contain the
+// string or any part of it.
+func ParseDatabaseURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	bad := func(problem string) (string, error) {
+		return "", &ConfigError{Var: "DATABASE_URL", Problem: problem}
+	}
+	if raw == "" {
+		return bad("empty")
+	}
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		if !strings.Contains(raw, "=") {
+			return bad("not a URL or key=value connection string; want postgresql://user:password@host:5432/dbname or host=... dbname=...")
+		}
+		pairs, err := parseKV(raw)
+		if err != nil {
+			return bad("malformed key=value connection string (quote values with spaces as key='value')")
+		}
+		for _, p := range pairs {
+			if strings.EqualFold(p.key, "sslmode") && !validSSLMode(p.value) {
+				return bad("sslmode must be disable, allow, prefer, require, verify-ca or verify-full")
+			}
+		}
+		return raw, nil
+	}
+	scheme := strings.ToLower(raw[:i])
+	if !pythonSchemes[scheme] {
+		if len(scheme) > 32 || strings.ContainsAny(scheme, "@:/ ") {
+			return bad("unsupported URL scheme; want postgres://, postgresql://, postgresql+asyncpg:// or postgresql+psycopg2://")
+		}
+		return bad(fmt.Sprintf("scheme %q is not PostgreSQL; want postgres://, postgresql://, postgresql+asyncpg:// or postgresql+psycopg2://", scheme))
+	}
+	u, err := url.Parse("postgres" + raw[i:])
+	if err != nil {
+		return bad("malformed URL: " + urlProblem(err) + " (percent-encode special characters in the password, e.g. @ as %40)")
+	}
+	if strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") {
+		return bad("malformed URL: '@' after the host (percent-encode special characters in the password, e.g. @ as %40, / as %2F)")
+	}
+	if u.Opaque != "" {
+		return bad("malformed URL: want postgresql://user:password@host:5432/dbname")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad("malformed query string (percent-encode special characters)")
+	}
+	if v, ok := q["ssl"]; ok && q.Get("sslmode") == "" { // asyncpg's spelling
+		mode := strings.ToLower(v[len(v)-1])
+		switch mode {
+		case "true", "1":
+			mode = "require"
+		case "false", "0":
+			mode = "disable"
+		}
+		q.Del("ssl")
+		q.Set("sslmode", mode)
+	}
+	if m := q.Get("sslmode"); m != "" && !validSSLMode(m) {
+		return bad("sslmode must be disable, allow, prefer, require, verify-ca or verify-full")
+	}
+	if p := u.Port(); p != "" {
+		// Multi-host URLs (h1:5432,h2:5433) keep pgx's own parsing.
+		if !strings.Contains(u.Host, ",") {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return bad("port is not a number from 1 to 65535")
+			}
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// urlProblem names what net/url disliked without quoting the input.
+func urlProblem(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "invalid port"):
+		return "invalid port"
+	case strings.Contains(msg, "invalid URL escape"):
+		return "invalid percent-escape"
+	case strings.Contains(msg, "invalid userinfo"):
+		return "invalid user:password part"
+	case strings.Contains(msg, "invalid character") && strings.Contains(msg, "host"):
+		return "invalid character in host name"
+	case strings.Contains(msg, "control character"):
+		return "control character in URL"
+	}
+	return "cannot parse"
+}
+
+func validSSLMode(m string) bool {
+	switch m {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		return true
+	}
+	return false
+}
+
+// BuildURL returns a postgres:// URL for the given login and address, built
+// with net/url so any character in the user or password (":@/?#%&=") is
+// encoded correctly. An empty password leaves it out; port 0 means 5432.
+// A host starting with "/" is a Unix socket directory.
+func BuildURL(user, password, host string, port int, database string) string {
+	if port == 0 {
+		port = DefaultDBPort
+	}
+	u := &url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, strconv.Itoa(port))}
+	if strings.HasPrefix(host, "/") { // a Unix socket directory goes in the query
+		u.Host = ""
+		u.RawQuery = url.Values{"host": {host}, "port": {strconv.Itoa(port)}}.Encode()
+	}
+	if database != "" {
+		u.Path = "/" + database
+	}
+	switch {
+	case password != "":
+		u.User = url.UserPassword(user, password)
+	case user != "":
+		u.User = url.User(user)
+	}
+	return u.String()
+}
+
+// ResolveTarget decides where to connect, by DESIGN.md's priority:
+// DATABASE_URL, then the secret (read through secret, which must not be
+// nil when cfg.SecretID is set), then AWS_DB_*. A secret without a host
+// (RDS-managed "rds!..." secrets carry only username and password) takes
+// host, port and database from AWS_DB_*. With IAM authentication the DSN
+// carries no password (the pool's BeforeConnect adds a token).
+//
+// Errors: a *ConfigError (wrapping ErrConfig) for a misconfiguration;
+// the secret reader's error, wrapped, when the secret cannot be read. For
+// SourceMemory and SourceNone it returns a Target with only Source set.
+func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Target, error) {
+	switch src := cfg.Source(); src {
+	case SourceMemory, SourceNone:
+		return Target{Source: src}, nil
+	case SourceDatabaseURL:
+		dsn, err := ParseDatabaseURL(cfg.DatabaseURL.Reveal())
+		if err != nil {
+			return Target{}, err
+		}
+		return newTarget(SourceDatabaseURL, dsn), nil
+	case SourceSecret:
+		if secret == nil {
+			return Target{}, &ConfigError{Var: "AWS_DB_SECRET", Problem: "a secret is configured but no secret source was given"}
+		}
+		c, err := secret(ctx)
+		if err != nil {
+			return Target{}, fmt.Errorf("dbmanager: reading secret %q: %w", cfg.SecretID, safeError(err))
+		}
+		host, port, db := c.Host, c.Port, c.DBName
+		if host == "" {
+			host = cfg.DBHost
+			if port == 0 {
+				port = cfg.DBPort
+			}
+		}
+		if port == 0 {
+			port = cfg.DBPort
+		}
+		if db == "" {
+			db = cfg.DBName
+		}
+		if host == "" {
+			return Target{}, &ConfigError{Var: "AWS_DB_HOST", Problem: "the secret has no host (RDS-managed secrets carry only username and password); set AWS_DB_HOST"}
+		}
+		if c.Username == "" {
+			return Target{}, &ConfigError{Var: "AWS_DB_SECRET", Problem: "the secret has no username"}
+		}
+		pw := c.Password
+		if cfg.IAMAuth {
+			pw = ""
+		}
+		return newTarget(SourceSecret, BuildURL(c.Username, pw, host, port, db)), nil
+	case SourceAWSEnv:
+		pw := cfg.DBPassword.Reveal()
+		if cfg.IAMAuth {
+			pw = ""
+		}
+		return newTarget(SourceAWSEnv, BuildURL(cfg.DBUser, pw, cfg.DBHost, cfg.DBPort, cfg.DBName)), nil
+	default:
+		return Target{}, &ConfigError{Var: "source", Problem: "unknown source " + string(src)}
+	}
+}
+
+// newTarget fills the display fields of a target from its DSN.
+func newTarget(src Source, dsn string) Target {
+	t := Target{Source: src, DSN: NewSecret(dsn), Redacted: Redact(dsn)}
+	if isURLForm(dsn) {
+		if u, err := url.Parse(dsn); err == nil {
+			t.Host = u.Hostname()
+			t.Port, _ = strconv.Atoi(u.Port())
+			t.Database = strings.TrimPrefix(u.Path, "/")
+			t.User = u.User.Username()
+			if q := u.Query(); t.Host == "" && q.Get("host") != "" {
+				t.Host = q.Get("host")
+				t.Port, _ = strconv.Atoi(q.Get("port"))
+			}
+			if q := u.Query(); q.Get("dbname") != "" {
+				t.Database = q.Get("dbname")
+			}
+			if q := u.Query(); q.Get("user") != "" {
+				t.User = q.Get("user")
+			}
+		}
+	} else if pairs, err := parseKV(dsn); err == nil {
+		for _, p := range pairs {
+			switch p.key {
+			case "host":
+				t.Host = p.value
+			case "port":
+				t.Port, _ = strconv.Atoi(p.value)
+			case "dbname":
+				t.Database = p.value
+			case "user":
+				t.User = p.value
+			}
+		}
+	}
+	if t.Port == 0 && t.Host != "" && !strings.HasPrefix(t.Host, "/") && !strings.Contains(t.Host, ",") {
+		t.Port = DefaultDBPort
+	}
+	return t
+}
