@@ -24,7 +24,7 @@ type server struct {
 // store, health at /health, and request logging. It depends only on the
 // Store interface, so tests run it over dbmanager.NewMemStore().
 func newServer(store dbmanager.Store, health http.Handler, logger *slog.Logger) http.Handler {
-	s := &server{apis: apiRepo{store: store}, log: logger}
+	s := &server{apis: newAPIRepo(store), log: logger}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /apis", s.createAPI)
 	mux.HandleFunc("GET /apis", s.listAPIs)
