@@ -390,3 +390,48 @@ func passwordOf(t *testing.T, raw string) string {
 	}
 	return pw
 }
+
+// TestE2EOutageWhileOnPostgreSQL: PostgreSQL goes away under a running
+// gateway. Calls fail with 503 and Retry-After (the seed's "operation fails
+// with proper error"), nothing is half-written, and the gateway serves
+// again once PostgreSQL is back.
+func TestE2EOutageWhileOnPostgreSQL(t *testing.T) {
+	srv := pgtest.NewServer(t)
+	g := startGateway(t, "DATABASE_URL="+srv.URL(t))
+	g.wantHealth("healthy", "postgresql", true)
+	id := g.call("POST", "/apis", validBody()).api(t).ID
+
+	srv.Stop(t)
+	for _, r := range []response{
+		g.call("GET", "/apis", nil),
+		g.call("POST", "/apis", with("name", "during the outage")),
+		g.call("PUT", "/apis/"+id, with("name", "changed during the outage"), "If-Match", `"1"`),
+	} {
+		r.wantError(t, http.StatusServiceUnavailable, "unavailable")
+		if r.Header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+	}
+	if code, h := g.health(); code != http.StatusServiceUnavailable || h.Status != "unhealthy" {
+		t.Errorf("health during the outage: %d %+v, want 503 unhealthy", code, h)
+	}
+
+	srv.Start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := g.call("GET", "/apis", nil)
+		if r.Code == http.StatusOK {
+			var page listPage
+			if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Items) != 1 || page.Items[0].Version != 1 || page.Items[0].Name != "orders" {
+				t.Fatalf("after the outage: %s, want the one API unchanged at version 1", r.Body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after PostgreSQL came back, GET /apis is still %d %s", r.Code, r.Body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	g.wantHealth("healthy", "postgresql", true)
+	g.stop()
+}
