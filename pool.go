@@ -20,7 +20,9 @@ import (
 //	max_overflow        DB_MAX_OVERFLOW (10) MaxConns = size+overflow; a released connection is
 //	                                         closed when the pool already holds `size` idle ones
 //	pool_pre_ping       DB_POOL_PRE_PING     ShouldPing: ping connections idle > 1 s before use,
-//	                                         bounded by PingTimeout (= DB_CONNECT_TIMEOUT)
+//	                                         bounded by PingTimeout (= DB_CONNECT_TIMEOUT); and
+//	                                         PrepareConn: on every acquire, a non-blocking peek
+//	                                         drops connections the server already closed
 //	pool_recycle        DB_POOL_RECYCLE      MaxConnLifetime, with MaxConnLifetimeJitter = 10 %
 //	pool_timeout        DB_POOL_TIMEOUT      every Acquire (also Query/Exec/Begin on the pool) is
 //	                                         bounded by it through the pool's AcquireTracer
@@ -115,6 +117,9 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		if !urlPing || cfg.Explicit.PoolPrePing || pc.PingTimeout <= 0 {
 			pc.PingTimeout = cfg.ConnectTimeout
 		}
+		// Every acquire also checks, without a round trip, that the server
+		// has not closed the connection while it sat idle.
+		pc.PrepareConn = dropClosedConns
 	} else {
 		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}

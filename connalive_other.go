@@ -1,0 +1,8 @@
+//go:build !linux
+
+package dbmanager
+
+import "net"
+
+// socketHasClosed cannot look without Linux's MSG_PEEK|MSG_DONTWAIT here.
+func socketHasClosed(net.Conn) bool { return false }

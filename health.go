@@ -1,0 +1,194 @@
+package dbmanager
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Health statuses.
+const (
+	StatusHealthy   = "healthy"   // on the primary and it answers, or memory chosen on purpose
+	StatusDegraded  = "degraded"  // serving from memory because the primary is missing or down
+	StatusUnhealthy = "unhealthy" // the primary is configured and failing, or the Manager is closed
+)
+
+// Health is the state of the Manager's database, as Manager.Health finds
+// it. Its JSON form is the "database" object of the seed's health endpoint,
+// with the latency and pool statistics added.
+type Health struct {
+	Status       string `json:"status"`
+	Type         string `json:"type"` // BackendPostgreSQL or BackendMemory
+	Message      string `json:"message"`
+	UsingPrimary bool   `json:"using_primary"`
+	// Latency is how long the ping took (0 when nothing was pinged).
+	Latency time.Duration `json:"latency_ms"`
+	// Pool is the pool's statistics while on PostgreSQL.
+	Pool *PoolStats `json:"pool,omitempty"`
+}
+
+// MarshalJSON writes Latency in milliseconds.
+func (h Health) MarshalJSON() ([]byte, error) {
+	type plain Health
+	return json.Marshal(struct {
+		plain
+		Latency float64 `json:"latency_ms"`
+	}{plain(h), float64(h.Latency.Microseconds()) / 1000})
+}
+
+// Health reports the database's state. On PostgreSQL it pings, bounded by
+// the health timeout (WithHealthTimeout, default 2 s) and ctx. A change of
+// status is logged once, in the seed's words ("Database health: healthy -
+// Primary database connection is healthy").
+func (m *Manager) Health(ctx context.Context) Health {
+	m.mu.Lock()
+	md, p, reason := m.mode, m.primary, m.fallbackReason
+	m.mu.Unlock()
+	var h Health
+	switch md {
+	case modeUninitialized:
+		h = Health{Status: StatusUnhealthy, Type: BackendMemory, Message: "Database manager is not initialized"}
+	case modeClosed:
+		h = Health{Status: StatusUnhealthy, Type: BackendMemory, Message: "Database manager is closed"}
+	case modeMemoryChosen:
+		h = Health{Status: StatusHealthy, Type: BackendMemory, Message: "In-memory storage in use (DATABASE_URL=memory://)"}
+	case modeMemoryNoConfig:
+		h = Health{Status: StatusDegraded, Type: BackendMemory, Message: "No database URL configured; using in-memory storage"}
+	case modeFallback:
+		h = Health{Status: StatusDegraded, Type: BackendMemory,
+			Message: "Primary database unavailable; using in-memory storage and retrying: " + reason}
+	case modePrimary:
+		h = m.pingPrimary(ctx, p)
+	}
+	m.logStatusChange(ctx, h)
+	return h
+}
+
+// pingPrimary pings the pool and reports the primary's health.
+func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
+	h := Health{Type: BackendPostgreSQL, UsingPrimary: true}
+	pctx, cancel := context.WithTimeout(ctx, m.opts.healthTimeout)
+	defer cancel()
+	start := time.Now()
+	err := p.store.Ping(pctx)
+	h.Latency = time.Since(start)
+	stats := StatsOf(p.pool)
+	h.Pool = &stats
+	m.observePrimary(err)
+	if err != nil {
+		h.Status = StatusUnhealthy
+		h.Message = "Primary database connection failed: " + errorText(err)
+		return h
+	}
+	h.Status = StatusHealthy
+	h.Message = "Primary database connection is healthy"
+	return h
+}
+
+// logStatusChange logs h when its status differs from the last one logged.
+func (m *Manager) logStatusChange(ctx context.Context, h Health) {
+	m.mu.Lock()
+	changed := m.lastStatus != h.Status
+	m.lastStatus = h.Status
+	m.mu.Unlock()
+	if !changed {
+		return
+	}
+	level := slog.LevelInfo
+	if h.Status != StatusHealthy {
+		level = slog.LevelWarn
+	}
+	m.log.Log(ctx, level, "Database health: "+h.Status+" - "+h.Message)
+}
+
+// ConnectionInfo describes the Manager's connection for operators. It
+// never holds a password: the target is shown by its parts.
+type ConnectionInfo struct {
+	UsingPrimary bool   `json:"is_using_primary"`
+	DatabaseType string `json:"database_type"` // BackendPostgreSQL or BackendMemory
+	// Source is where the connection settings came from.
+	Source   Source `json:"source"`
+	Host     string `json:"host,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	Database string `json:"database,omitempty"`
+	User     string `json:"user,omitempty"`
+	// FallbackReason says why the Store serves from memory ("" on the
+	// primary or when memory was chosen).
+	FallbackReason string `json:"fallback_reason,omitempty"`
+	// Recovering is true while a background loop is trying to reach the
+	// primary.
+	Recovering bool `json:"recovering"`
+	// PrimaryFailing is true while calls on the running primary fail for
+	// want of a connection.
+	PrimaryFailing bool `json:"primary_failing"`
+	// Recoveries counts moves back to the primary; RecordsMoved the records
+	// they wrote to it; Conflicts the records where the primary's own
+	// record was kept (see Conflict).
+	Recoveries   int `json:"recoveries"`
+	RecordsMoved int `json:"records_moved"`
+	Conflicts    int `json:"conflicts"`
+}
+
+// Info returns the connection's description without any I/O.
+func (m *Manager) Info() ConnectionInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	info := ConnectionInfo{
+		UsingPrimary:   m.mode == modePrimary,
+		DatabaseType:   BackendMemory,
+		Source:         m.cfg.Source(),
+		Host:           m.target.Host,
+		Port:           m.target.Port,
+		Database:       m.target.Database,
+		User:           m.target.User,
+		FallbackReason: m.fallbackReason,
+		Recovering:     m.mode == modeFallback,
+		PrimaryFailing: m.mode == modePrimary && m.primaryDown.Load(),
+		Recoveries:     m.recovery.recoveries,
+		RecordsMoved:   m.recovery.moved,
+		Conflicts:      m.recovery.conflicts,
+	}
+	if info.UsingPrimary {
+		info.DatabaseType = BackendPostgreSQL
+	}
+	return info
+}
+
+// HealthHandler serves the seed service's health endpoint:
+//
+//	{"status": "healthy", "service": "...", "version": "...",
+//	 "database": {"status": "healthy", "type": "postgresql",
+//	              "message": "Primary database connection is healthy", "using_primary": true}}
+//
+// with status 200 when healthy or degraded and 503 when unhealthy. It
+// pings with the request's context.
+func HealthHandler(m *Manager, service, version string) http.Handler {
+	type database struct {
+		Status       string `json:"status"`
+		Type         string `json:"type"`
+		Message      string `json:"message"`
+		UsingPrimary bool   `json:"using_primary"`
+	}
+	type body struct {
+		Status   string   `json:"status"`
+		Service  string   `json:"service"`
+		Version  string   `json:"version"`
+		Database database `json:"database"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := m.Health(r.Context())
+		code := http.StatusOK
+		if h.Status == StatusUnhealthy {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body{
+			Status: h.Status, Service: service, Version: version,
+			Database: database{Status: h.Status, Type: h.Type, Message: h.Message, UsingPrimary: h.UsingPrimary},
+		})
+	})
+}

@@ -1,0 +1,171 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// primary is an open connection to the configured PostgreSQL: its pool and
+// the Store on it.
+type primary struct {
+	target Target
+	pool   *pgxpool.Pool
+	store  *PGStore
+}
+
+// close releases what connectPrimary opened.
+func (p *primary) close() {
+	if p == nil {
+		return
+	}
+	if p.store != nil {
+		_ = p.store.Close()
+	}
+	p.pool.Close()
+}
+
+// connectPrimary resolves the target, opens a pool, proves it answers and
+// opens the Store on it (creating its table if needed), all within ctx.
+// Its errors are classified: misconfiguration wraps ErrConfig (or another
+// error isMisconfiguration knows), everything else means "unreachable".
+func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
+	cache, err := m.secretCache(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var credentials CredentialsFunc
+	if cache != nil {
+		credentials = cache.Current
+	}
+	target, err := ResolveTarget(ctx, m.cfg, credentials)
+	if err != nil {
+		return nil, err
+	}
+	beforeConnect, err := m.credentialHook(ctx, cache)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := NewPoolConfig(m.cfg, target, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect))
+	if err != nil {
+		return nil, err
+	}
+	m.checkSuspects(pc)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, safeError(err)
+	}
+	p := &primary{target: target, pool: pool}
+	acquire := func(ctx context.Context) (*pgxpool.Conn, error) {
+		var conn *pgxpool.Conn
+		open := func(ctx context.Context) (err error) {
+			conn, err = Acquire(ctx, pool, m.cfg.PoolTimeout)
+			return err
+		}
+		if cache != nil {
+			return conn, cache.RetryAuth(ctx, open)
+		}
+		return conn, open(ctx)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		p.close()
+		return nil, ClassifyConnectError(ExplainAcquireError(ctx, pool, err), target.Redacted)
+	}
+	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire))
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// secretCache returns the Manager's secret cache when the configuration
+// names a secret, creating it (and the AWS client) on first use.
+func (m *Manager) secretCache(ctx context.Context) (*SecretCache, error) {
+	if m.cfg.Source() != SourceSecret {
+		return nil, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.secrets != nil {
+		return m.secrets, nil
+	}
+	src := m.opts.secrets
+	if src == nil {
+		aws, err := NewAWSSecretSource(ctx, m.cfg.Region)
+		if err != nil {
+			return nil, err
+		}
+		src = aws
+	}
+	m.secrets = NewSecretCache(src, m.cfg.SecretID,
+		WithSecretTTL(m.cfg.SecretCacheTTL),
+		WithRotationBudget(m.cfg.RotationBudget),
+		WithSecretLogger(m.log))
+	return m.secrets, nil
+}
+
+// credentialHook is the pool's BeforeConnect: an IAM token, the cached
+// secret, or nothing (the DSN carries the password).
+func (m *Manager) credentialHook(ctx context.Context, cache *SecretCache) (func(context.Context, *pgx.ConnConfig) error, error) {
+	if m.cfg.IAMAuth {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.iam == nil {
+			iam, err := NewIAMAuth(ctx, m.cfg.Region, nil)
+			if err != nil {
+				return nil, err
+			}
+			m.iam = iam
+		}
+		if cache == nil {
+			return m.iam.BeforeConnect, nil
+		}
+		// The secret gives the user name; IAM the password.
+		return func(ctx context.Context, cc *pgx.ConnConfig) error {
+			if err := cache.BeforeConnect(ctx, cc); err != nil {
+				return err
+			}
+			return m.iam.BeforeConnect(ctx, cc)
+		}, nil
+	}
+	if cache != nil {
+		return cache.BeforeConnect, nil
+	}
+	return nil, nil
+}
+
+// checkSuspects makes the pool ping, before use, every idle connection
+// that was already idle when a call on the primary last failed for want of
+// a connection: one dead connection usually means the others died too (a
+// server restart, a network cut), and no caller should meet them.
+func (m *Manager) checkSuspects(pc *pgxpool.Config) {
+	inner := pc.ShouldPing
+	pc.ShouldPing = func(ctx context.Context, p pgxpool.ShouldPingParams) bool {
+		if since := m.suspectSince.Load(); since != 0 && time.Now().Add(-p.IdleDuration).UnixNano() <= since {
+			return true
+		}
+		return inner != nil && inner(ctx, p)
+	}
+}
+
+// isMisconfiguration tells a configuration the Manager must refuse (Init
+// fails whatever DB_FALLBACK says) from a primary that is merely
+// unreachable now (Init falls back to memory and keeps trying).
+func isMisconfiguration(err error) bool {
+	for _, target := range []error{ErrConfig, ErrMalformedSecret, ErrSecretNotFound, ErrIAMRequiresTLS, ErrInvalid} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// errorText is the one-line, redacted reason shown in logs, Info and
+// health for err.
+func errorText(err error) string {
+	return safeError(err).Error()
+}

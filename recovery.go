@@ -1,0 +1,119 @@
+package dbmanager
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+)
+
+// startRecovery serves from memory because the primary is unreachable
+// (reason) and starts the loop that moves back to it. It reports false if
+// the Manager was closed meanwhile.
+func (m *Manager) startRecovery(reason string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.mode, m.fallbackReason = modeFallback, reason
+	m.router.switchTo(m.mem, false)
+	m.wg.Add(1)
+	go m.recover(m.bg, time.Now())
+	return true
+}
+
+// recover retries the primary with exponential backoff and jitter until it
+// answers, then moves the records written to memory meanwhile to it and
+// switches the Store over. It ends early when the Manager closes.
+func (m *Manager) recover(ctx context.Context, since time.Time) {
+	defer m.wg.Done()
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = m.opts.retryInitial
+	b.MaxInterval = m.opts.retryMax
+	b.RandomizationFactor = 0.5
+	b.Multiplier = 2
+	b.Reset()
+	mv := newMove()
+	for attempt := 1; ; attempt++ {
+		t := time.NewTimer(b.NextBackOff())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
+		p, err := m.connectPrimary(cctx)
+		cancel()
+		if err != nil {
+			m.noteRecoveryFailure(attempt, err)
+			continue
+		}
+		answered := time.Now()
+		if err := mv.run(ctx, &m.router, m.mem, p.store, p.store); err != nil {
+			p.close()
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("Moving back to the primary database failed; will retry", slog.String("reason", errorText(err)))
+			continue
+		}
+		if !m.promoted(p, mv) {
+			p.close()
+			return
+		}
+		m.log.Info("Primary database recovered",
+			slog.Int("records_moved", len(mv.owned)),
+			slog.Int("conflicts", len(mv.conflicts)),
+			slog.Duration("outage", answered.Sub(since).Round(time.Millisecond)),
+			slog.Duration("move_took", time.Since(answered).Round(time.Millisecond)),
+			slog.Int("attempts", attempt))
+		m.reportConflicts(ctx, mv)
+		return
+	}
+}
+
+// noteRecoveryFailure logs a failed attempt to reach the primary: the
+// first few at Info, then every tenth, so a long outage does not flood the
+// log.
+func (m *Manager) noteRecoveryFailure(attempt int, err error) {
+	if attempt <= 3 || attempt%10 == 0 {
+		m.log.Info("Primary database still unavailable; serving from in-memory storage",
+			slog.Int("attempt", attempt), slog.String("reason", errorText(err)))
+	}
+	m.mu.Lock()
+	m.fallbackReason = errorText(err)
+	m.mu.Unlock()
+}
+
+// promoted records that the Store now serves from p after a move. It
+// reports false if the Manager was closed meanwhile (the router then
+// already answers ErrClosed).
+func (m *Manager) promoted(p *primary, mv *move) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.mode, m.primary, m.target, m.fallbackReason = modePrimary, p, p.target, ""
+	m.recovery.recoveries++
+	m.recovery.moved += len(mv.owned)
+	m.recovery.conflicts += len(mv.conflicts)
+	m.mem = NewMemStore() // what it held is in PostgreSQL now
+	return true
+}
+
+// reportConflicts logs each conflict (keys and versions, never values)
+// and hands it to the OnConflict hook.
+func (m *Manager) reportConflicts(ctx context.Context, mv *move) {
+	for _, c := range mv.conflicts {
+		m.log.Warn("Record written during the outage conflicts with the primary database; the primary's record was kept",
+			slog.String("collection", c.Collection), slog.String("key", c.Key),
+			slog.Int64("memory_version", c.Memory.Version), slog.Int64("kept_version", c.Primary.Version))
+		if m.opts.onConflict != nil {
+			m.opts.onConflict(ctx, c)
+		}
+	}
+}
