@@ -1,5 +1,3 @@
-//go:build manager
-
 package main
 
 // End-to-end tests: build the gateway binary once, start it as a real
@@ -58,7 +56,7 @@ func gatewayBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "gateway")
-		out, err := exec.Command(goCmd, "build", "-tags=manager", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command(goCmd, "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}

@@ -1,5 +1,3 @@
-//go:build manager
-
 // Command gateway is the Gateway Management API of the seed design, built
 // on dbmanager: CRUD over API definitions at /apis and a health check at
 // /health. With DATABASE_URL (or the AWS_* variables) set it keeps the

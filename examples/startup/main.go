@@ -1,5 +1,3 @@
-//go:build manager
-
 // Command startup is the start-up code of a service that uses dbmanager:
 // read the configuration from the environment, start the Manager, hand
 // its Store to the service, close it on the way out. With DATABASE_URL

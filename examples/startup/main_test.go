@@ -1,5 +1,3 @@
-//go:build manager
-
 package main
 
 import (
