@@ -340,6 +340,9 @@ func TestE2EFallbackThenRecovery(t *testing.T) {
 
 	g := startGateway(t, "DATABASE_URL="+dsn)
 	g.wantHealth("degraded", "in-memory", false)
+	if body := g.call("GET", "/health", nil).Body; strings.Contains(string(body), passwordOf(t, dsn)) {
+		t.Errorf("health shows the database password: %s", body)
+	}
 	if !strings.Contains(g.logs.String(), "Primary database connection failed. Falling back to in-memory storage.") {
 		t.Errorf("the log lacks the seed's fallback message")
 	}
@@ -373,6 +376,9 @@ func TestE2EFallbackThenRecovery(t *testing.T) {
 		t.Fatalf("after recovery and restart: %d %s", r.Code, r.Body)
 	}
 	g2.stop()
+	if strings.Contains(g.logs.String()+g2.logs.String(), passwordOf(t, dsn)) {
+		t.Error("the gateway logged the database password")
+	}
 }
 
 // passwordOf returns the password in a postgres:// URL.
