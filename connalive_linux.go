@@ -16,8 +16,10 @@ func socketHasClosed(c net.Conn) bool {
 	if err != nil {
 		return false
 	}
+	// Control, not Read: Read would wait for the descriptor's read lock,
+	// which pgx's background reader may hold for as long as no data comes.
 	closed := false
-	_ = raw.Read(func(fd uintptr) bool {
+	_ = raw.Control(func(fd uintptr) {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
@@ -29,7 +31,6 @@ func socketHasClosed(c net.Conn) bool {
 			closed = true // n == 0 is end of stream; n > 0 is an unexpected message (FATAL)
 			_ = n
 		}
-		return true // never wait for readiness
 	})
 	return closed
 }

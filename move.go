@@ -116,24 +116,28 @@ func (mv *move) dropDeleted(ctx context.Context, pg recordImporter, recs []Recor
 	return pg.deleteOwned(ctx, gone)
 }
 
-// run performs the move from mem to pg through router r. On success the
-// router serves pg; on failure it still serves mem and the move can be run
+// run performs the move from mem to pg. switchOver is called with writes
+// held, after the last copy; it routes the Store to PostgreSQL and reports
+// false if that must not happen (the Manager closed), which fails the
+// move. On failure the Store still serves mem and the move can be run
 // again.
-func (mv *move) run(ctx context.Context, r *routingStore, mem *MemStore, pg Store, pgImport recordImporter) error {
-	if err := mv.copyChanged(ctx, pgImport, mem.snapshot()); err != nil {
+func (mv *move) run(ctx context.Context, gate *writeGate, mem *MemStore, pg recordImporter, switchOver func() bool) error {
+	if err := mv.copyChanged(ctx, pg, mem.snapshot()); err != nil {
 		return fmt.Errorf("copy records written during the outage: %w", err)
 	}
-	if err := r.gate.close(ctx); err != nil {
+	if err := gate.close(ctx); err != nil {
 		return err
 	}
-	defer r.gate.open()
+	defer gate.open()
 	recs := mem.snapshot()
-	if err := mv.copyChanged(ctx, pgImport, recs); err != nil {
+	if err := mv.copyChanged(ctx, pg, recs); err != nil {
 		return fmt.Errorf("copy records written during the move: %w", err)
 	}
-	if err := mv.dropDeleted(ctx, pgImport, recs); err != nil {
+	if err := mv.dropDeleted(ctx, pg, recs); err != nil {
 		return fmt.Errorf("delete records removed during the move: %w", err)
 	}
-	r.switchTo(pg, true)
+	if !switchOver() {
+		return ErrClosed
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package dbmanager
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -52,17 +53,13 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 			continue
 		}
 		answered := time.Now()
-		if err := mv.run(ctx, &m.router, m.mem, p.store, p.store); err != nil {
+		if err := mv.run(ctx, &m.router.gate, m.mem, p.store, func() bool { return m.promoted(p, mv) }); err != nil {
 			p.close()
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
 			}
 			m.log.Warn("Moving back to the primary database failed; will retry", slog.String("reason", errorText(err)))
 			continue
-		}
-		if !m.promoted(p, mv) {
-			p.close()
-			return
 		}
 		m.log.Info("Primary database recovered",
 			slog.Int("records_moved", len(mv.owned)),
@@ -88,15 +85,16 @@ func (m *Manager) noteRecoveryFailure(attempt int, err error) {
 	m.mu.Unlock()
 }
 
-// promoted records that the Store now serves from p after a move. It
-// reports false if the Manager was closed meanwhile (the router then
-// already answers ErrClosed).
+// promoted routes the Store to p at the end of a move, with writes held,
+// and records it. It reports false if the Manager was closed meanwhile
+// (the router then already answers ErrClosed).
 func (m *Manager) promoted(p *primary, mv *move) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return false
 	}
+	m.router.switchTo(p.store, true)
 	m.mode, m.primary, m.target, m.fallbackReason = modePrimary, p, p.target, ""
 	m.recovery.recoveries++
 	m.recovery.moved += len(mv.owned)
