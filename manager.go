@@ -296,8 +296,9 @@ func (m *Manager) observePrimary(err error) {
 		}
 		return
 	}
-	if !errors.Is(err, ErrUnavailable) {
-		return
+	var exhausted *PoolExhaustedError
+	if !errors.Is(err, ErrUnavailable) || errors.As(err, &exhausted) {
+		return // a busy pool is not a lost connection
 	}
 	m.suspectSince.Store(time.Now().UnixNano())
 	if m.primaryDown.CompareAndSwap(false, true) {
@@ -309,7 +310,7 @@ func (m *Manager) observePrimary(err error) {
 // notInitializedStore answers calls made before Init.
 type notInitializedStore struct{}
 
-var errNotInitialized = fmt.Errorf("%w: Manager.Init has not been called", ErrUnavailable)
+var errNotInitialized = fmt.Errorf("%w: the Manager is not initialized (Init not called, or it failed)", ErrUnavailable)
 
 func (notInitializedStore) Get(_ context.Context, c, k string) (Record, error) {
 	return Record{}, opError("get", c, k, errNotInitialized)

@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"strconv"
 	"strings"
@@ -86,5 +87,28 @@ func TestManagerIAMWithoutTLSIsMisconfigured(t *testing.T) {
 	err := m.Init(ctx)
 	if err == nil || !isMisconfiguration(err) {
 		t.Fatalf("Init with IAM over sslmode=disable = %v; want a configuration error", err)
+	}
+}
+
+func TestManagerSecretWithoutRegionIsMisconfigured(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	m, _ := newTestManager(t, envConfig(t, "AWS_DB_SECRET", "prod/db"))
+	if err := m.Init(context.Background()); !errors.Is(err, ErrConfig) {
+		t.Fatalf("Init with a secret and no region = %v; want ErrConfig, not a fallback", err)
+	}
+}
+
+func TestBusyPoolIsNotALostConnection(t *testing.T) {
+	m, logs := newTestManager(t, envConfig(t))
+	m.observePrimary(&PoolExhaustedError{})
+	if m.primaryDown.Load() || strings.Contains(logs.String(), "connection lost") {
+		t.Error("an exhausted pool was taken for a lost connection")
+	}
+	m.observePrimary(&ConnectionError{Reason: ReasonRefused})
+	if !m.primaryDown.Load() {
+		t.Error("a refused connection did not mark the primary down")
 	}
 }

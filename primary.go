@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,7 +98,8 @@ func (m *Manager) secretCache(ctx context.Context) (*SecretCache, error) {
 	if src == nil {
 		aws, err := NewAWSSecretSource(ctx, m.cfg.Region)
 		if err != nil {
-			return nil, err
+			// No region or no usable AWS configuration: nothing to retry.
+			return nil, fmt.Errorf("%w: Secrets Manager: %w", ErrConfig, err)
 		}
 		src = aws
 	}
@@ -117,7 +119,8 @@ func (m *Manager) credentialHook(ctx context.Context, cache *SecretCache) (func(
 		if m.iam == nil {
 			iam, err := NewIAMAuth(ctx, m.cfg.Region, nil)
 			if err != nil {
-				return nil, err
+				// No region or no AWS credentials: nothing to retry.
+				return nil, fmt.Errorf("%w: IAM authentication: %w", ErrConfig, err)
 			}
 			m.iam = iam
 		}
