@@ -1,7 +1,7 @@
 // Package dbmanager gives a Go service one Manager for its PostgreSQL
 // connection. The Manager finds the credentials (DATABASE_URL, an AWS
-// Secrets Manager secret, or AWS_DB_* variables), opens a pgxpool with
-// verified TLS and the pool settings of the environment, and serves one
+// Secrets Manager secret, or AWS_DB_* variables), opens a pgxpool with the
+// TLS policy and pool settings of the environment, and serves one
 // [Store] of JSON documents. When PostgreSQL is not configured, or cannot
 // be reached at start-up, the same Store serves from memory, and the
 // Manager moves back to PostgreSQL, with what was written meanwhile, once
