@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +22,7 @@ type MemStore struct {
 
 // NewMemStore returns an empty in-memory Store.
 func NewMemStore() *MemStore {
-	m := &memBackend{now: time.Now}
+	m := &memBackend{now: time.Now, seed: maphash.MakeSeed()}
 	return &MemStore{checkedStore: checkedStore{b: m}, mem: m}
 }
 
@@ -29,17 +30,32 @@ func NewMemStore() *MemStore {
 type memBackend struct {
 	collections sync.Map // string -> *memCollection
 	now         func() time.Time
+	seed        maphash.Seed
 }
 
+// memShards is how many independently locked parts a collection's records
+// are spread over, so that calls on different keys rarely wait for each
+// other (a single lock is what the benchmark baseline uses).
+const memShards = 32
+
 // memCollection holds one collection's records. Point reads and writes go
-// through the hash map; the ordered key set serves List, so a page costs
-// O(log n + limit) instead of a sort of the whole collection. A stored
-// Record is never modified in place (a write replaces it), so readers may
-// use what they found after releasing the lock.
+// to one shard, a hash map under its own lock. The ordered key set serves
+// List, so a page costs O(log n + limit) instead of a sort of the whole
+// collection; it changes only when a key is created or deleted.
+//
+// Lock order: order, then a shard. A stored Record is never modified in
+// place (a write replaces it), so readers may use what they found after
+// releasing a lock.
 type memCollection struct {
+	order  sync.RWMutex
+	keys   btree.Set[string]
+	shards [memShards]memShard
+}
+
+type memShard struct {
 	mu      sync.RWMutex
 	records map[string]Record
-	keys    btree.Set[string]
+	_       [32]byte // keep shards on separate cache lines
 }
 
 // collection returns the named collection, creating it if create is set.
@@ -50,8 +66,16 @@ func (m *memBackend) collection(name string, create bool) *memCollection {
 	if !create {
 		return nil
 	}
-	c, _ := m.collections.LoadOrStore(name, &memCollection{records: make(map[string]Record)})
-	return c.(*memCollection)
+	c := &memCollection{}
+	for i := range c.shards {
+		c.shards[i].records = make(map[string]Record)
+	}
+	actual, _ := m.collections.LoadOrStore(name, c)
+	return actual.(*memCollection)
+}
+
+func (m *memBackend) shard(c *memCollection, key string) *memShard {
+	return &c.shards[maphash.String(m.seed, key)%memShards]
 }
 
 func (m *memBackend) get(_ context.Context, collection, key string) (Record, error) {
@@ -59,9 +83,10 @@ func (m *memBackend) get(_ context.Context, collection, key string) (Record, err
 	if c == nil {
 		return Record{}, ErrNotFound
 	}
-	c.mu.RLock()
-	r, ok := c.records[key]
-	c.mu.RUnlock()
+	s := m.shard(c, key)
+	s.mu.RLock()
+	r, ok := s.records[key]
+	s.mu.RUnlock()
 	if !ok {
 		return Record{}, ErrNotFound
 	}
@@ -70,22 +95,47 @@ func (m *memBackend) get(_ context.Context, collection, key string) (Record, err
 
 func (m *memBackend) put(_ context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
 	c := m.collection(collection, true)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := normalizeTime(m.now()) // under the lock: times follow versions
-	old, exists := c.records[key]
+	s := m.shard(c, key)
+	s.mu.Lock()
+	old, exists := s.records[key]
+	if exists || cond.versionSet {
+		// Replacing a key, or failing: the key set does not change.
+		defer s.mu.Unlock()
+		if err := checkCondition(cond, old.Version, exists); err != nil {
+			return Record{}, err
+		}
+		return m.store(s, collection, key, value, old, exists), nil
+	}
+	// A new key: take the order lock first, as the lock order requires,
+	// and look again.
+	s.mu.Unlock()
+	c.order.Lock()
+	defer c.order.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, exists = s.records[key]
 	if err := checkCondition(cond, old.Version, exists); err != nil {
 		return Record{}, err
 	}
+	if !exists {
+		c.keys.Insert(key)
+	}
+	return m.store(s, collection, key, value, old, exists), nil
+}
+
+// store writes the new record for key into s, whose lock the caller holds.
+func (m *memBackend) store(s *memShard, collection, key string, value []byte, old Record, exists bool) Record {
+	now := normalizeTime(m.now())
 	r := Record{Collection: collection, Key: key, Value: value, Version: 1, CreatedAt: now, UpdatedAt: now}
 	if exists {
 		r.Version = old.Version + 1
 		r.CreatedAt = old.CreatedAt
-	} else {
-		c.keys.Insert(key)
+		if now.Before(old.UpdatedAt) { // the wall clock went back
+			r.UpdatedAt = old.UpdatedAt
+		}
 	}
-	c.records[key] = r
-	return r, nil
+	s.records[key] = r
+	return r
 }
 
 func (m *memBackend) delete(_ context.Context, collection, key string, cond writeConditions) error {
@@ -93,16 +143,19 @@ func (m *memBackend) delete(_ context.Context, collection, key string, cond writ
 	if c == nil {
 		return checkDeleteMissing(cond)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old, exists := c.records[key]
+	c.order.Lock()
+	defer c.order.Unlock()
+	s := m.shard(c, key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, exists := s.records[key]
 	if !exists {
 		return checkDeleteMissing(cond)
 	}
 	if err := checkCondition(cond, old.Version, true); err != nil {
 		return err
 	}
-	delete(c.records, key)
+	delete(s.records, key)
 	c.keys.Delete(key)
 	return nil
 }
@@ -115,8 +168,8 @@ func (m *memBackend) list(_ context.Context, collection string, opts ListOptions
 	start := max(opts.After, opts.Prefix)
 	records := make([]Record, 0, min(opts.Limit, 64))
 	more := false
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.order.RLock()
+	defer c.order.RUnlock()
 	c.keys.Ascend(start, func(key string) bool {
 		if key == opts.After {
 			return true // the cursor itself is excluded
@@ -128,7 +181,10 @@ func (m *memBackend) list(_ context.Context, collection string, opts ListOptions
 			more = true
 			return false
 		}
-		records = append(records, c.records[key])
+		s := m.shard(c, key)
+		s.mu.RLock()
+		records = append(records, s.records[key])
+		s.mu.RUnlock()
 		return true
 	})
 	return records, more, nil
@@ -166,18 +222,24 @@ func checkDeleteMissing(cond writeConditions) error {
 	return ErrNotFound
 }
 
-// snapshot returns every record the store holds, collection by collection;
-// each collection is read atomically. The Manager uses it to move what was
-// written during an outage to PostgreSQL.
+// snapshot returns every record the store holds. Each collection is read
+// atomically (under its order lock, which every create and delete takes).
+// The Manager uses it to move what was written during an outage to
+// PostgreSQL.
 func (s *MemStore) snapshot() []Record {
 	var all []Record
 	s.mem.collections.Range(func(_, v any) bool {
 		c := v.(*memCollection)
-		c.mu.RLock()
-		for _, r := range c.records {
-			all = append(all, r)
+		c.order.RLock()
+		for i := range c.shards {
+			sh := &c.shards[i]
+			sh.mu.RLock()
+			for _, r := range sh.records {
+				all = append(all, r)
+			}
+			sh.mu.RUnlock()
 		}
-		c.mu.RUnlock()
+		c.order.RUnlock()
 		return true
 	})
 	return all
