@@ -1,0 +1,90 @@
+// Package dbmanager gives a Go service one Manager for its PostgreSQL
+// connection. The Manager finds the credentials (DATABASE_URL, an AWS
+// Secrets Manager secret, or AWS_DB_* variables), opens a pgxpool with the
+// TLS policy and pool settings of the environment, and serves one
+// [Store] of JSON documents. When PostgreSQL is not configured, or cannot
+// be reached at start-up, the same Store serves from memory, and the
+// Manager moves back to PostgreSQL, with what was written meanwhile, once
+// it answers. No caller ever branches on the backend.
+//
+// # Start-up
+//
+//	cfg, err := dbmanager.ConfigFromEnv() // every variable: see Config and the README
+//	if err != nil {
+//		return err // a variable is set but wrong
+//	}
+//	m := dbmanager.New(cfg, dbmanager.WithLogger(logger))
+//	if err := m.Init(ctx); err != nil {
+//		return err // misconfigured, or unreachable with DB_FALLBACK=none
+//	}
+//	defer m.Close(context.WithoutCancel(ctx))
+//	apis := dbmanager.NewCollection[API](m.Store(), "apis")
+//
+// Keep the Store (or the Collection) for the life of the process: it
+// routes every call to the backend in use. [HealthHandler] serves the
+// /health JSON of the seed design; [Manager.Info] describes the connection
+// for operators. [Default] is a process-wide Manager built from the
+// environment, for code that cannot pass one around.
+//
+// # The Store contract
+//
+// A [Store] keeps JSON documents by collection and key. Every backend (the
+// in-memory [MemStore], the PostgreSQL [PGStore], and the Manager's routing
+// handle) keeps the same contract, checked by the storetest package:
+//
+//   - values are valid JSON and come back byte for byte; anything else is
+//     [ErrInvalid] before the backend is touched;
+//   - collections (at most 128 bytes) and keys (at most 512) are non-empty
+//     UTF-8 without NUL;
+//   - Version is 1 on create and grows by one on every Put; [IfVersion] and
+//     [IfAbsent] are atomic, and a failed condition is [ErrConflict];
+//   - List pages in bytewise key order whatever the database collation, and
+//     [ListOptions].Prefix matches literally;
+//   - a missing key is [ErrNotFound], an unreachable backend
+//     [ErrUnavailable], a closed one [ErrClosed]; errors are *[OpError]
+//     values naming the collection and key, tested with errors.Is.
+//
+// [Collection] stores Go values of one type as JSON on any Store, with a
+// read-modify-write [Collection.Update] that retries on conflicts.
+//
+// # Fallback and recovery
+//
+// [Manager.Init] decides once:
+//
+//   - DATABASE_URL=memory://: memory on purpose, health "healthy";
+//   - nothing configured: memory, health "degraded";
+//   - a reachable primary: PostgreSQL;
+//   - a primary that does not answer within DB_CONNECT_TIMEOUT: memory,
+//     health "degraded", and a background loop that retries with backoff
+//     (250ms growing to 5s) and then moves every record written to memory
+//     into PostgreSQL before switching the Store over; a key PostgreSQL also
+//     holds with other content keeps PostgreSQL's record (see [Conflict] and
+//     [OnConflict]). With DB_FALLBACK=none, Init returns the error instead;
+//   - a misconfiguration ([ErrConfig], a malformed or missing secret): Init
+//     fails whatever DB_FALLBACK says.
+//
+// A primary that fails while running is not replaced by memory: calls fail
+// fast with ErrUnavailable, health turns "unhealthy", and the pool serves
+// again when the server returns.
+//
+// # Configuration
+//
+// [LoadConfig] reads every setting through a getenv function
+// ([ConfigFromEnv] uses os.Getenv); a variable that is set but wrong is an
+// error naming it, never replaced by a default. [Config] documents each
+// field with its variable and default; the README has the full table, the
+// connection priority, TLS and RDS, Secrets Manager rotation, IAM and the
+// pool settings mapped from SQLAlchemy. No password, secret value or IAM
+// token appears in a log line, an error, [Manager.Info] or health output;
+// connection strings are shown through [Redact].
+//
+// # Testing
+//
+// Unit tests of a service need no database: give it [NewMemStore], or a
+// Manager configured with DATABASE_URL=memory://. A Store of your own is
+// checked against the contract with storetest.Run:
+//
+//	func TestMyStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) dbmanager.Store { return newMyStore(t) })
+//	}
+package dbmanager
