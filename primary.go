@@ -73,7 +73,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	}
 	if err := pool.Ping(ctx); err != nil {
 		p.close()
-		return nil, ClassifyConnectError(ExplainAcquireError(ctx, pool, err), target.Redacted)
+		return nil, ClassifyConnectError(ExplainAcquireError(ctx, pool, err), target.Addr())
 	}
 	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire))
 	if err != nil {

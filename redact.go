@@ -8,6 +8,9 @@ import (
 
 const redactedMark = "xxxxx"
 
+// minScrubbedSecret is the shortest secret scrubText looks for in free text.
+const minScrubbedSecret = 4
+
 var (
 	// password=... in key=value strings and queries, any case, with or
 	// without spaces around '=', quoted or bare.
@@ -91,10 +94,12 @@ func redactURL(dsn string) string {
 
 // scrubText masks secrets in free text (an error message): each given
 // secret in its plain and percent-encoded forms, then every password=...
-// and scheme://user:password@ spelling.
+// and scheme://user:password@ spelling. Secrets shorter than
+// minScrubbedSecret are left to the spelling rules: replacing every "p" of
+// a message would garble it and hide nothing.
 func scrubText(s string, secrets []string) string {
 	for _, sec := range secrets {
-		if sec == "" {
+		if len(sec) < minScrubbedSecret {
 			continue
 		}
 		for _, form := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec), url.UserPassword("u", sec).String()[2:]} {
