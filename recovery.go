@@ -38,7 +38,8 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 	b.Reset()
 	mv := newMove()
 	for attempt := 1; ; attempt++ {
-		t := time.NewTimer(b.NextBackOff())
+		// Jitter spreads the waits of many processes; the cap stays a cap.
+		t := time.NewTimer(min(b.NextBackOff(), m.opts.retryMax))
 		select {
 		case <-ctx.Done():
 			t.Stop()
