@@ -249,7 +249,7 @@ func FuzzValidJSON(f *testing.F) {
 func benchJSONDoc(size int) []byte {
 	var b bytes.Buffer
 	b.WriteByte('[')
-	for i := 0; b.Len() < size; i++ {
+	for i := 0; i == 0 || b.Len() < size; i++ {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -289,6 +289,15 @@ func BenchmarkValidJSON(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+func TestBenchJSONDocSizes(t *testing.T) {
+	for _, size := range []int{1, 10 << 10} {
+		doc := benchJSONDoc(size)
+		if !stdValidJSON(doc) || len(doc) < size || len(doc) > size+300 {
+			t.Errorf("benchJSONDoc(%d) is %d bytes or invalid", size, len(doc))
 		}
 	}
 }
