@@ -28,8 +28,35 @@ const maxJSONDepth = 10000
 // It keeps the container stack as a bit set in a fixed array, so its stack use
 // is constant and deep nesting cannot overflow anything.
 func validJSON(b []byte) bool {
-	// isObject has bit d set when the container at depth d is an object.
-	var isObject [(maxJSONDepth + 63) / 64]uint64
+	// Most documents nest shallowly: try with a small stack first, so the
+	// common case does not pay for clearing the full 10000-level one.
+	var shallow [shallowJSONWords]uint64
+	if ok, tooDeep := scanJSON(b, shallow[:]); !tooDeep {
+		return ok
+	}
+	return validDeepJSON(b)
+}
+
+// shallowJSONWords is the size in 64-bit words of the stack validJSON tries
+// first; documents nesting deeper than 64*shallowJSONWords levels are
+// scanned again with a stack of maxJSONDepth levels.
+const shallowJSONWords = 4
+
+// validDeepJSON is validJSON with room for maxJSONDepth levels from the start.
+//
+//go:noinline
+func validDeepJSON(b []byte) bool {
+	var deep [(maxJSONDepth + 63) / 64]uint64
+	ok, _ := scanJSON(b, deep[:])
+	return ok
+}
+
+// scanJSON does the work of validJSON with isObject as the container stack:
+// bit d is set when the container at depth d is an object. If b nests deeper
+// than isObject can record (and isObject is smaller than maxJSONDepth levels),
+// it stops and reports tooDeep, and ok means nothing.
+func scanJSON(b []byte, isObject []uint64) (ok, tooDeep bool) {
+	maxDepth := min(len(isObject)*64, maxJSONDepth)
 	depth := 0
 	i := 0
 	n := len(b)
@@ -37,17 +64,17 @@ func validJSON(b []byte) bool {
 value: // expecting the start of a value, possibly after whitespace
 	i = skipJSONSpace(b, i)
 	if i >= n {
-		return false
+		return false, false
 	}
 	switch b[i] {
 	case '"':
 		if i = scanJSONString(b, i+1); i < 0 {
-			return false
+			return false, false
 		}
 		goto afterValue
 	case '{':
-		if depth == maxJSONDepth {
-			return false
+		if depth == maxDepth {
+			return false, maxDepth < maxJSONDepth
 		}
 		isObject[depth>>6] |= 1 << (depth & 63)
 		depth++
@@ -59,8 +86,8 @@ value: // expecting the start of a value, possibly after whitespace
 		}
 		goto key
 	case '[':
-		if depth == maxJSONDepth {
-			return false
+		if depth == maxDepth {
+			return false, maxDepth < maxJSONDepth
 		}
 		isObject[depth>>6] &^= 1 << (depth & 63)
 		depth++
@@ -73,39 +100,39 @@ value: // expecting the start of a value, possibly after whitespace
 		goto value
 	case 't':
 		if n-i < 4 || b[i+1] != 'r' || b[i+2] != 'u' || b[i+3] != 'e' {
-			return false
+			return false, false
 		}
 		i += 4
 		goto afterValue
 	case 'f':
 		if n-i < 5 || b[i+1] != 'a' || b[i+2] != 'l' || b[i+3] != 's' || b[i+4] != 'e' {
-			return false
+			return false, false
 		}
 		i += 5
 		goto afterValue
 	case 'n':
 		if n-i < 4 || b[i+1] != 'u' || b[i+2] != 'l' || b[i+3] != 'l' {
-			return false
+			return false, false
 		}
 		i += 4
 		goto afterValue
 	default:
 		if i = scanJSONNumber(b, i); i < 0 {
-			return false
+			return false, false
 		}
 		goto afterValue
 	}
 
 key: // expecting an object key; whitespace before it is already skipped
 	if i >= n || b[i] != '"' {
-		return false
+		return false, false
 	}
 	if i = scanJSONString(b, i+1); i < 0 {
-		return false
+		return false, false
 	}
 	i = skipJSONSpace(b, i)
 	if i >= n || b[i] != ':' {
-		return false
+		return false, false
 	}
 	i++
 	goto value
@@ -113,10 +140,10 @@ key: // expecting an object key; whitespace before it is already skipped
 afterValue: // a value just ended at b[i-1]
 	i = skipJSONSpace(b, i)
 	if depth == 0 {
-		return i == n
+		return i == n, false
 	}
 	if i >= n {
-		return false
+		return false, false
 	}
 	{
 		inObject := isObject[(depth-1)>>6]&(1<<((depth-1)&63)) != 0
@@ -130,14 +157,14 @@ afterValue: // a value just ended at b[i-1]
 			goto value
 		case ']':
 			if inObject {
-				return false
+				return false, false
 			}
 		case '}':
 			if !inObject {
-				return false
+				return false, false
 			}
 		default:
-			return false
+			return false, false
 		}
 		depth--
 		i++
@@ -202,21 +229,24 @@ func scanJSONNumber(b []byte, i int) int {
 
 // SWAR constants: one byte value repeated in each of the 8 bytes of a word.
 const (
-	swarOnes  = 0x0101010101010101
+	swarLow7  = 0x7F7F7F7F7F7F7F7F
 	swarHighs = 0x8080808080808080
-	swarQuote = '"' * swarOnes
-	swarSlash = '\\' * swarOnes
-	swarSpace = ' ' * swarOnes
+	swarQuote = 0x2222222222222222 // '"'
+	swarSlash = 0x5C5C5C5C5C5C5C5C // '\\'
+	swarAdd60 = 0x6060606060606060 // 0x20 + 0x60 = 0x80
 )
 
-// swarSpecial returns a word whose lowest set bit lies in the first byte of x
-// (little-endian order) that is '"', '\\', below 0x20 or at least 0x80, and
-// zero if there is none. Higher bits may be false positives caused by borrows,
-// but a borrow only starts at a truly special byte, so the lowest bit is exact.
+// swarSpecial returns a word with the high bit set in exactly those bytes of x
+// that are '"', '\\', below 0x20 or at least 0x80 (the bytes a string body
+// cannot skip), and all other bits clear. Each byte is computed from its low
+// 7 bits with additions that cannot carry into the next byte, so there are no
+// false positives.
 func swarSpecial(x uint64) uint64 {
-	q := x ^ swarQuote
-	s := x ^ swarSlash
-	return (((x - swarSpace) &^ x) | ((q - swarOnes) &^ q) | ((s - swarOnes) &^ s) | x) & swarHighs
+	y := x & swarLow7
+	// High bit set by the addition when the 7-bit value is >= 0x20, and
+	// when it differs from '"' or from '\\' respectively.
+	plain := (y + swarAdd60) & ((y ^ swarQuote) + swarLow7) & ((y ^ swarSlash) + swarLow7)
+	return (x | ^plain) & swarHighs
 }
 
 // scanJSONString checks the body of a string whose opening quote is at b[i-1]

@@ -102,6 +102,12 @@ func TestValidJSONDeepNesting(t *testing.T) {
 		"mixed 10000":         mixed(10000),
 		"mixed 10001":         mixed(10001),
 		"arrays 10000 + 1":    nest("[", "]", 10000, "[]"),
+		"arrays 256":          nest("[", "]", 256, ""),
+		"arrays 257":          nest("[", "]", 257, ""),
+		"objects 257":         nest(`{"a":`, "}", 257, "1"),
+		"257 then bad":        nest("[", "]", 257, "x"),
+		"bad then 257":        []byte("[x" + strings.Repeat("[", 300)),
+		"257 in seq":          []byte("[" + strings.Repeat(string(nest("[", "]", 256, ""))+",", 3) + "1]"),
 		"arrays 10000 in seq": []byte("[" + strings.Repeat(string(nest("[", "]", 9999, ""))+",", 3) + "1]"),
 		"wrong closer deep":   nest("[", "}", 5000, ""),
 	}
@@ -151,30 +157,20 @@ func TestValidJSONDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// TestSWARSpecialFindsFirstSpecialByte checks the 8-byte string fast path
-// against a byte-by-byte scan on every byte value in every position, on
+// TestSWARSpecialFlagsExactlyTheSpecialBytes checks the 8-byte string fast
+// path against a byte-by-byte test on every byte value in every position, on
 // pairs of special bytes, and on random words.
-func TestSWARSpecialFindsFirstSpecialByte(t *testing.T) {
+func TestSWARSpecialFlagsExactlyTheSpecialBytes(t *testing.T) {
 	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
 	check := func(w [8]byte) {
-		want := 8
+		var want uint64
 		for k, c := range w {
 			if special(c) {
-				want = k
-				break
+				want |= 0x80 << (8 * k)
 			}
 		}
-		m := swarSpecial(binary.LittleEndian.Uint64(w[:]))
-		got := 8
-		if m != 0 {
-			got = 0
-			for m&0xff == 0 {
-				m >>= 8
-				got++
-			}
-		}
-		if got != want {
-			t.Fatalf("word %q: first special byte at %d, swarSpecial says %d", w[:], want, got)
+		if got := swarSpecial(binary.LittleEndian.Uint64(w[:])); got != want {
+			t.Fatalf("word %q: swarSpecial = %#016x, want %#016x", w[:], got, want)
 		}
 	}
 	base := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
