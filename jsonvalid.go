@@ -25,8 +25,9 @@ const maxJSONDepth = 10000
 //     overlong forms, no UTF-16 surrogates, nothing above U+10FFFF). Outside
 //     strings only ASCII is grammatical, so this is checked in string bodies.
 //
-// It keeps the container stack as a bit set in a fixed array, so its stack use
-// is constant and deep nesting cannot overflow anything.
+// It does not recurse: the container stack is a bit set in a fixed-size array
+// (256 levels, and a second pass with 10000 levels for deeper documents), so
+// its stack use is bounded (under 2 KB) and deep nesting cannot overflow.
 func validJSON(b []byte) bool {
 	// Most documents nest shallowly: try with a small stack first, so the
 	// common case does not pay for clearing the full 10000-level one.
