@@ -1,7 +1,6 @@
 package dbmanager
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,18 +33,20 @@ func validateCursor(what, s string) error {
 	return nil
 }
 
-// validateValue checks that v is one valid JSON document in valid UTF-8.
-// json.Valid alone accepts invalid UTF-8 inside strings, hence both checks.
+// validateValue checks that v is one valid JSON document in valid UTF-8,
+// accepting exactly what utf8.Valid(v) && json.Valid(v) accepts. validJSON
+// does both checks in one pass; only a rejected value pays for utf8.Valid,
+// to say which of the two failed.
 func validateValue(v []byte) error {
 	switch {
 	case len(v) > MaxValueLen:
 		return fmt.Errorf("%w: value is %d bytes, over the limit of %d", ErrInvalid, len(v), MaxValueLen)
+	case validJSON(v):
+		return nil
 	case !utf8.Valid(v):
 		return fmt.Errorf("%w: value is not valid UTF-8", ErrInvalid)
-	case !json.Valid(v):
-		return fmt.Errorf("%w: value is not a valid JSON document", ErrInvalid)
 	}
-	return nil
+	return fmt.Errorf("%w: value is not a valid JSON document", ErrInvalid)
 }
 
 // resolveWriteOptions applies opts and checks they make sense together.
