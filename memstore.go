@@ -96,6 +96,7 @@ func (m *memBackend) get(_ context.Context, collection, key string) (Record, err
 func (m *memBackend) put(_ context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
 	c := m.collection(collection, true)
 	s := m.shard(c, key)
+	now := normalizeTime(m.now()) // store keeps UpdatedAt from going back
 	s.mu.Lock()
 	old, exists := s.records[key]
 	if exists || cond.versionSet {
@@ -104,7 +105,7 @@ func (m *memBackend) put(_ context.Context, collection, key string, value []byte
 		if err := checkCondition(cond, old.Version, exists); err != nil {
 			return Record{}, err
 		}
-		return m.store(s, collection, key, value, old, exists), nil
+		return m.store(s, collection, key, value, old, exists, now), nil
 	}
 	// A new key: take the order lock first, as the lock order requires,
 	// and look again.
@@ -120,17 +121,18 @@ func (m *memBackend) put(_ context.Context, collection, key string, value []byte
 	if !exists {
 		c.keys.Insert(key)
 	}
-	return m.store(s, collection, key, value, old, exists), nil
+	return m.store(s, collection, key, value, old, exists, now), nil
 }
 
 // store writes the new record for key into s, whose lock the caller holds.
-func (m *memBackend) store(s *memShard, collection, key string, value []byte, old Record, exists bool) Record {
-	now := normalizeTime(m.now())
+// The record is stamped now, or with the old UpdatedAt if the wall clock
+// went back or a concurrent writer stamped later.
+func (m *memBackend) store(s *memShard, collection, key string, value []byte, old Record, exists bool, now time.Time) Record {
 	r := Record{Collection: collection, Key: key, Value: value, Version: 1, CreatedAt: now, UpdatedAt: now}
 	if exists {
 		r.Version = old.Version + 1
 		r.CreatedAt = old.CreatedAt
-		if now.Before(old.UpdatedAt) { // the wall clock went back
+		if now.Before(old.UpdatedAt) {
 			r.UpdatedAt = old.UpdatedAt
 		}
 	}
