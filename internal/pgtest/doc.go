@@ -23,8 +23,17 @@
 //     itself (not through pg_ctl) on 127.0.0.1 and a free random port,
 //     with unix sockets disabled. When the test runs as root, initdb and
 //     postgres run as the "postgres" user.
+//  3. A Docker container through testcontainers-go, when no source above
+//     works and a container engine answers testcontainers' health check
+//     within 5 seconds (so machines without Docker skip quickly). The image
+//     is postgres:15-alpine, or PGTEST_IMAGE (an official-style postgres
+//     image of PostgreSQL 15 or newer). It is set up like a local cluster
+//     (superuser "postgres" with a random password, ICU en-US default
+//     collation, durability off, max_connections 300), terminated by
+//     [Main], and removed by testcontainers' reaper container (Ryuk) if the
+//     test binary dies first. While it runs, testcontainers keeps
+//     goroutines of its own, which goleak checks would see.
 //
-// (A Docker/testcontainers source is not built in; see the README.)
 // When no source works, [URL] and [NewServer] skip the test with the
 // reason, or fail it when the environment variable
 // DBMANAGER_REQUIRE_POSTGRES=1 is set (as .ci/run does).
@@ -42,7 +51,9 @@
 // (fast shutdown, data and port kept), [Server.Start] (same port again),
 // [Server.Kill] (SIGKILL of the postmaster and its backends; returns when
 // they are gone) and TLS through [WithTLS]. Dedicated servers keep
-// synchronous_commit on, so committed rows survive Kill.
+// synchronous_commit on, so committed rows survive Kill. They always come
+// from the local binaries: with only TEST_DATABASE_URL or Docker,
+// [NewServer] skips (or fails) saying fault tests need local binaries.
 //
 // # Cleanup
 //

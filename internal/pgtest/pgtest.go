@@ -24,9 +24,10 @@ const DatabaseURLEnv = "TEST_DATABASE_URL"
 var shared struct {
 	mu     sync.Mutex
 	tried  bool
-	host   *dbHost // where fresh databases are made
-	server *Server // non-nil when pgtest started the server itself
-	source string  // which source was used, for messages
+	host   *dbHost      // where fresh databases are made
+	server *Server      // non-nil when pgtest started the server itself
+	stop   func() error // non-nil when a container must be ended at exit
+	source string       // which source was used, for messages
 	err    error
 }
 
@@ -57,6 +58,9 @@ func shutdown() error {
 	if shared.server != nil {
 		errs = append(errs, shared.server.destroy())
 	}
+	if shared.stop != nil {
+		errs = append(errs, shared.stop())
+	}
 	shared.mu.Unlock()
 	local.mu.Lock()
 	env := local.env
@@ -70,7 +74,8 @@ func shutdown() error {
 // URL returns the postgres:// URL of a fresh, empty database on the
 // package's shared server, dropped when t ends. The server is the first
 // that works of: TEST_DATABASE_URL, a server started from the local
-// PostgreSQL binaries (stopped by [Main]). If none works, t is skipped with
+// PostgreSQL binaries, a PostgreSQL container when a Docker engine answers
+// (both stopped by [Main]). If none works, t is skipped with
 // the reason, or fails when DBMANAGER_REQUIRE_POSTGRES=1. Local servers
 // log in as the superuser "postgres" with sslmode=disable.
 func URL(t testing.TB) string {
@@ -83,7 +88,8 @@ func URL(t testing.TB) string {
 }
 
 // Source describes where the shared server of [URL] comes from ("" before
-// the first URL call): "TEST_DATABASE_URL" or "local binaries in DIR".
+// the first URL call): "TEST_DATABASE_URL", "local binaries in DIR" or
+// "Docker container IMAGE".
 func Source() string {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
@@ -98,31 +104,13 @@ func sharedHost() (*dbHost, error) {
 		return shared.host, shared.err
 	}
 	shared.tried = true
-	var reasons []error
-	if raw := os.Getenv(DatabaseURLEnv); raw != "" {
-		host, err := externalHost(raw)
-		if err == nil {
-			shared.host, shared.source = host, DatabaseURLEnv
-			return host, nil
-		}
-		reasons = append(reasons, fmt.Errorf("%s: %w", DatabaseURLEnv, err))
-		fmt.Fprintf(os.Stderr, "pgtest: %s unusable, trying local binaries: %v\n", DatabaseURLEnv, err)
+	s, err := pickSource(sharedSources())
+	if err != nil {
+		shared.err = err
+		return nil, err
 	}
-	env, err := localEnvironment()
-	if err == nil {
-		var s *Server
-		if s, err = newServer(env, serverConfig{}); err == nil {
-			if err = s.start(true); err == nil {
-				shared.server, shared.host = s, &s.host
-				shared.source = "local binaries in " + env.binDir
-				return shared.host, nil
-			}
-			s.destroy()
-		}
-	}
-	reasons = append(reasons, fmt.Errorf("local binaries: %w", err))
-	shared.err = errors.Join(reasons...)
-	return nil, shared.err
+	shared.host, shared.server, shared.stop, shared.source = s.host, s.server, s.stop, s.source
+	return s.host, nil
 }
 
 // externalHost checks that raw is a usable postgres:// URL of a server we

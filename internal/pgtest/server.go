@@ -63,8 +63,10 @@ var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 // NewServer starts a dedicated PostgreSQL server from the local binaries
 // that t alone controls, for tests that stop, restart or kill it. It is
 // stopped and its files removed when t ends. Unlike the shared server it
-// runs with synchronous_commit on, so committed data survives Kill. Without local binaries it
-// skips t, or fails it when DBMANAGER_REQUIRE_POSTGRES=1.
+// runs with synchronous_commit on, so committed data survives Kill. It
+// only uses the local binaries, never TEST_DATABASE_URL or Docker: without
+// them it skips t saying fault tests need local binaries, or fails it when
+// DBMANAGER_REQUIRE_POSTGRES=1.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	// Committed data must survive Kill: with fsync off this only costs a
@@ -75,7 +77,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	}
 	env, err := localEnvironment()
 	if err != nil {
-		unavailable(t, err)
+		unavailable(t, fmt.Errorf("NewServer needs the local PostgreSQL binaries: fault tests stop, restart and kill the server, which TEST_DATABASE_URL and Docker cannot offer: %w", err))
 	}
 	s, err := newServer(env, cfg)
 	if err != nil {
