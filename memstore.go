@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/btree"
@@ -27,8 +29,11 @@ func NewMemStore() *MemStore {
 }
 
 // memBackend is MemStore's storage: one memCollection per collection name.
+// Collections are few and rarely created, so they live in a map that is
+// replaced, never changed: finding one takes no lock.
 type memBackend struct {
-	collections sync.Map // string -> *memCollection
+	collections atomic.Pointer[map[string]*memCollection]
+	createMu    sync.Mutex // serialises creating collections
 	now         func() time.Time
 	seed        maphash.Seed
 }
@@ -60,18 +65,41 @@ type memShard struct {
 
 // collection returns the named collection, creating it if create is set.
 func (m *memBackend) collection(name string, create bool) *memCollection {
-	if c, ok := m.collections.Load(name); ok {
-		return c.(*memCollection)
+	if all := m.collections.Load(); all != nil {
+		if c, ok := (*all)[name]; ok {
+			return c
+		}
 	}
 	if !create {
 		return nil
+	}
+	m.createMu.Lock()
+	defer m.createMu.Unlock()
+	old := m.collections.Load()
+	if old != nil {
+		if c, ok := (*old)[name]; ok {
+			return c
+		}
+	}
+	all := make(map[string]*memCollection, 1)
+	if old != nil {
+		maps.Copy(all, *old)
 	}
 	c := &memCollection{}
 	for i := range c.shards {
 		c.shards[i].records = make(map[string]Record)
 	}
-	actual, _ := m.collections.LoadOrStore(name, c)
-	return actual.(*memCollection)
+	all[name] = c
+	m.collections.Store(&all)
+	return c
+}
+
+// all returns every collection.
+func (m *memBackend) all() map[string]*memCollection {
+	if all := m.collections.Load(); all != nil {
+		return *all
+	}
+	return nil
 }
 
 func (m *memBackend) shard(c *memCollection, key string) *memShard {
@@ -195,7 +223,7 @@ func (m *memBackend) list(_ context.Context, collection string, opts ListOptions
 func (m *memBackend) ping(context.Context) error { return nil }
 
 func (m *memBackend) close() error {
-	m.collections.Clear()
+	m.collections.Store(nil)
 	return nil
 }
 
@@ -230,8 +258,7 @@ func checkDeleteMissing(cond writeConditions) error {
 // PostgreSQL.
 func (s *MemStore) snapshot() []Record {
 	var all []Record
-	s.mem.collections.Range(func(_, v any) bool {
-		c := v.(*memCollection)
+	for _, c := range s.mem.all() {
 		c.order.RLock()
 		for i := range c.shards {
 			sh := &c.shards[i]
@@ -242,7 +269,6 @@ func (s *MemStore) snapshot() []Record {
 			sh.mu.RUnlock()
 		}
 		c.order.RUnlock()
-		return true
-	})
+	}
 	return all
 }

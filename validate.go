@@ -9,6 +9,9 @@ import (
 
 // validateName checks a collection name or key against the contract.
 func validateName(what, s string, max int) error {
+	if len(s) != 0 && len(s) <= max && plainASCII(s) {
+		return nil // the common case, in one pass
+	}
 	switch {
 	case s == "":
 		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
@@ -20,6 +23,27 @@ func validateName(what, s string, max int) error {
 		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, what)
 	}
 	return nil
+}
+
+// plainASCII reports whether s is ASCII without NUL: valid UTF-8 that
+// needs no further check. It looks at eight bytes at a time.
+func plainASCII(s string) bool {
+	const high, ones = 0x8080808080808080, 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// A byte >= 0x80, or a zero byte (the classic has-zero-byte test).
+		if x&high != 0 || (x-ones)&^x&high != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c == 0 || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // validateCursor checks ListOptions.Prefix and After, which may be empty.
