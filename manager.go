@@ -87,7 +87,7 @@ func New(cfg Config, opts ...Option) *Manager {
 	m := &Manager{cfg: cfg, opts: o, log: o.logger, mem: NewMemStore()}
 	m.bg, m.stop = context.WithCancel(context.Background())
 	m.router.observe = m.observePrimary
-	m.router.switchTo(notInitializedStore{}, false)
+	m.router.switchTo(notInitialized, false)
 	return m
 }
 
@@ -259,7 +259,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.closed = true
 	m.mode = modeClosed
 	p, mem := m.primary, m.mem
-	m.router.switchTo(closedStore{}, false)
+	m.router.switchTo(closedStore, false)
 	m.mu.Unlock()
 
 	m.stop()
@@ -307,24 +307,5 @@ func (m *Manager) observePrimary(err error) {
 	}
 }
 
-// notInitializedStore answers calls made before Init.
-type notInitializedStore struct{}
-
-var errNotInitialized = fmt.Errorf("%w: the Manager is not initialized (Init not called, or it failed)", ErrUnavailable)
-
-func (notInitializedStore) Get(_ context.Context, c, k string) (Record, error) {
-	return Record{}, opError("get", c, k, errNotInitialized)
-}
-func (notInitializedStore) Put(_ context.Context, c, k string, _ []byte, _ ...WriteOption) (Record, error) {
-	return Record{}, opError("put", c, k, errNotInitialized)
-}
-func (notInitializedStore) Delete(_ context.Context, c, k string, _ ...WriteOption) error {
-	return opError("delete", c, k, errNotInitialized)
-}
-func (notInitializedStore) List(_ context.Context, c string, _ ListOptions) (Page, error) {
-	return Page{}, opError("list", c, "", errNotInitialized)
-}
-func (notInitializedStore) Ping(context.Context) error {
-	return opError("ping", "", "", errNotInitialized)
-}
-func (notInitializedStore) Backend() string { return BackendMemory }
+// notInitialized answers calls made before Init (or after it failed).
+var notInitialized = refusingStore{err: fmt.Errorf("%w: the Manager is not initialized (Init not called, or it failed)", ErrUnavailable)}

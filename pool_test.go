@@ -1,12 +1,10 @@
 package dbmanager
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -209,28 +207,10 @@ func TestPoolExhaustedError(t *testing.T) {
 	}
 }
 
-// logSink is a goroutine-safe log sink.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestSQLEcho(t *testing.T) {
 	dsn := pgtest.URL(t)
 	for _, withArgs := range []bool{false, true} {
-		var buf logSink
+		var buf logBuffer
 		cfg := DefaultConfig()
 		cfg.SQLEcho, cfg.SQLEchoArgs = true, withArgs
 		p := openPool(t, cfg, dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
@@ -256,7 +236,7 @@ func TestSQLEcho(t *testing.T) {
 		p.Close()
 	}
 	// Without SQL_ECHO nothing is logged.
-	var buf logSink
+	var buf logBuffer
 	p := openPool(t, DefaultConfig(), dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 	if _, err := p.Exec(context.Background(), "select 1"); err != nil {
 		t.Fatal(err)
@@ -293,7 +273,7 @@ func TestPoolConnectFailureIsClassifiedAndRedacted(t *testing.T) {
 	admin := pgtest.URL(t)
 	host, port, db := serverParts(t, admin)
 	role := roleWithPassword(t, admin, "right")
-	var buf logSink
+	var buf logBuffer
 	cfg := DefaultConfig()
 	cfg.SQLEcho = true
 	p := openPool(t, cfg, BuildURL(role, "wrong-"+leakMarker, host, port, db)+"?sslmode=disable",

@@ -1,7 +1,6 @@
 package dbmanager
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -26,24 +25,6 @@ const (
 	rotNewPassword = "NEW-rot:@/?#%&=pw-LEAKCHECK-2"
 )
 
-// secretsLogBuffer is a bytes.Buffer safe for concurrent log writes.
-type secretsLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *secretsLogBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *secretsLogBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rotationFixture is a real PostgreSQL role whose password comes from a
 // secret in the Secrets Manager stand-in.
 type rotationFixture struct {
@@ -52,7 +33,7 @@ type rotationFixture struct {
 	sm       *fakesm.Server
 	cache    *SecretCache
 	poolCfg  *pgxpool.Config
-	logs     *secretsLogBuffer
+	logs     *logBuffer
 	secretID string
 }
 
@@ -65,7 +46,7 @@ func newRotationFixture(t *testing.T, opts ...SecretCacheOption) *rotationFixtur
 		t.Fatalf("connect as admin: %v", err)
 	}
 	t.Cleanup(func() { admin.Close(context.Background()) })
-	f := &rotationFixture{admin: admin, role: "rot_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"), secretID: "prod/gateway/db", logs: &secretsLogBuffer{}}
+	f := &rotationFixture{admin: admin, role: "rot_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"), secretID: "prod/gateway/db", logs: &logBuffer{}}
 	if len(f.role) > 60 {
 		f.role = f.role[:60]
 	}

@@ -24,9 +24,6 @@ type route struct {
 	primary bool // PostgreSQL, as opposed to the in-memory store
 }
 
-// closedRoute answers every call after the Manager closed.
-var closedRoute = &route{store: closedStore{}}
-
 func (r *routingStore) target() *route { return r.current.Load() }
 
 // switchTo makes s the backend for calls that start from now on.
@@ -93,20 +90,26 @@ func (r *routingStore) Ping(ctx context.Context) error {
 // Backend names the current backend.
 func (r *routingStore) Backend() string { return r.target().store.Backend() }
 
-// closedStore is the backend of a closed Manager: every call is ErrClosed.
-type closedStore struct{}
+// refusingStore is the backend while there is none to route to: before
+// Init (err wraps ErrUnavailable) and after Close (ErrClosed). Every call
+// fails with err, named by operation, collection and key like any Store
+// error.
+type refusingStore struct{ err error }
 
-func (closedStore) Get(_ context.Context, c, k string) (Record, error) {
-	return Record{}, opError("get", c, k, ErrClosed)
+// closedStore answers every call after the Manager closed.
+var closedStore = refusingStore{err: ErrClosed}
+
+func (s refusingStore) Get(_ context.Context, c, k string) (Record, error) {
+	return Record{}, opError("get", c, k, s.err)
 }
-func (closedStore) Put(_ context.Context, c, k string, _ []byte, _ ...WriteOption) (Record, error) {
-	return Record{}, opError("put", c, k, ErrClosed)
+func (s refusingStore) Put(_ context.Context, c, k string, _ []byte, _ ...WriteOption) (Record, error) {
+	return Record{}, opError("put", c, k, s.err)
 }
-func (closedStore) Delete(_ context.Context, c, k string, _ ...WriteOption) error {
-	return opError("delete", c, k, ErrClosed)
+func (s refusingStore) Delete(_ context.Context, c, k string, _ ...WriteOption) error {
+	return opError("delete", c, k, s.err)
 }
-func (closedStore) List(_ context.Context, c string, _ ListOptions) (Page, error) {
-	return Page{}, opError("list", c, "", ErrClosed)
+func (s refusingStore) List(_ context.Context, c string, _ ListOptions) (Page, error) {
+	return Page{}, opError("list", c, "", s.err)
 }
-func (closedStore) Ping(context.Context) error { return opError("ping", "", "", ErrClosed) }
-func (closedStore) Backend() string            { return BackendMemory }
+func (s refusingStore) Ping(context.Context) error { return opError("ping", "", "", s.err) }
+func (s refusingStore) Backend() string            { return BackendMemory }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/testcert"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -48,10 +49,10 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 	admin := pgtest.URL(t)
 	host, port, db := serverParts(t, admin)
 	role := roleWithPassword(t, admin, "right")
-	ca := newTestCA(t, "sec-ca")
-	tlsCert, tlsKey := ca.serverCert(t, []string{"localhost"}, nil)
+	ca := testcert.NewCA(t, "sec-ca")
+	tlsCert, tlsKey := ca.ServerCert(t, []string{"localhost"}, nil)
 	tlsSrv := pgtest.NewServer(t, pgtest.WithTLS(tlsCert, tlsKey))
-	other := newTestCA(t, "sec-other")
+	other := testcert.NewCA(t, "sec-other")
 	awsEnv := func(h string, p int, extra ...string) map[string]string {
 		m := map[string]string{"AWS_DB_HOST": h, "AWS_DB_PORT": strconv.Itoa(p), "AWS_DB_NAME": db, "AWS_DB_USER": role,
 			"AWS_DB_PASSWORD": pw, "DB_CONNECT_TIMEOUT": "2"}
@@ -74,8 +75,8 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 		"refused":             {env: awsEnv("127.0.0.1", closedPort(t))},
 		"dns":                 {env: awsEnv("nohost-"+leakMarker+".invalid", 5432)},
 		"timeout":             {env: awsEnv("127.0.0.1", silentListener(t), "DB_CONNECT_TIMEOUT", "0.3")},
-		"bad TLS (CA)":        {env: awsEnv("localhost", tlsSrv.Port(), "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", other.file)},
-		"bad TLS (no TLS)":    {env: awsEnv("localhost", port, "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", ca.file)},
+		"bad TLS (CA)":        {env: awsEnv("localhost", tlsSrv.Port(), "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", other.File)},
+		"bad TLS (no TLS)":    {env: awsEnv("localhost", port, "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", ca.File)},
 		"bad TLS (sslmode)":   {env: map[string]string{"DATABASE_URL": BuildURL(role, pw, host, port, db) + "?sslmode=require", "AWS_REQUIRE_SSL": "true"}},
 		"missing CA file":     {env: awsEnv(host, port, "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", "/nonexistent/"+leakMarker+"-dir/ca.pem")},
 		"bad URL port":        {env: map[string]string{"DATABASE_URL": "postgres://u:" + pw + "@h:port/db"}},

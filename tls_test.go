@@ -2,94 +2,23 @@ package dbmanager
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/testcert"
 )
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // PEM of the CA certificate
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	file := filepath.Join(t.TempDir(), name+".pem")
-	writePEM(t, file, "CERTIFICATE", der)
-	return &testCA{cert: cert, key: key, file: file}
-}
 
 func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// serverCert issues a server certificate for the given DNS names and IPs
-// and returns the cert and key files.
-func (ca *testCA) serverCert(t *testing.T, dnsNames []string, ips []net.IP) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "server"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     dnsNames,
-		IPAddresses:  ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
-	return certFile, keyFile
 }
 
 func TestLoadCAFileErrorsNameThePath(t *testing.T) {
@@ -117,7 +46,7 @@ func TestLoadCAFileErrorsNameThePath(t *testing.T) {
 }
 
 func TestTLSPolicyWithoutServer(t *testing.T) {
-	ca := newTestCA(t, "policy-ca")
+	ca := testcert.NewCA(t, "policy-ca")
 	req := DefaultConfig()
 	req.RequireSSL = true
 	for _, mode := range []string{"disable", "allow", "prefer", "require", "verify-ca"} {
@@ -162,7 +91,7 @@ func TestTLSPolicyWithoutServer(t *testing.T) {
 	}
 	// AWS_SSLROOTCERT becomes the trusted root.
 	withCA := req
-	withCA.SSLRootCert = ca.file
+	withCA.SSLRootCert = ca.File
 	cc, err = NewConnConfig(withCA, "postgres://u:pw@db.example/app")
 	if err != nil || cc.TLSConfig.RootCAs == nil {
 		t.Fatalf("CA: %v", err)
@@ -174,10 +103,10 @@ func TestTLSPolicyWithoutServer(t *testing.T) {
 }
 
 func TestTLSAgainstServer(t *testing.T) {
-	ca := newTestCA(t, "good-ca")
-	other := newTestCA(t, "other-ca")
+	ca := testcert.NewCA(t, "good-ca")
+	other := testcert.NewCA(t, "other-ca")
 	// The certificate is for "localhost" only, not for 127.0.0.1.
-	certFile, keyFile := ca.serverCert(t, []string{"localhost"}, nil)
+	certFile, keyFile := ca.ServerCert(t, []string{"localhost"}, nil)
 	srv := pgtest.NewServer(t, pgtest.WithTLS(certFile, keyFile))
 	admin := srv.URL(t)
 	_, port, db := serverParts(t, admin)
@@ -205,32 +134,32 @@ func TestTLSAgainstServer(t *testing.T) {
 		return ValidateConnConfig(context.Background(), cc)
 	}
 	t.Run("verify-full succeeds", func(t *testing.T) {
-		if err := connect(env("localhost", ca.file)); err != nil {
+		if err := connect(env("localhost", ca.File)); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("another CA fails", func(t *testing.T) {
-		wantReason(t, connect(env("localhost", other.file)), ReasonTLS)
+		wantReason(t, connect(env("localhost", other.File)), ReasonTLS)
 	})
 	t.Run("wrong host name fails", func(t *testing.T) {
-		wantReason(t, connect(env("127.0.0.1", ca.file)), ReasonTLS)
+		wantReason(t, connect(env("127.0.0.1", ca.File)), ReasonTLS)
 	})
 	t.Run("system roots do not trust the test CA", func(t *testing.T) {
-		cfg := env("localhost", ca.file)
+		cfg := env("localhost", ca.File)
 		cfg.SSLRootCert = ""
 		wantReason(t, connect(cfg), ReasonTLS)
 	})
 }
 
 func TestTLSRequiredServerWithoutTLS(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testcert.NewCA(t, "ca")
 	admin := pgtest.URL(t)
 	_, port, db := serverParts(t, admin)
 	role := roleWithPassword(t, admin, "plain-"+leakMarker)
 	cfg, err := LoadConfig(envOf(map[string]string{
 		"AWS_DB_HOST": "localhost", "AWS_DB_PORT": strconv.Itoa(port), "AWS_DB_NAME": db,
 		"AWS_DB_USER": role, "AWS_DB_PASSWORD": "plain-" + leakMarker,
-		"AWS_REQUIRE_SSL": "true", "AWS_SSLROOTCERT": ca.file,
+		"AWS_REQUIRE_SSL": "true", "AWS_SSLROOTCERT": ca.File,
 	}))
 	if err != nil {
 		t.Fatal(err)
