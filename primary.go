@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -168,7 +169,7 @@ func isMisconfiguration(err error) bool {
 }
 
 // errorText is the one-line, redacted reason shown in logs, Info and
-// health for err.
+// health for err (pgx lists each address it tried on a line of its own).
 func errorText(err error) string {
-	return safeError(err).Error()
+	return strings.Join(strings.Fields(safeError(err).Error()), " ")
 }
