@@ -231,3 +231,28 @@ func load(t *testing.T, m *Manager, during func()) {
 		t.Errorf("%d of 8 writers saw ErrClosed", closedSeen.Load())
 	}
 }
+
+func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
+	ctx := context.Background()
+	dbURL, proxy := viaProxy(t, pgtest.URL(t))
+	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "1", "DB_POOL_TIMEOUT", "1"))
+	if err := m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := m.Store()
+	if _, err := s.Put(ctx, "apis", "k", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.BlackHole()
+	start := time.Now()
+	_, err := s.Get(ctx, "apis", "k") // no deadline of its own
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("Get succeeded through a black hole")
+	}
+	// The default bound is DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT = 2 s.
+	if took > 3*time.Second {
+		t.Errorf("Get without a deadline took %s; want about 2 s", took)
+	}
+	proxy.Heal()
+}

@@ -87,6 +87,7 @@ func New(cfg Config, opts ...Option) *Manager {
 	m := &Manager{cfg: cfg, opts: o, log: o.logger, mem: NewMemStore()}
 	m.bg, m.stop = context.WithCancel(context.Background())
 	m.router.observe = m.observePrimary
+	m.router.callTimeout = cfg.ConnectTimeout + cfg.PoolTimeout
 	m.router.switchTo(notInitialized, false)
 	return m
 }
@@ -231,7 +232,9 @@ func (m *Manager) usePrimary(p *primary) bool {
 // Manager's life, that routes every call to the backend in use (PostgreSQL
 // or the in-memory fallback). Keep it; there is no need to ask again after
 // a fallback or recovery. Calls fail with ErrUnavailable before Init and
-// with ErrClosed after Close.
+// with ErrClosed after Close. A call on PostgreSQL whose context has no
+// deadline gets one of DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT (35 s by
+// default), so that no call hangs on a network that drops packets.
 func (m *Manager) Store() Store { return &m.router }
 
 // Pool returns the PostgreSQL pool and true while the Store serves from

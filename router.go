@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"sync/atomic"
+	"time"
 )
 
 // routingStore is the stable Store handle that Manager.Store returns. It
@@ -16,6 +17,10 @@ type routingStore struct {
 	// observe is told the outcome of every call on the primary, so the
 	// Manager can notice an outage and its end. It may be nil.
 	observe func(err error)
+	// callTimeout bounds calls on the primary whose context has no
+	// deadline, so that no call hangs on a network that silently drops
+	// packets (0: no bound).
+	callTimeout time.Duration
 }
 
 // route is one backend the router can send calls to.
@@ -31,6 +36,17 @@ func (r *routingStore) switchTo(s Store, primary bool) {
 	r.current.Store(&route{store: s, primary: primary})
 }
 
+// bound gives a call on the primary the default deadline if ctx has none.
+func (r *routingStore) bound(ctx context.Context, rt *route) (context.Context, context.CancelFunc) {
+	if !rt.primary || r.callTimeout <= 0 {
+		return ctx, func() {}
+	}
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.callTimeout)
+}
+
 func (r *routingStore) note(rt *route, err error) {
 	if rt.primary && r.observe != nil {
 		r.observe(err)
@@ -40,6 +56,8 @@ func (r *routingStore) note(rt *route, err error) {
 // Get reads from the current backend.
 func (r *routingStore) Get(ctx context.Context, collection, key string) (Record, error) {
 	rt := r.target()
+	ctx, cancel := r.bound(ctx, rt)
+	defer cancel()
 	rec, err := rt.store.Get(ctx, collection, key)
 	r.note(rt, err)
 	return rec, err
@@ -53,6 +71,8 @@ func (r *routingStore) Put(ctx context.Context, collection, key string, value []
 	}
 	defer r.gate.leave()
 	rt := r.target()
+	ctx, cancel := r.bound(ctx, rt)
+	defer cancel()
 	rec, err := rt.store.Put(ctx, collection, key, value, opts...)
 	r.note(rt, err)
 	return rec, err
@@ -66,6 +86,8 @@ func (r *routingStore) Delete(ctx context.Context, collection, key string, opts 
 	}
 	defer r.gate.leave()
 	rt := r.target()
+	ctx, cancel := r.bound(ctx, rt)
+	defer cancel()
 	err := rt.store.Delete(ctx, collection, key, opts...)
 	r.note(rt, err)
 	return err
@@ -74,6 +96,8 @@ func (r *routingStore) Delete(ctx context.Context, collection, key string, opts 
 // List pages through the current backend.
 func (r *routingStore) List(ctx context.Context, collection string, opts ListOptions) (Page, error) {
 	rt := r.target()
+	ctx, cancel := r.bound(ctx, rt)
+	defer cancel()
 	p, err := rt.store.List(ctx, collection, opts)
 	r.note(rt, err)
 	return p, err
@@ -82,6 +106,8 @@ func (r *routingStore) List(ctx context.Context, collection string, opts ListOpt
 // Ping pings the current backend.
 func (r *routingStore) Ping(ctx context.Context) error {
 	rt := r.target()
+	ctx, cancel := r.bound(ctx, rt)
+	defer cancel()
 	err := rt.store.Ping(ctx)
 	r.note(rt, err)
 	return err
