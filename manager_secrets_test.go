@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -111,4 +112,28 @@ func TestBusyPoolIsNotALostConnection(t *testing.T) {
 	if !m.primaryDown.Load() {
 		t.Error("a refused connection did not mark the primary down")
 	}
+}
+
+func TestStoreOnAFullPoolSaysExhausted(t *testing.T) {
+	ctx := context.Background()
+	m, logs := newTestManager(t, envConfig(t, "DATABASE_URL", pgtest.URL(t),
+		"DB_POOL_SIZE", "1", "DB_MAX_OVERFLOW", "0", "DB_POOL_TIMEOUT", "1"))
+	if err := m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := m.Pool()
+	held, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	_, err = m.Store().Get(ctx, "apis", "k")
+	var exhausted *PoolExhaustedError
+	if !errors.As(err, &exhausted) || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "1/1 in use") {
+		t.Fatalf("Get on a full pool = %v; want a *PoolExhaustedError showing the stats", err)
+	}
+	if m.Info().PrimaryFailing || strings.Contains(logs.String(), "connection lost") {
+		t.Error("a full pool was reported as a lost connection")
+	}
+	assertLogged(t, logs, "Connection pool exhausted")
 }

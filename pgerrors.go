@@ -64,5 +64,8 @@ func retryable(ctx context.Context, err error, acquireFailed bool) bool {
 	if ctx.Err() != nil {
 		return false
 	}
+	if acquireFailed && errors.Is(err, context.DeadlineExceeded) {
+		return false // the wait for a connection ran out: another wait would too
+	}
 	return acquireFailed || pgconn.SafeToRetry(err)
 }

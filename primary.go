@@ -64,7 +64,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	acquire := func(ctx context.Context) (*pgxpool.Conn, error) {
 		var conn *pgxpool.Conn
 		open := func(ctx context.Context) (err error) {
-			conn, err = Acquire(ctx, pool, m.cfg.PoolTimeout)
+			conn, err = Acquire(ctx, pool, 0) // the pool itself bounds the wait by DB_POOL_TIMEOUT
 			return err
 		}
 		if cache != nil {
