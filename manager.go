@@ -135,8 +135,9 @@ func SetDefault(m *Manager) {
 //     file, a malformed or missing secret): Init returns the error, whatever
 //     DB_FALLBACK says.
 //
-// Init waits at most DB_CONNECT_TIMEOUT (or ctx's deadline, if sooner) for
-// PostgreSQL. Calling it again returns the first call's result; concurrent
+// Init waits at most DB_CONNECT_TIMEOUT for PostgreSQL. If ctx ends first,
+// Init returns ctx's error and decides nothing, so it can be called again.
+// Otherwise calling it again returns the first call's result; concurrent
 // calls initialise once. After Close it returns ErrClosed.
 func (m *Manager) Init(ctx context.Context) error {
 	m.initMu.Lock()
@@ -188,6 +189,10 @@ func (m *Manager) init(ctx context.Context) error {
 			slog.Any("target", p.target), slog.Duration("took", time.Since(start)))
 		m.log.InfoContext(ctx, "Database initialized: postgresql (primary=True)")
 		return nil
+	}
+	if ctx.Err() != nil {
+		// The caller gave up, not the primary: decide nothing yet.
+		return fmt.Errorf("dbmanager: init: %w", ctx.Err())
 	}
 	reason := errorText(err)
 	if isMisconfiguration(err) {

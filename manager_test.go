@@ -265,3 +265,21 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+func TestInitWithCancelledContextDecidesNothing(t *testing.T) {
+	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", pgtest.URL(t)))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Init(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Init with a cancelled context = %v; want context.Canceled", err)
+	}
+	if info := m.Info(); info.Recovering || info.UsingPrimary {
+		t.Fatalf("Info after a cancelled Init = %+v; want nothing decided", info)
+	}
+	if err := m.Init(context.Background()); err != nil {
+		t.Fatalf("Init after a cancelled one: %v", err)
+	}
+	if !m.Info().UsingPrimary {
+		t.Error("the second Init did not reach the primary")
+	}
+}
