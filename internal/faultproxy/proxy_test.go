@@ -15,13 +15,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// pgtest starts no goroutines of its own, so the leak check holds with
+	// the shared PostgreSQL server too; pgtest.Main stops that server.
+	goleak.VerifyTestMain(pgtestMain{m})
 }
+
+// pgtestMain runs the tests through pgtest.Main for goleak.
+type pgtestMain struct{ m *testing.M }
+
+func (p pgtestMain) Run() int { return pgtest.Main(p.m) }
 
 // shortWait is how long a read must hang to count as "nothing arrives".
 // Only a lower bound: a slow machine makes the test slower, never wrong.
@@ -355,20 +363,15 @@ func TestFaultsUnderLoad(t *testing.T) {
 }
 
 // TestPostgresThroughProxy drives a real PostgreSQL client and server
-// through every fault. It uses TEST_DATABASE_URL (the first source
-// internal/pgtest will use; switch to pgtest.URL once it is on main) and
-// skips without it. The bounds are generous: they catch hangs, not speed.
+// through every fault, on a database from internal/pgtest. The bounds are
+// generous: they catch hangs, not speed.
 func TestPostgresThroughProxy(t *testing.T) {
-	dsn := os.Getenv("TEST_DATABASE_URL")
-	if dsn == "" {
-		t.Skip("TEST_DATABASE_URL not set")
-	}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgx.ParseConfig(pgtest.URL(t))
 	if err != nil {
-		t.Fatalf("parse TEST_DATABASE_URL: %v", err) // pgx redacts the password
+		t.Fatalf("parse the test database URL: %v", err) // pgx redacts the password
 	}
 	if strings.HasPrefix(cfg.Host, "/") {
-		t.Skip("TEST_DATABASE_URL points at a unix socket; the proxy needs TCP")
+		t.Skip("the test database is on a unix socket; the proxy needs TCP")
 	}
 	p := New(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	cfg.Host, cfg.Port, cfg.Fallbacks = p.Host(), uint16(p.Port()), nil
