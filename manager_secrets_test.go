@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/testcert"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -136,4 +139,68 @@ func TestStoreOnAFullPoolSaysExhausted(t *testing.T) {
 		t.Error("a full pool was reported as a lost connection")
 	}
 	assertLogged(t, logs, "Connection pool exhausted")
+}
+
+// TestManagerWithIAMConnectsOverVerifiedTLS wires IAM authentication
+// through the Manager: AWS credentials and region from the environment, a
+// CA bundle, verify-full. PostgreSQL cannot check an IAM token (RDS does),
+// so this server trusts the IAM role over TLS; what is tested is that the
+// Manager builds the token hook, demands verified TLS and connects.
+func TestManagerWithIAMConnectsOverVerifiedTLS(t *testing.T) {
+	ctx := context.Background()
+	ca := testcert.NewCA(t, "iam-manager-ca")
+	certFile, keyFile := ca.Localhost(t)
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} { // the server runs as the postgres user
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hba := filepath.Join(dir, "pg_hba.conf")
+	rules := "hostssl all iam_app 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+	if err := os.WriteFile(hba, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := pgtest.NewServer(t, pgtest.WithTLS(certFile, keyFile), pgtest.WithSetting("hba_file", hba))
+	admin := srv.URL(t)
+	u, _ := url.Parse(admin)
+	db := strings.TrimPrefix(u.Path, "/")
+	srv.Exec(t, "CREATE ROLE iam_app LOGIN")
+	srv.Exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO iam_app")
+
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+	vars := []string{"AWS_DB_HOST", "localhost", "AWS_DB_PORT", strconv.Itoa(srv.Port()), "AWS_DB_NAME", db,
+		"AWS_DB_USER", "iam_app", "AWS_DB_IAM_AUTH", "true", "AWS_REGION", "us-east-1",
+		"AWS_SSLROOTCERT", ca.File, "DB_CONNECT_TIMEOUT", "3"}
+
+	m, logs := newTestManager(t, envConfig(t, vars...))
+	if err := m.Init(ctx); err != nil {
+		t.Fatalf("Init with IAM over verify-full: %v", err)
+	}
+	if !m.Info().UsingPrimary {
+		t.Fatalf("Info = %+v; want the primary", m.Info())
+	}
+	if _, err := m.Store().Put(ctx, "apis", "k", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := m.Pool()
+	var ssl bool
+	if err := pool.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		t.Errorf("connection encrypted = %v (%v); want TLS", ssl, err)
+	}
+	if strings.Contains(logs.String(), "X-Amz-Signature") {
+		t.Error("an IAM token appears in the logs")
+	}
+
+	// The same with the CA of another authority: refused, never plaintext.
+	other := testcert.NewCA(t, "other-ca")
+	vars[len(vars)-3] = other.File
+	strict, _ := newTestManager(t, envConfig(t, append(vars, "DB_FALLBACK", "none")...))
+	if err := strict.Init(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Init trusting another CA = %v; want a TLS connection error", err)
+	}
 }
