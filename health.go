@@ -131,7 +131,8 @@ type ConnectionInfo struct {
 	Conflicts    int `json:"conflicts"`
 }
 
-// Info returns the connection's description without any I/O.
+// Info returns the connection's description without any I/O. The target
+// is the one last resolved: the primary in use, or the one being retried.
 func (m *Manager) Info() ConnectionInfo {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -40,7 +40,7 @@ type Manager struct {
 	primary        *primary
 	secrets        *SecretCache
 	iam            *IAMAuth
-	target         Target // where the primary is (display fields only)
+	target         Target // where the primary is, as last resolved (display fields only)
 	fallbackReason string
 	recovery       recoveryCounts
 	lastStatus     string // the health status last logged
@@ -228,7 +228,7 @@ func (m *Manager) usePrimary(p *primary) bool {
 	if m.closed {
 		return false
 	}
-	m.mode, m.primary, m.target = modePrimary, p, p.target
+	m.mode, m.primary = modePrimary, p
 	m.router.switchTo(p.store, true)
 	return true
 }

@@ -87,8 +87,8 @@ func TestInitUnreachableFallsBackOrFails(t *testing.T) {
 	if h.Status != StatusDegraded || h.UsingPrimary || !strings.Contains(h.Message, "refused") {
 		t.Errorf("Health = %+v; want degraded, reason refused", h)
 	}
-	if info := m.Info(); !info.Recovering || info.FallbackReason == "" {
-		t.Errorf("Info = %+v; want recovering with a reason", info)
+	if info := m.Info(); !info.Recovering || info.FallbackReason == "" || info.Host != "127.0.0.1" || info.User != "app" {
+		t.Errorf("Info = %+v; want recovering with a reason, showing the target it retries", info)
 	}
 	assertLogged(t, logs, "Primary database connection failed. Falling back to in-memory storage.", "refused")
 

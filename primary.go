@@ -47,6 +47,10 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	m.target = Target{Source: target.Source, Host: target.Host, Port: target.Port,
+		Database: target.Database, User: target.User, Redacted: target.Redacted} // no DSN: Info only
+	m.mu.Unlock()
 	beforeConnect, err := m.credentialHook(ctx, cache)
 	if err != nil {
 		return nil, err

@@ -96,7 +96,7 @@ func (m *Manager) promoted(p *primary, mv *move) bool {
 		return false
 	}
 	m.router.switchTo(p.store, true)
-	m.mode, m.primary, m.target, m.fallbackReason = modePrimary, p, p.target, ""
+	m.mode, m.primary, m.fallbackReason = modePrimary, p, ""
 	m.recovery.recoveries++
 	m.recovery.moved += len(mv.owned)
 	m.recovery.conflicts += len(mv.conflicts)
