@@ -7,19 +7,18 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 )
 
 // The memory benchmarks run the store side by side with a baseline so the
 // result reads as a ratio (see README, "Performance"):
 //
-//   - Get and Put against a single sync.RWMutex-guarded map doing the same
-//     copies (Get copies the value out; Put copies it in and returns a copy,
-//     as Store.Put returns the record) and the same validation (the store
-//     must check every value is JSON; a baseline that skipped it would
-//     measure the contract, not the data structure).
-//     "rwmutex-map-novalidate" shows the raw map, one copy in, too.
+//   - Get and Put (BenchmarkMemRatio, bench_ratio_test.go) against a single
+//     sync.RWMutex-guarded map doing the same copies (Get copies the value
+//     out; Put copies it in and returns a copy, as Store.Put returns the
+//     record) and the same validation (the store must check every value is
+//     JSON; a baseline that skipped it would measure the contract, not the
+//     data structure).
 //   - List of 100 keys from 100,000 against sorting the keys on each call.
 
 const benchKeys = 1024
@@ -34,11 +33,11 @@ func benchKeyNames(n int) []string {
 	return keys
 }
 
-// rwMap is the baseline: one RWMutex around one map.
+// rwMap is the baseline: one RWMutex around one map, with the store's key
+// and value checks.
 type rwMap struct {
-	mu       sync.RWMutex
-	m        map[string][]byte
-	validate bool
+	mu sync.RWMutex
+	m  map[string][]byte
 }
 
 func (b *rwMap) get(_ context.Context, key string) ([]byte, bool) {
@@ -49,13 +48,6 @@ func (b *rwMap) get(_ context.Context, key string) ([]byte, bool) {
 }
 
 func (b *rwMap) put(_ context.Context, key string, v []byte) ([]byte, error) {
-	if !b.validate {
-		v = slices.Clone(v)
-		b.mu.Lock()
-		b.m[key] = v
-		b.mu.Unlock()
-		return nil, nil
-	}
 	if err := validateName("key", key, MaxKeyLen); err != nil {
 		return nil, err
 	}
@@ -67,84 +59,6 @@ func (b *rwMap) put(_ context.Context, key string, v []byte) ([]byte, error) {
 	b.m[key] = v
 	b.mu.Unlock()
 	return slices.Clone(v), nil
-}
-
-func BenchmarkMemGet(b *testing.B) {
-	ctx := context.Background()
-	keys := benchKeyNames(benchKeys)
-	b.Run("store", func(b *testing.B) {
-		s := NewMemStore()
-		for _, k := range keys {
-			if _, err := s.Put(ctx, "apis", k, benchValue); err != nil {
-				b.Fatal(err)
-			}
-		}
-		var seq atomic.Uint64
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seq.Add(7919))
-			for pb.Next() {
-				i++
-				if _, err := s.Get(ctx, "apis", keys[i%benchKeys]); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	})
-	b.Run("rwmutex-map", func(b *testing.B) {
-		m := &rwMap{m: map[string][]byte{}, validate: true}
-		for _, k := range keys {
-			_, _ = m.put(ctx, k, benchValue)
-		}
-		var seq atomic.Uint64
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seq.Add(7919))
-			for pb.Next() {
-				i++
-				if _, ok := m.get(ctx, keys[i%benchKeys]); !ok {
-					b.Fatal("missing")
-				}
-			}
-		})
-	})
-}
-
-func BenchmarkMemPut(b *testing.B) {
-	ctx := context.Background()
-	keys := benchKeyNames(benchKeys)
-	b.Run("store", func(b *testing.B) {
-		s := NewMemStore()
-		var seq atomic.Uint64
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seq.Add(7919))
-			for pb.Next() {
-				i++
-				if _, err := s.Put(ctx, "apis", keys[i%benchKeys], benchValue); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	})
-	for _, validate := range []bool{true, false} {
-		name := "rwmutex-map"
-		if !validate {
-			name += "-novalidate"
-		}
-		b.Run(name, func(b *testing.B) {
-			m := &rwMap{m: map[string][]byte{}, validate: validate}
-			var seq atomic.Uint64
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(seq.Add(7919))
-				for pb.Next() {
-					i++
-					if _, err := m.put(ctx, keys[i%benchKeys], benchValue); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		})
-	}
 }
 
 func BenchmarkMemList(b *testing.B) {

@@ -56,7 +56,7 @@ func BenchmarkMemRatio(b *testing.B) {
 	ctx := context.Background()
 	keys := benchKeyNames(benchKeys)
 	s := NewMemStore()
-	m := &rwMap{m: map[string][]byte{}, validate: true}
+	m := &rwMap{m: map[string][]byte{}}
 	for _, k := range keys {
 		if _, err := s.Put(ctx, "apis", k, benchValue); err != nil {
 			b.Fatal(err)
