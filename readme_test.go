@@ -21,6 +21,7 @@ package dbmanager_test
 // storetest) are added. Every block must also be gofmt-formatted.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -550,8 +551,14 @@ func compileGoBlocks(t *testing.T, blocks []readmeBlock) {
 		t.Fatal(err)
 	}
 	goLine := regexp.MustCompile(`(?m)^go \S+$`).Find(gomod)
+	// The module's own requirements, copied, keep the throwaway module's
+	// graph pruned like the module's: without them the go command wants
+	// go.mod files of old, unpruned dependencies (pgpassfile's testify
+	// v1.3.0) that a fresh module cache does not hold, and GOPROXY=off
+	// cannot fetch.
+	requires := regexp.MustCompile(`(?ms)^require \(.*?^\)$`).FindAll(gomod, -1)
 	dir := t.TempDir()
-	mod := fmt.Sprintf("module readmecheck\n\n%s\n\nrequire %s v0.0.0\n\nreplace %s => %s\n", goLine, modulePath, modulePath, root)
+	mod := fmt.Sprintf("module readmecheck\n\n%s\n\nrequire %s v0.0.0\n\n%s\n\nreplace %s => %s\n", goLine, modulePath, bytes.Join(requires, []byte("\n\n")), modulePath, root)
 	write := func(name, content string) {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
 			t.Fatal(err)
