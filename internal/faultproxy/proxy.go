@@ -39,8 +39,8 @@ import (
 // Proxy forwards TCP connections from a loopback port to a target address
 // and injects faults on request. All methods are safe for concurrent use.
 type Proxy struct {
-	port   int
-	tb     testing.TB // set by New; receives errors Heal cannot return
+	port int
+	tb   testing.TB // set by New; receives errors Heal cannot return
 
 	wg sync.WaitGroup // accept loop and per-connection goroutines
 
