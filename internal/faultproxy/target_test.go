@@ -20,62 +20,31 @@ import (
 // name+"\n" and then echoes. received counts the bytes it has read.
 func namedServer(t *testing.T, name string) (addr string, received func() int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-		n     int
+		mu sync.Mutex
+		n  int
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	addr = serveTCP(t, func(c net.Conn) {
+		if _, err := io.WriteString(c, name+"\n"); err != nil {
+			return
+		}
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			k, err := c.Read(buf)
+			mu.Lock()
+			n += k
+			mu.Unlock()
+			if k > 0 {
+				if _, werr := c.Write(buf[:k]); werr != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				if _, err := io.WriteString(c, name+"\n"); err != nil {
-					return
-				}
-				buf := make([]byte, 4096)
-				for {
-					k, err := c.Read(buf)
-					mu.Lock()
-					n += k
-					mu.Unlock()
-					if k > 0 {
-						if _, werr := c.Write(buf[:k]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
-	return ln.Addr().String(), func() int {
+	return addr, func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return n
