@@ -3,12 +3,14 @@ package dbmanager
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatewaykit/dbmanager/internal/rdsca"
 )
 
 // TLS policy.
@@ -48,24 +50,12 @@ func loadCAFile(path string) ([]*x509.Certificate, error) {
 			return nil, bad("cannot read the file")
 		}
 	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, bad("contains a certificate that cannot be parsed")
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
+	certs, err := rdsca.Parse(data)
+	switch {
+	case errors.Is(err, rdsca.ErrNoCertificate):
 		return nil, bad("not a PEM certificate bundle (no CERTIFICATE block)")
+	case err != nil:
+		return nil, bad("contains a certificate that cannot be parsed")
 	}
 	return certs, nil
 }

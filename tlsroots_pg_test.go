@@ -18,17 +18,12 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/testcert"
 )
 
-// TestEmbeddedRootsAgainstServer: a real PostgreSQL with TLS whose
-// certificate (for "localhost" only) comes from a throwaway CA that the
-// test adds to the embedded RDS roots, through the path the RDS bundle
-// takes. The server trusts the role iam_app over TLS (PostgreSQL cannot
-// check IAM tokens; RDS does) and asks everyone else for a password.
-func TestEmbeddedRootsAgainstServer(t *testing.T) {
-	ctx := context.Background()
-	ca := testcert.NewCA(t, "embedded-roots-test-ca")
-	other := testcert.NewCA(t, "other-ca")
-	certFile, keyFile := ca.ServerCert(t, []string{"localhost"}, nil)
-	expires := certExpiry(t, certFile)
+// iamTLSServer starts a PostgreSQL with TLS (the given certificate) that
+// trusts the role iam_app over TLS, since PostgreSQL cannot check IAM
+// tokens (RDS does), and asks every other role for a password. It returns
+// the server and its database, where iam_app may create schemas.
+func iamTLSServer(t *testing.T, certFile, keyFile string) (*pgtest.Server, string) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{dir, filepath.Dir(dir)} { // the server runs as the postgres user
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -41,11 +36,38 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := pgtest.NewServer(t, pgtest.WithTLS(certFile, keyFile), pgtest.WithSetting("hba_file", hba))
-	_, port, db := serverParts(t, srv.URL(t))
+	_, _, db := serverParts(t, srv.URL(t))
+	srv.Exec(t, "CREATE ROLE iam_app LOGIN")
+	srv.Exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO iam_app")
+	return srv, db
+}
+
+// setTestAWSCredentials gives the AWS SDK static credentials and no
+// configuration files or instance metadata for the rest of the test.
+func setTestAWSCredentials(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+}
+
+// TestEmbeddedRootsAgainstServer: a real PostgreSQL with TLS whose
+// certificate (for "localhost" only) comes from a throwaway CA that the
+// test adds to the embedded RDS roots, through the path the RDS bundle
+// takes.
+func TestEmbeddedRootsAgainstServer(t *testing.T) {
+	ctx := context.Background()
+	ca := testcert.NewCA(t, "embedded-roots-test-ca")
+	other := testcert.NewCA(t, "other-ca")
+	certFile, keyFile := ca.ServerCert(t, []string{"localhost"}, nil)
+	expires := certExpiry(t, certFile)
+	srv, db := iamTLSServer(t, certFile, keyFile)
+	port := srv.Port()
 	password := "roots-" + leakMarker
 	role := roleWithPassword(t, srv.AdminURL(), password)
-	srv.Exec(t, "CREATE ROLE iam_app LOGIN")
-	srv.Exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO iam_app, "+role)
+	srv.Exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+role)
 	trustAsEmbedded(t, ca)
 
 	base := []string{"AWS_DB_HOST", "localhost", "AWS_DB_PORT", strconv.Itoa(port), "AWS_DB_NAME", db,
@@ -182,11 +204,7 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 	})
 
 	t.Run("IAM authentication uses the same roots", func(t *testing.T) {
-		t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-		t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-		t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-		t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
-		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+		setTestAWSCredentials(t)
 		iam := []string{"AWS_DB_HOST", "localhost", "AWS_DB_PORT", strconv.Itoa(port), "AWS_DB_NAME", db,
 			"AWS_DB_USER", "iam_app", "AWS_DB_IAM_AUTH", "true", "AWS_REGION", "us-east-1",
 			"DB_CONNECT_TIMEOUT", "3", "DB_FALLBACK", "none"}

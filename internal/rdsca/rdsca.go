@@ -27,6 +27,7 @@ import (
 	"crypto/x509"
 	"embed"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -89,8 +90,16 @@ var roots = sync.OnceValues(func() ([]*x509.Certificate, error) {
 // The slice and certificates are shared: do not modify them.
 func Roots() ([]*x509.Certificate, error) { return roots() }
 
-// Parse returns the certificates of a PEM file; anything but CERTIFICATE
-// blocks is an error.
+// Errors of Parse.
+var (
+	ErrNoCertificate  = errors.New("no CERTIFICATE block")
+	ErrBadCertificate = errors.New("a certificate cannot be parsed")
+)
+
+// Parse returns the certificates of the CERTIFICATE blocks of a PEM file;
+// other blocks are skipped, as x509.CertPool.AppendCertsFromPEM does. A
+// block that does not parse is an error wrapping ErrBadCertificate; a file
+// without any, ErrNoCertificate.
 func Parse(data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for rest := data; ; {
@@ -100,16 +109,16 @@ func Parse(data []byte) ([]*x509.Certificate, error) {
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
+			continue
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+			return nil, fmt.Errorf("%w: certificate %d: %w", ErrBadCertificate, len(certs)+1, err)
 		}
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("no certificate")
+		return nil, ErrNoCertificate
 	}
 	return certs, nil
 }

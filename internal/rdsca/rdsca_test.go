@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -102,15 +103,24 @@ func TestPublishedAndBundlesAreCopies(t *testing.T) {
 	}
 }
 
-func TestParseRejectsWhatIsNotCertificates(t *testing.T) {
-	for name, data := range map[string]string{
-		"empty":   "",
-		"text":    "hello",
-		"key":     "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-		"garbage": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+func TestParseSkipsOtherBlocksAndRejectsBadOnes(t *testing.T) {
+	key := "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+	for name, c := range map[string]struct {
+		data string
+		want error
+	}{
+		"empty":    {"", ErrNoCertificate},
+		"text":     {"hello", ErrNoCertificate},
+		"key only": {key, ErrNoCertificate},
+		"garbage":  {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ErrBadCertificate},
 	} {
-		if _, err := Parse([]byte(data)); err == nil {
-			t.Errorf("%s: no error", name)
+		if _, err := Parse([]byte(c.data)); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
+	}
+	root, _ := File(records[0].File)
+	certs, err := Parse(append([]byte(key), root...))
+	if err != nil || len(certs) != records[0].Certs {
+		t.Errorf("a key before the certificates: %d certificates, %v", len(certs), err)
 	}
 }
