@@ -173,3 +173,24 @@ func TestTLSInfoShowsNoSecretAndLogsCompactly(t *testing.T) {
 		t.Errorf("JSON before a verified handshake: %s", js)
 	}
 }
+
+// BenchmarkConnConfigTrust: what the embedded roots cost when a pool's
+// config is built (once per pool, not per connection): the system roots
+// alone (AWS_SSLROOTCERT=system, the baseline) against the system roots
+// plus the embedded RDS roots (the default).
+func BenchmarkConnConfigTrust(b *testing.B) {
+	if _, err := rdsca.Roots(); err != nil { // parsed once per process, not per config
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, rootCert string }{{"system", "system"}, {"system+RDS", ""}} {
+		cfg := DefaultConfig()
+		cfg.RequireSSL, cfg.SSLRootCert = true, c.rootCert
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := NewConnConfig(cfg, "postgres://u:pw@db.example/app"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
