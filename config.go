@@ -141,6 +141,17 @@ type Config struct {
 	// authentication failure (RDS's rotation window).
 	RotationBudget time.Duration
 
+	// ReadURL is DATABASE_READ_URL: the read replicas, one per host it
+	// lists (see resolveReadTargets); it may carry a password.
+	ReadURL Secret
+	// ReadHosts is AWS_DB_READ_HOST split at commas: host[:port] entries,
+	// one read replica each (used when ReadURL is not set).
+	ReadHosts []string
+	// ReadMaxLag is DB_READ_MAX_LAG (1 s): a replica further behind the
+	// writer than this serves no reads. 0 means no limit (-1 in the
+	// variable).
+	ReadMaxLag time.Duration
+
 	// Explicit records which settings came from the environment, so that
 	// pool_* parameters in DATABASE_URL are honoured otherwise.
 	Explicit ExplicitSettings
@@ -160,6 +171,7 @@ func DefaultConfig() Config {
 		Fallback:       DefaultFallback,
 		SecretCacheTTL: DefaultSecretTTL,
 		RotationBudget: DefaultRotationBudget,
+		ReadMaxLag:     DefaultReadMaxLag,
 	}
 }
 
@@ -284,7 +296,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 
+	loadReadConfig(get, &cfg, bad, &errs)
+
 	errs = append(errs, cfg.checkSources()...)
+	errs = append(errs, cfg.checkReadSources()...)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -359,6 +374,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("pool_timeout", c.PoolTimeout),
 		slog.Duration("connect_timeout", c.ConnectTimeout),
 		slog.String("fallback", string(c.Fallback)),
+		slog.String("read_url", Redact(c.ReadURL.Reveal())),
+		slog.String("read_hosts", strings.Join(c.ReadHosts, ",")),
+		slog.Duration("read_max_lag", c.ReadMaxLag),
 	)
 }
 

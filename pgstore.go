@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -28,6 +29,7 @@ type PGOption func(*pgOptions)
 type pgOptions struct {
 	schema  string
 	acquire func(context.Context) (*pgxpool.Conn, error)
+	reads   *replicaSet
 }
 
 // WithSchema puts the store's table in the named schema instead of
@@ -47,6 +49,12 @@ func WithSchema(name string) PGOption {
 // the store may call acquire a second time for the same operation.
 func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption {
 	return func(o *pgOptions) { o.acquire = acquire }
+}
+
+// withReplicas makes the store read from rs's replicas when they can
+// answer consistently, and learn each write's WAL position (replica_*.go).
+func withReplicas(rs *replicaSet) PGOption {
+	return func(o *pgOptions) { o.reads = rs }
 }
 
 // NewPGStore creates the schema and table if they are missing (safe when
@@ -87,10 +95,13 @@ type pgBackend struct {
 	schema  string
 	acquire func(context.Context) (*pgxpool.Conn, error)
 	sql     pgStatements
+	// reads, when not nil, are the read replicas: Get and List try them
+	// first, and writes learn their WAL position (writeTracked).
+	reads *replicaSet
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
-	return &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+	return &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema), reads: o.reads}
 }
 
 func (b *pgBackend) name() string { return BackendPostgreSQL }
@@ -103,6 +114,11 @@ func (b *pgBackend) ping(ctx context.Context) error {
 }
 
 func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, error) {
+	if b.reads != nil {
+		if r, ok, err := b.replicaGet(ctx, collection, key); ok {
+			return r, err
+		}
+	}
 	r := Record{Collection: collection, Key: key}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
 		return conn.QueryRow(ctx, b.sql.get, collection, key).
@@ -124,6 +140,10 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 	}
 	r := Record{Collection: collection, Key: key, Value: value}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		if b.reads != nil {
+			_, err := b.writeTracked(ctx, conn, sql, args, scanOneRow(&r.Version, &r.CreatedAt, &r.UpdatedAt))
+			return err
+		}
 		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -141,7 +161,13 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 	}
 	var deleted int64
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		tag, err := conn.Exec(ctx, sql, args...)
+		exec := conn.Exec
+		if b.reads != nil {
+			exec = func(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+				return b.writeTracked(ctx, conn, sql, args, nil)
+			}
+		}
+		tag, err := exec(ctx, sql, args...)
 		deleted = tag.RowsAffected()
 		return err
 	})
@@ -158,6 +184,11 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 }
 
 func (b *pgBackend) list(ctx context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
+	if b.reads != nil {
+		if records, more, ok, err := b.replicaList(ctx, collection, opts); ok {
+			return records, more, err
+		}
+	}
 	sql, args := b.sql.list, []any{collection, opts.After, opts.Prefix, opts.Limit + 1}
 	if upper, ok := prefixUpperBound(opts.Prefix); ok {
 		sql, args = b.sql.listBounded, append(args, upper)

@@ -18,6 +18,9 @@ type primary struct {
 	pool   *pgxpool.Pool
 	store  *PGStore
 	tls    *tlsRecorder // what the pool's verified TLS handshakes showed
+	// replicas are the read replicas (nil without read configuration);
+	// their checks start when the Store starts serving from p.
+	replicas *replicaSet
 }
 
 // close releases what connectPrimary opened.
@@ -28,6 +31,7 @@ func (p *primary) close() {
 	if p.store != nil {
 		_ = p.store.Close()
 	}
+	p.replicas.close()
 	p.pool.Close()
 }
 
@@ -82,7 +86,11 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		p.close()
 		return nil, ClassifyConnectError(ExplainAcquireError(ctx, pool, err), target.Addr())
 	}
-	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire))
+	if p.replicas, err = m.openReplicas(target, pool, beforeConnect); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire), withReplicas(p.replicas))
 	if err != nil {
 		p.close()
 		return nil, err

@@ -1,0 +1,223 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/pgtest"
+)
+
+// TestReplicas runs the read replica scenarios that keep the topology on
+// one cluster: a primary, a synchronous standby and a standby 1 s behind.
+func TestReplicas(t *testing.T) {
+	c := newReplicaCluster(t)
+	t.Run("PositionInReturningIsBeforeCommit", func(t *testing.T) { testPositionInReturningIsBeforeCommit(t, c) })
+	t.Run("ReplayCheckInsideReadIsTooLate", func(t *testing.T) { testReplayCheckInsideReadIsTooLate(t, c) })
+	t.Run("NoStaleReads", func(t *testing.T) { testNoStaleReads(t, c) })
+	t.Run("NoStaleReadsFromDelayedReplica", func(t *testing.T) { testNoStaleReadsFromDelayedReplica(t, c) })
+	t.Run("ReadOnlyPhaseOnReplicas", func(t *testing.T) { testReadOnlyPhaseOnReplicas(t, c) })
+}
+
+// testNoStaleReads: Put, then at once Get and List of the same key,
+// through Store(), many times: every read sees the write it follows. The
+// reads that find a caught-up replica are served there; the delayed
+// replica has never replayed a write that is less than 1 s old, so a
+// read there would be stale unless the position check is exact.
+func testNoStaleReads(t *testing.T, c *pgtest.Cluster) {
+	cycles := 1000
+	if longReplicaTests() {
+		cycles = 10000
+	}
+	db := c.Database(t)
+	m, logs := newReplicaManager(t, replicaEnv(c, db))
+	waitInRotation(t, m, 2, 10*time.Second)
+	s := m.Store()
+	ctx := t.Context()
+	var stale, failed int
+	for i := range cycles {
+		key := "k" + strconv.Itoa(i%50) // rewrite the same keys: an old version is stale too
+		want := fmt.Sprintf(`{"i":%d}`, i)
+		put, err := s.Put(ctx, "c", key, []byte(want))
+		if err != nil {
+			t.Fatalf("Put %d: %v", i, err)
+		}
+		got, err := s.Get(ctx, "c", key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			stale++
+			t.Errorf("Get %d: stale read: not found", i)
+		case err != nil:
+			failed++
+			t.Errorf("Get %d: %v", i, err)
+		case string(got.Value) != want || got.Version != put.Version:
+			stale++
+			if stale <= 5 {
+				t.Errorf("Get %d: stale read: version %d %s, want version %d %s", i, got.Version, got.Value, put.Version, want)
+			}
+		}
+		page, err := s.List(ctx, "c", ListOptions{Prefix: key, Limit: 1})
+		switch {
+		case err != nil:
+			failed++
+			t.Errorf("List %d: %v", i, err)
+		case len(page.Records) != 1 || string(page.Records[0].Value) != want:
+			stale++
+			if stale <= 5 {
+				t.Errorf("List %d: stale read: %v, want %s", i, page.Records, want)
+			}
+		}
+	}
+	info := m.Info()
+	var onReplicas uint64
+	for _, ri := range info.Replicas {
+		onReplicas += ri.Reads
+	}
+	t.Logf("%d cycles: %d stale, %d failed; reads on replicas %d, on the primary %d; replicas %+v",
+		cycles, stale, failed, onReplicas, info.ReadsFromPrimary, info.Replicas)
+	if stale+failed > 0 {
+		t.Fatalf("%d stale and %d failed reads; log:\n%s", stale, failed, logs)
+	}
+}
+
+// testNoStaleReadsFromDelayedReplica: the only replica replays commits
+// 1 s late and may serve reads however far behind (DB_READ_MAX_LAG=-1),
+// so every read after a write tries it and must find it not caught up.
+// Each write is read at once and again 20 ms later. In the quiet cycles
+// the replica has replayed everything before the write, so 20 ms later
+// it has replayed all of it but the commit: a position taken before the
+// commit (pg_current_wal_insert_lsn() in RETURNING) sends those reads
+// there and fails every quiet cycle; in the busy ones it waits at an
+// older commit.
+func testNoStaleReadsFromDelayedReplica(t *testing.T, c *pgtest.Cluster) {
+	busy, quiet := 50, 3
+	if longReplicaTests() {
+		busy, quiet = 1000, 10
+	}
+	delayed := c.Nodes()[2]
+	db := c.Database(t)
+	m, logs := newReplicaManager(t, append(replicaEnv(c, db, delayed), "DB_READ_MAX_LAG", "-1"))
+	waitInRotation(t, m, 1, 10*time.Second)
+	s := m.Store()
+	ctx := t.Context()
+	stale := 0
+	read := func(key, want string) {
+		got, err := s.Get(ctx, "c", key)
+		if err != nil || string(got.Value) != want {
+			stale++
+		}
+		page, err := s.List(ctx, "c", ListOptions{Prefix: key})
+		if err != nil || len(page.Records) != 1 || string(page.Records[0].Value) != want {
+			stale++
+		}
+	}
+	for i := range busy + quiet {
+		if i >= busy {
+			c.WaitCaughtUp(t)
+		}
+		key := "k" + strconv.Itoa(i%10)
+		want := fmt.Sprintf(`{"i":%d}`, i)
+		if _, err := s.Put(ctx, "c", key, []byte(want)); err != nil {
+			t.Fatalf("Put %d: %v", i, err)
+		}
+		read(key, want)
+		time.Sleep(20 * time.Millisecond)
+		read(key, want)
+	}
+	info := m.Info()
+	t.Logf("%d busy and %d quiet cycles: %d stale; replica %+v; %d reads on the primary", busy, quiet, stale, info.Replicas, info.ReadsFromPrimary)
+	if stale > 0 {
+		t.Fatalf("%d stale reads; log:\n%s", stale, logs)
+	}
+	if info.Replicas[0].State != ReplicaInRotation {
+		t.Fatalf("the delayed replica left the rotation, so the test proved nothing: %+v", info.Replicas[0])
+	}
+}
+
+// testReadOnlyPhaseOnReplicas: once the replicas have replayed every
+// write, Gets go to them; the servers' own scan counters say so.
+func testReadOnlyPhaseOnReplicas(t *testing.T, c *pgtest.Cluster) {
+	const keys, gets, workers = 20, 2000, 8
+	db := c.Database(t)
+	m, logs := newReplicaManager(t, replicaEnv(c, db))
+	s := m.Store()
+	ctx := t.Context()
+	for i := range keys {
+		if _, err := s.Put(ctx, "c", "k"+strconv.Itoa(i), []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitCaughtUp(t)
+	waitInRotation(t, m, 2, 10*time.Second)
+	eventually(t, 5*time.Second, "both replicas known to have replayed the writes", func() bool {
+		lsn, _ := m.primaryReplicas().pos.current()
+		for _, r := range m.primaryReplicas().replicas {
+			if r.replay.Load() < lsn {
+				return false
+			}
+		}
+		return true
+	})
+	nodes := c.Nodes()
+	before := make([]int64, len(nodes))
+	for i, n := range nodes {
+		before[i] = recordsScans(t, c, n, db)
+	}
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < gets; i += workers {
+				if _, err := s.Get(ctx, "c", "k"+strconv.Itoa(i%keys)); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	info := m.Info()
+	// Closing ends the sessions, which makes each server flush its
+	// statistics.
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Close(closeCtx); err != nil {
+		t.Fatal(err)
+	}
+	var onPrimary, onReplicas int64
+	eventually(t, 5*time.Second, "the servers' counters to add up to the Gets", func() bool {
+		onPrimary, onReplicas = 0, 0
+		for i, n := range nodes {
+			d := recordsScans(t, c, n, db) - before[i]
+			if n == c.Primary() {
+				onPrimary += d
+			} else {
+				onReplicas += d
+			}
+		}
+		return onPrimary+onReplicas >= gets
+	})
+	share := float64(onReplicas) / float64(onPrimary+onReplicas)
+	t.Logf("%d Gets: servers counted %d scans on the replicas, %d on the primary (%.1f%% on replicas); library: %+v, %d on the primary",
+		gets, onReplicas, onPrimary, 100*share, info.Replicas, info.ReadsFromPrimary)
+	if failed.Load() > 0 {
+		t.Fatalf("%d Gets failed", failed.Load())
+	}
+	if share < 0.95 {
+		t.Fatalf("only %.1f%% of the Gets on the replicas, want at least 95%%; log:\n%s", 100*share, logs)
+	}
+}
+
+// errorsIsAny reports whether err matches any of targets.
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

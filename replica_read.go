@@ -1,0 +1,140 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type readFromWriterKey struct{}
+
+// ReadFromWriter returns a context that sends the Store reads made with it
+// (Get and List) to the writer, never to a read replica: for a read that
+// must see writes made by other processes, or through Pool(), the moment
+// they are acknowledged. Without read replicas it changes nothing.
+func ReadFromWriter(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readFromWriterKey{}, true)
+}
+
+func readsFromWriter(ctx context.Context) bool {
+	v, _ := ctx.Value(readFromWriterKey{}).(bool)
+	return v
+}
+
+// replicaGet is Get on a read replica. ok is false when no replica could
+// answer consistently (none in rotation, none caught up, or the one tried
+// failed): the caller then reads from the writer.
+func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec Record, ok bool, err error) {
+	r := Record{Collection: collection, Key: key}
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), b.sql.get, []any{collection, key}, scanOneRow(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt))
+	if !ok {
+		return Record{}, false, nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, true, ErrNotFound
+	}
+	return r, true, err
+}
+
+// replicaList is List on a read replica; ok as for replicaGet.
+func (b *pgBackend) replicaList(ctx context.Context, collection string, opts ListOptions) (records []Record, more, ok bool, err error) {
+	sql, args := b.sql.list, []any{collection, opts.After, opts.Prefix, opts.Limit + 1}
+	if upper, bounded := prefixUpperBound(opts.Prefix); bounded {
+		sql, args = b.sql.listBounded, append(args, upper)
+	}
+	scan := func(rows pgx.Rows) error {
+		records = records[:0]
+		for rows.Next() {
+			r := Record{Collection: collection}
+			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
+				return err
+			}
+			records = append(records, r)
+		}
+		return rows.Err()
+	}
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scan)
+	if !ok || err != nil {
+		return nil, false, ok, err
+	}
+	if len(records) > opts.Limit {
+		return records[:opts.Limit], true, true, nil
+	}
+	return records, false, true, nil
+}
+
+// read runs one read statement (prepared when named) on a replica that has replayed the latest
+// acknowledged write, in one round trip: sqlReplayPosition, a Sync, the
+// read, a Sync (runPipeline says why in this order). served is false when
+// the read must go to the writer instead:
+//
+//   - ctx says ReadFromWriter, or the position is unknown;
+//   - no replica is in rotation;
+//   - the replica tried had not replayed far enough (the read it ran is
+//     thrown away: one wasted round trip);
+//   - the replica failed in any way (a read is always safe to repeat); a
+//     failure for want of a connection also takes it out of the choice
+//     until its next check, which runs at once.
+//
+// When ctx itself ends, served is true and err is ctx's error.
+func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []any, scan func(pgx.Rows) error) (served bool, err error) {
+	if readsFromWriter(ctx) {
+		rs.writerReads.Add(1)
+		return false, nil
+	}
+	lsn, known := rs.pos.current()
+	var r *replica
+	if known {
+		r = rs.pick(lsn)
+	}
+	if r == nil {
+		rs.writerReads.Add(1)
+		return false, nil
+	}
+	actx, cancel := rs.attemptContext(ctx)
+	defer cancel()
+	var replay *int64
+	check := &pipeStmt{sql: sqlReplayPosition, scan: scanOneRow(&replay)}
+	stmt := &pipeStmt{sql: sql, args: args, scan: scan}
+	conn, err := Acquire(actx, r.pool, 0)
+	if err == nil {
+		err = runPipeline(actx, conn.Conn(), named, check, stmt)
+		conn.Release()
+	}
+	switch {
+	case ctx.Err() != nil:
+		return true, ctx.Err()
+	case err != nil:
+		if errors.Is(pgError(actx, err), ErrUnavailable) || actx.Err() != nil {
+			r.suspectRead()
+		}
+	case check.err != nil || replay == nil:
+		r.checkNow() // not a replica any more (failover)?
+	case uint64(*replay) < lsn:
+		r.sawReplay(uint64(*replay))
+	case stmt.err != nil && !errors.Is(stmt.err, pgx.ErrNoRows):
+		// A recovery conflict, say: the writer answers.
+	default:
+		r.sawReplay(uint64(*replay))
+		r.reads.Add(1)
+		return true, stmt.err
+	}
+	rs.writerReads.Add(1)
+	return false, nil
+}
+
+// attemptContext bounds a read on a replica so that, if it hangs, the
+// caller still has time to read from the writer: half of what is left
+// of ctx's deadline, at most DB_CONNECT_TIMEOUT.
+func (rs *replicaSet) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := rs.attemptTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline)/2)
+	}
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

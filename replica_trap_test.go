@@ -1,0 +1,111 @@
+package dbmanager
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// These two tests show, on the delayed standby, the PostgreSQL facts that
+// decide how the Store learns and checks WAL positions (runPipeline).
+
+// connectNode connects to database db on node s.
+func connectNode(t *testing.T, c *pgtest.Cluster, s *pgtest.Server, db string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.NodeURL(s, db))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", s.Name(), err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// trapTable makes a table on the primary that every standby has.
+func trapTable(t *testing.T, c *pgtest.Cluster) (db string, primary, delayed *pgx.Conn) {
+	t.Helper()
+	db = c.Database(t)
+	primary = connectNode(t, c, c.Primary(), db)
+	if _, err := primary.Exec(t.Context(), `CREATE TABLE trap (id int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitCaughtUp(t)
+	return db, primary, connectNode(t, c, c.Nodes()[2], db)
+}
+
+func replayPosition(t *testing.T, conn *pgx.Conn) int64 {
+	t.Helper()
+	var lsn int64
+	if err := conn.QueryRow(t.Context(), sqlReplayPosition).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+// testPositionInReturningIsBeforeCommit: pg_current_wal_insert_lsn() in
+// a write's RETURNING list is the position before the commit record. The
+// delayed standby replays up to it at once and then waits 1 s before the
+// commit: a replica checked against that position would serve a read
+// that misses the row. The position read after the commit is past it.
+func testPositionInReturningIsBeforeCommit(t *testing.T, c *pgtest.Cluster) {
+	_, primary, delayed := trapTable(t, c)
+	ctx := t.Context()
+	var inReturning, afterCommit int64
+	if err := primary.QueryRow(ctx, `INSERT INTO trap VALUES (1) RETURNING (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8`).Scan(&inReturning); err != nil {
+		t.Fatal(err)
+	}
+	if err := primary.QueryRow(ctx, sqlWriterPosition).Scan(&afterCommit); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 900*time.Millisecond, "the delayed standby to replay up to the RETURNING position", func() bool {
+		return replayPosition(t, delayed) >= inReturning
+	})
+	var n int
+	if err := delayed.QueryRow(ctx, `SELECT count(*) FROM trap`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	replay := replayPosition(t, delayed)
+	t.Logf("RETURNING position %d, after commit %d; the standby replayed %d and sees %d rows", inReturning, afterCommit, replay, n)
+	if n != 0 || replay >= afterCommit {
+		t.Fatalf("the standby already replayed the commit (%d rows, replay %d >= %d): the delay did not hold, the test proves nothing", n, replay, afterCommit)
+	}
+	eventually(t, 10*time.Second, "the delayed standby to replay the commit", func() bool {
+		return replayPosition(t, delayed) >= afterCommit
+	})
+	if err := delayed.QueryRow(ctx, `SELECT count(*) FROM trap`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("at the position after the commit the row is not visible: %d rows, %v", n, err)
+	}
+}
+
+// testReplayCheckInsideReadIsTooLate: pg_last_wal_replay_lsn() in the
+// read's own statement is evaluated after the statement's snapshot was
+// taken. Here the read starts before the commit is replayed, the check
+// (after a sleep) finds the commit replayed, and the read still misses
+// the row: the check must run before the read, as a statement of its own.
+func testReplayCheckInsideReadIsTooLate(t *testing.T, c *pgtest.Cluster) {
+	_, primary, delayed := trapTable(t, c)
+	ctx := t.Context()
+	if _, err := primary.Exec(ctx, `INSERT INTO trap VALUES (2)`); err != nil {
+		t.Fatal(err)
+	}
+	var afterCommit int64
+	if err := primary.QueryRow(ctx, sqlWriterPosition).Scan(&afterCommit); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	var caughtUp bool
+	err := delayed.QueryRow(ctx, `SELECT (SELECT count(*) FROM trap WHERE id = 2)::int, pg_sleep($2),
+		(pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8 >= $1`, afterCommit, (replicaApplyDelay + 500*time.Millisecond).Seconds()).
+		Scan(&rows, nil, &caughtUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("in one statement: %d rows, replayed past the commit: %v", rows, caughtUp)
+	if rows != 0 || !caughtUp {
+		t.Fatalf("want 0 rows with the check saying caught up, got %d rows, caught up %v (the timing did not hold)", rows, caughtUp)
+	}
+}
