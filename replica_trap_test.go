@@ -99,7 +99,7 @@ func testReplayCheckInsideReadIsTooLate(t *testing.T, c *pgtest.Cluster) {
 	var rows int
 	var caughtUp bool
 	err := delayed.QueryRow(ctx, `SELECT (SELECT count(*) FROM trap WHERE id = 2)::int, pg_sleep($2),
-		(pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8 >= $1`, afterCommit, (replicaApplyDelay + 500*time.Millisecond).Seconds()).
+		(pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8 >= $1`, afterCommit, (replicaApplyDelay+500*time.Millisecond).Seconds()).
 		Scan(&rows, nil, &caughtUp)
 	if err != nil {
 		t.Fatal(err)
