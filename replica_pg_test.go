@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("NoStaleReads", func(t *testing.T) { testNoStaleReads(t, c) })
 	t.Run("NoStaleReadsFromDelayedReplica", func(t *testing.T) { testNoStaleReadsFromDelayedReplica(t, c) })
 	t.Run("ReadOnlyPhaseOnReplicas", func(t *testing.T) { testReadOnlyPhaseOnReplicas(t, c) })
+	t.Run("KilledReplica", func(t *testing.T) { testKilledReplica(t, c) })
 }
 
 // testNoStaleReads: Put, then at once Get and List of the same key,
@@ -220,4 +222,85 @@ func errorsIsAny(err error, targets ...error) bool {
 		}
 	}
 	return false
+}
+
+// testKilledReplica: a replica crashes under 16 reading goroutines; no
+// read fails, it leaves the rotation within 2 s, and comes back within
+// 5 s of starting again.
+func testKilledReplica(t *testing.T, c *pgtest.Cluster) {
+	const keys, readers = 20, 16
+	db := c.Database(t)
+	m, logs := newReplicaManager(t, replicaEnv(c, db))
+	s := m.Store()
+	ctx := t.Context()
+	for i := range keys {
+		if _, err := s.Put(ctx, "c", "k"+strconv.Itoa(i), []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitCaughtUp(t)
+	waitInRotation(t, m, 2, 10*time.Second)
+	victim := c.Nodes()[1]
+	addr := nodeAddr(victim)
+
+	var reads, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range readers {
+		wg.Go(func() {
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Get(ctx, "c", "k"+strconv.Itoa(i%keys)); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					reads.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	servedBefore := m.Info().Replicas[0].Reads
+	victim.Kill(t)
+	killed := time.Now()
+	out := eventually(t, 10*time.Second, "the killed replica out of rotation", func() bool {
+		st, _ := replicaState(m, addr)
+		return st == ReplicaOutOfRotation
+	})
+	_, reason := replicaState(m, addr)
+	time.Sleep(500 * time.Millisecond) // reads go on without it
+	victim.Start(t)
+	started := time.Now()
+	back := eventually(t, 15*time.Second, "the restarted replica back in rotation", func() bool {
+		st, _ := replicaState(m, addr)
+		return st == ReplicaInRotation
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	info := m.Info()
+	t.Logf("killed %s: out of rotation after %s (%s); started again (Start took %s): back after %s; %d reads, %d failed; replicas %+v, %d on the primary",
+		addr, out.Round(time.Millisecond), reason, started.Sub(killed.Add(out+500*time.Millisecond)).Round(time.Millisecond),
+		back.Round(time.Millisecond), reads.Load(), failed.Load(), info.Replicas, info.ReadsFromPrimary)
+	if failed.Load() > 0 {
+		t.Errorf("%d reads failed, first: %v", failed.Load(), firstErr.Load())
+	}
+	if out > 2*time.Second {
+		t.Errorf("out of rotation after %s, want at most 2 s", out)
+	}
+	if back > 5*time.Second {
+		t.Errorf("back in rotation %s after starting, want at most 5 s", back)
+	}
+	if info.Replicas[0].Reads <= servedBefore {
+		t.Errorf("the replica served no reads before the kill (%d), so the test proved nothing", servedBefore)
+	}
+	if n := strings.Count(logs.String(), `msg="Read replica out of rotation" replica=`+addr); n != 1 {
+		t.Errorf("logged %d times that %s left the rotation, want once; log:\n%s", n, addr, logs)
+	}
+	assertLogged(t, logs, `msg="Read replica in rotation" replica=`+addr)
 }
