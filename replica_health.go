@@ -105,7 +105,7 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 func (rs *replicaSet) apply(r *replica, res checkResult, failures int) {
 	if res.err != nil {
 		if failures >= replicaFailuresOut {
-			rs.setOut(r, outUnreachable, "unreachable: "+errorText(res.err), 0)
+			rs.setOut(r, outUnreachable, "failing checks: "+errorText(res.err), 0)
 		}
 		return
 	}

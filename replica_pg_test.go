@@ -23,6 +23,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("NoStaleReads", func(t *testing.T) { testNoStaleReads(t, c) })
 	t.Run("NoStaleReadsFromDelayedReplica", func(t *testing.T) { testNoStaleReadsFromDelayedReplica(t, c) })
 	t.Run("ReadOnlyPhaseOnReplicas", func(t *testing.T) { testReadOnlyPhaseOnReplicas(t, c) })
+	t.Run("HealthInfoAndSecrets", func(t *testing.T) { testHealthInfoAndSecrets(t, c) })
 	t.Run("KilledReplica", func(t *testing.T) { testKilledReplica(t, c) })
 }
 
