@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Replica states, as Info and Health show them.
@@ -93,11 +94,45 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 		return res
 	}
 	defer conn.Release()
-	err = conn.QueryRow(cctx, sqlReplicaCheck, pgx.QueryExecModeSimpleProtocol).Scan(&res.inRecovery, &res.replay, &res.ageMicros)
+	row, err := queryRowText(cctx, conn.Conn().PgConn(), sqlReplicaCheck, 3)
+	if err == nil {
+		res.inRecovery = string(row[0]) == "t"
+		res.replay, err = parseInt8Text(row[1])
+	}
+	if err == nil {
+		res.ageMicros, err = parseInt8Text(row[2])
+	}
 	if err != nil {
 		res.err = ClassifyConnectError(pgError(cctx, err), r.addr)
 	}
 	return res
+}
+
+// queryRowText runs sql, a query without parameters, in one simple
+// protocol round trip and returns its one row's columns as text (nil for
+// NULL). It goes around pgx's tracer: checks made every second are not
+// the application's statements, and SQL_ECHO does not log them.
+func queryRowText(ctx context.Context, conn *pgconn.PgConn, sql string, columns int) ([][]byte, error) {
+	results, err := conn.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != columns {
+		return nil, fmt.Errorf("dbmanager: %q returned an unexpected result", sql)
+	}
+	return results[0].Rows[0], nil
+}
+
+// parseInt8Text reads an int8 column in text form (nil for NULL).
+func parseInt8Text(v []byte) (*int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("dbmanager: not an integer: %w", err)
+	}
+	return &n, nil
 }
 
 // apply puts r in or out of rotation as the check res says; failures is
@@ -228,11 +263,19 @@ func (rs *replicaSet) sampleWriter(ctx context.Context) (insert, flush uint64, e
 		return 0, 0, err
 	}
 	defer conn.Release()
-	var i, f int64
-	if err := conn.QueryRow(cctx, sqlWriterSample, pgx.QueryExecModeSimpleProtocol).Scan(&i, &f); err != nil {
+	row, err := queryRowText(cctx, conn.Conn().PgConn(), sqlWriterSample, 2)
+	if err != nil {
 		return 0, 0, err
 	}
-	return uint64(i), uint64(f), nil
+	i, err := parseInt8Text(row[0])
+	if err != nil || i == nil {
+		return 0, 0, fmt.Errorf("dbmanager: no WAL insert position: %w", err)
+	}
+	f, err := parseInt8Text(row[1])
+	if err != nil || f == nil {
+		return 0, 0, fmt.Errorf("dbmanager: no WAL flush position: %w", err)
+	}
+	return uint64(*i), uint64(*f), nil
 }
 
 // walSamples is the writer's recent positions, oldest first.

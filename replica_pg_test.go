@@ -24,6 +24,8 @@ func TestReplicas(t *testing.T) {
 	t.Run("NoStaleReadsFromDelayedReplica", func(t *testing.T) { testNoStaleReadsFromDelayedReplica(t, c) })
 	t.Run("ReadOnlyPhaseOnReplicas", func(t *testing.T) { testReadOnlyPhaseOnReplicas(t, c) })
 	t.Run("HealthInfoAndSecrets", func(t *testing.T) { testHealthInfoAndSecrets(t, c) })
+	t.Run("ReadFromWriterAndReadPool", func(t *testing.T) { testReadFromWriterAndReadPool(t, c) })
+	t.Run("StatementsPerCall", func(t *testing.T) { testStatementsPerCall(t, c) })
 	t.Run("KilledReplica", func(t *testing.T) { testKilledReplica(t, c) })
 }
 
