@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -69,7 +70,14 @@ func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...PGOption) (*PGS
 	}
 	b := newPGBackend(o)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return migrate(ctx, conn, o.schema)
+		proxied, err := behindProxy(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if proxied {
+			b.mode.Store(int32(proxiedExecMode))
+		}
+		return migrate(ctx, conn, o.schema, b.execMode())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dbmanager: NewPGStore: create schema %s: %w", pgx.Identifier{o.schema}.Sanitize(), err)
@@ -87,11 +95,25 @@ type pgBackend struct {
 	schema  string
 	acquire func(context.Context) (*pgxpool.Conn, error)
 	sql     pgStatements
+	// mode is the pgx.QueryExecMode passed as the first argument of every
+	// statement, whatever the pool's DefaultQueryExecMode (pgexecmode.go).
+	mode atomic.Int32
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
-	return &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+	b := &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+	b.mode.Store(int32(directExecMode))
+	return b
 }
+
+// execMode is how the store's statements run now.
+func (b *pgBackend) execMode() pgx.QueryExecMode { return pgx.QueryExecMode(b.mode.Load()) }
+
+// proxied reports whether the store found a connection pooler or proxy
+// between it and PostgreSQL (at NewPGStore, or from a statement that
+// failed as only a transaction pooler makes it fail). Its statements then
+// run without named prepared statements, which such a pooler breaks.
+func (s *PGStore) proxied() bool { return s.pg.execMode() != directExecMode }
 
 func (b *pgBackend) name() string { return BackendPostgreSQL }
 
@@ -105,7 +127,7 @@ func (b *pgBackend) ping(ctx context.Context) error {
 func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, error) {
 	r := Record{Collection: collection, Key: key}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, b.sql.get, collection, key).
+		return conn.QueryRow(ctx, b.sql.get, b.execMode(), collection, key).
 			Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -115,7 +137,7 @@ func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, er
 }
 
 func (b *pgBackend) put(ctx context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
-	sql, args := b.sql.upsert, []any{collection, key, value}
+	sql, args := b.sql.upsert, []any{b.execMode(), collection, key, value}
 	switch {
 	case cond.ifAbsent:
 		sql = b.sql.insert
@@ -124,6 +146,7 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 	}
 	r := Record{Collection: collection, Key: key, Value: value}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		args[0] = b.execMode()
 		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -135,12 +158,13 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 }
 
 func (b *pgBackend) delete(ctx context.Context, collection, key string, cond writeConditions) error {
-	sql, args := b.sql.delete, []any{collection, key}
+	sql, args := b.sql.delete, []any{b.execMode(), collection, key}
 	if cond.versionSet {
 		sql, args = b.sql.deleteVersion, append(args, cond.ifVersion)
 	}
 	var deleted int64
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		args[0] = b.execMode()
 		tag, err := conn.Exec(ctx, sql, args...)
 		deleted = tag.RowsAffected()
 		return err
@@ -158,13 +182,14 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 }
 
 func (b *pgBackend) list(ctx context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
-	sql, args := b.sql.list, []any{collection, opts.After, opts.Prefix, opts.Limit + 1}
+	sql, args := b.sql.list, []any{b.execMode(), collection, opts.After, opts.Prefix, opts.Limit + 1}
 	if upper, ok := prefixUpperBound(opts.Prefix); ok {
 		sql, args = b.sql.listBounded, append(args, upper)
 	}
 	var records []Record
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
 		records = records[:0]
+		args[0] = b.execMode()
 		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return err
@@ -191,12 +216,17 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 // withConn runs one statement on a connection of its own and maps the
 // error. If retry is set and the first attempt certainly sent nothing (the
 // acquire failed, or pgconn says SafeToRetry), it tries once more on a
-// fresh connection; a statement that may have run is never repeated.
+// fresh connection; a statement that may have run is never repeated. A
+// first attempt that a transaction pooler refused (leaveStatementCache)
+// is run again in the pooler-safe mode.
 func (b *pgBackend) withConn(ctx context.Context, retry bool, run func(*pgxpool.Conn) error) error {
 	for attempt := 0; ; attempt++ {
 		err, acquireFailed := b.attempt(ctx, run)
 		if err == nil || errors.Is(err, pgx.ErrNoRows) {
 			return err
+		}
+		if attempt == 0 && b.leaveStatementCache(ctx, err) {
+			continue
 		}
 		if !retry || attempt > 0 || !retryable(ctx, err, acquireFailed) {
 			return pgError(ctx, err)
@@ -214,4 +244,17 @@ func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) 
 	}
 	defer conn.Release()
 	return run(conn), false
+}
+
+// leaveStatementCache reports whether err says a named prepared statement
+// was not where pgx left it (42P05, 26000): the sign of a transaction
+// pooler that NewPGStore did not detect. The statement did not run, so the
+// store switches to the pooler-safe mode for good and the caller may run
+// it again.
+func (b *pgBackend) leaveStatementCache(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || !isStatementCacheMiss(err) {
+		return false
+	}
+	b.mode.Store(int32(proxiedExecMode))
+	return true
 }
