@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrConfig is wrapped by every error that reports a misconfiguration: a
@@ -71,6 +73,7 @@ type ExplicitSettings struct {
 	PoolPrePing    bool // DB_POOL_PRE_PING (vs pool_ping_timeout)
 	PoolRecycle    bool // DB_POOL_RECYCLE (vs pool_max_conn_lifetime[_jitter])
 	ConnectTimeout bool // DB_CONNECT_TIMEOUT (vs connect_timeout)
+	QueryExecMode  bool // DB_QUERY_EXEC_MODE (vs default_query_exec_mode)
 }
 
 // Config is everything that decides where and how the library connects.
@@ -125,6 +128,14 @@ type Config struct {
 	// ConnectTimeout is DB_CONNECT_TIMEOUT (5 s): the bound on one
 	// connection attempt (dial, TLS, authentication) and on start-up.
 	ConnectTimeout time.Duration
+
+	// QueryExecMode is DB_QUERY_EXEC_MODE: the pool's DefaultQueryExecMode,
+	// how pgx runs SQL on Manager.Pool() (the Store's own statements choose
+	// their mode themselves). The zero value keeps the connection string's
+	// default_query_exec_mode, else pgx's default, cache_statement. Behind
+	// a transaction pooler (PgBouncer in transaction mode, RDS Proxy) use
+	// pgx.QueryExecModeExec or pgx.QueryExecModeCacheDescribe.
+	QueryExecMode pgx.QueryExecMode
 
 	// Fallback is DB_FALLBACK (memory): what to do when the primary is
 	// unreachable at start-up.
@@ -270,6 +281,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
 	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
 
+	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
+		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
+			cfg.QueryExecMode, cfg.Explicit.QueryExecMode = mode, true
+		} else {
+			bad("DB_QUERY_EXEC_MODE", fmt.Sprintf("%q is not valid; want cache_statement, cache_describe, describe_exec, exec or simple_protocol", v))
+		}
+	}
+
 	if v := get("DB_FALLBACK"); v != "" {
 		switch Fallback(strings.ToLower(v)) {
 		case FallbackMemory:
@@ -355,6 +374,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("recycle", c.PoolRecycle),
 		slog.Duration("pool_timeout", c.PoolTimeout),
 		slog.Duration("connect_timeout", c.ConnectTimeout),
+		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
 	)
 }
