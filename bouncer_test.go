@@ -395,3 +395,67 @@ func must(p *pgxpool.Pool, ok bool) *pgxpool.Pool {
 	}
 	return p
 }
+
+// TestPgBouncerRecoveryMove: PostgreSQL behind PgBouncer (transaction
+// pooling) is down at start-up, so the Manager serves from memory; when it
+// comes back, the move into it runs through PgBouncer too, and loses
+// nothing.
+func TestPgBouncerRecoveryMove(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.NewServer(t)
+	dsn := srv.URL(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal("pgtest URL does not parse")
+	}
+	b := pgtest.NewPgBouncer(t, u.Host, pgtest.WithPoolMode("transaction"))
+	srv.Stop(t)
+
+	m, logs := newTestManager(t, envConfig(t, "DATABASE_URL", b.URL(dsn), "DB_CONNECT_TIMEOUT", "2"))
+	if err := m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.Info().UsingPrimary {
+		t.Fatal("on PostgreSQL while it is down")
+	}
+	s := m.Store()
+	written := map[string]Record{}
+	for i := range 700 { // more than one import batch
+		key := fmt.Sprintf("k%03d", i)
+		r, err := s.Put(ctx, "outage", key, fmt.Appendf(nil, `{"i":%d}`, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		written[key] = r
+	}
+	srv.Start(t)
+	eventually(t, 30*time.Second, "the move back to PostgreSQL through PgBouncer", func() bool { return m.Info().UsingPrimary })
+	if info := m.Info(); info.RecordsMoved != len(written) || info.Conflicts != 0 {
+		t.Fatalf("Info after the move: %+v, want %d records moved", info, len(written))
+	}
+	direct := openPGStore(t, dsn)
+	for key, w := range written {
+		r, err := direct.Get(ctx, "outage", key)
+		if err != nil || string(r.Value) != string(w.Value) || r.Version != w.Version {
+			t.Fatalf("%s in PostgreSQL: %+v, %v; memory acknowledged %s v%d", key, r, err, w.Value, w.Version)
+		}
+	}
+	storeLoad(ctx, s, 8, 5).check(t, "after the move")
+	if out := logs.String(); strings.Contains(out, msgPoolerStatements) || strings.Contains(out, urlPassword(t, dsn)) {
+		t.Errorf("log:\n%s", out)
+	}
+}
+
+// urlPassword is the password in a postgres:// URL.
+func urlPassword(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal("URL does not parse")
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		t.Fatal("URL without a password")
+	}
+	return pw
+}
