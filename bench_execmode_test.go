@@ -61,16 +61,7 @@ func BenchmarkPGExecModesBehindPgBouncer(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	s, err := NewPGStore(context.Background(), pool)
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := benchKeyNames(benchKeys)
-	for _, k := range keys {
-		if _, err := s.Put(context.Background(), "bench", k, benchValue); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, _, keys := benchPGStoreOn(b, pool)
 	benchExecModes(b, s, keys, execModes[1:])
 }
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/gatewaykit/dbmanager"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/gatewaykit/dbmanager/storetest"
@@ -21,32 +19,20 @@ import (
 
 // bouncerInFront starts a PgBouncer of t's own in front of the shared
 // server and returns a function giving a fresh database's URL through it.
-func bouncerInFront(t *testing.T, poolMode string) func(t *testing.T) string {
+func bouncerInFront(t *testing.T, poolMode string) func(t testing.TB) string {
 	t.Helper()
 	u, err := url.Parse(pgtest.URL(t))
 	if err != nil {
 		t.Fatal("pgtest URL does not parse")
 	}
 	b := pgtest.NewPgBouncer(t, u.Host, pgtest.WithPoolMode(poolMode))
-	return func(t *testing.T) string { return b.URL(pgtest.URL(t)) }
+	return func(t testing.TB) string { return b.URL(pgtest.URL(t)) }
 }
 
 func TestConformancePGStoreBehindPgBouncer(t *testing.T) {
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
-			fresh := bouncerInFront(t, mode)
-			storetest.Run(t, func(t *testing.T) dbmanager.Store {
-				pool, err := pgxpool.New(context.Background(), fresh(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(pool.Close)
-				s, err := dbmanager.NewPGStore(t.Context(), pool)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			})
+			storetest.Run(t, pgStoreOn(bouncerInFront(t, mode)))
 		})
 	}
 }

@@ -212,15 +212,7 @@ func TestPgBouncerStoreLoad(t *testing.T) {
 // switches on the first refused statement and runs it again: the callers
 // still see 0 failures.
 func TestPgBouncerStoreNotDetected(t *testing.T) {
-	pool, err := pgxpool.New(t.Context(), throughBouncer(t, "transaction"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := NewPGStore(t.Context(), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openPGStore(t, throughBouncer(t, "transaction"))
 	if !s.proxied() {
 		t.Fatal("NewPGStore did not notice PgBouncer")
 	}

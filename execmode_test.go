@@ -103,21 +103,7 @@ func TestManagerPoolQueryExecMode(t *testing.T) {
 // fastest mode, whatever the pool's own default is.
 func TestPGStoreDirectKeepsStatementCache(t *testing.T) {
 	ctx := t.Context()
-	pc, err := pgxpool.ParseConfig(pgtestURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol // the callers' choice
-	pc.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := NewPGStore(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, pool := storeOnOneSession(t, pgx.QueryExecModeSimpleProtocol) // the callers' choice
 	if s.proxied() || s.pg.execMode() != pgx.QueryExecModeCacheStatement {
 		t.Fatalf("direct connection: proxied %v, mode %v, want cache_statement", s.proxied(), s.pg.execMode())
 	}
@@ -136,20 +122,7 @@ func TestPGStoreDirectKeepsStatementCache(t *testing.T) {
 // store stays in that mode. The caller sees no error.
 func TestPGStoreLeavesStatementCacheWhenRefused(t *testing.T) {
 	ctx := t.Context()
-	pc, err := pgxpool.ParseConfig(pgtestURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.MaxConns = 1 // one session: the one whose statements go away
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := NewPGStore(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, pool := storeOnOneSession(t, pgx.QueryExecModeCacheStatement) // one session: the one whose statements go away
 	if _, err := s.Put(ctx, "c", "k", []byte(`{"v":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -206,4 +179,26 @@ func TestBehindProxyDirect(t *testing.T) {
 	if proxied, err := behindProxy(t.Context(), conn); err != nil || proxied {
 		t.Fatalf("direct connection: proxied %v, %v", proxied, err)
 	}
+}
+
+// storeOnOneSession returns a PGStore on a fresh database and its pool of
+// one connection, whose DefaultQueryExecMode is poolMode.
+func storeOnOneSession(t *testing.T, poolMode pgx.QueryExecMode) (*PGStore, *pgxpool.Pool) {
+	t.Helper()
+	pc, err := pgxpool.ParseConfig(pgtestURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.ConnConfig.DefaultQueryExecMode = poolMode
+	pc.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(t.Context(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := NewPGStore(t.Context(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, pool
 }

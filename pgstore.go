@@ -51,7 +51,12 @@ func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption 
 }
 
 // NewPGStore creates the schema and table if they are missing (safe when
-// several processes start at once) and returns a store on pool. It fails
+// several processes start at once) and returns a store on pool. It also
+// finds out whether a connection pooler or proxy (PgBouncer, RDS Proxy)
+// stands in front of PostgreSQL: the store's statements then avoid named
+// prepared statements, which transaction pooling breaks, whatever the
+// pool's DefaultQueryExecMode (see the README, "PgBouncer and RDS Proxy").
+// It fails
 // with ErrInvalid for a bad option, ErrUnavailable when the database cannot
 // be reached, and an error naming the problem when the schema cannot be
 // created or was made by a newer release.
