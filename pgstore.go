@@ -221,17 +221,12 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 // withConn runs one statement on a connection of its own and maps the
 // error. If retry is set and the first attempt certainly sent nothing (the
 // acquire failed, or pgconn says SafeToRetry), it tries once more on a
-// fresh connection; a statement that may have run is never repeated. A
-// first attempt that a transaction pooler refused (leaveStatementCache)
-// is run again in the pooler-safe mode.
+// fresh connection; a statement that may have run is never repeated.
 func (b *pgBackend) withConn(ctx context.Context, retry bool, run func(*pgxpool.Conn) error) error {
 	for attempt := 0; ; attempt++ {
 		err, acquireFailed := b.attempt(ctx, run)
 		if err == nil || errors.Is(err, pgx.ErrNoRows) {
 			return err
-		}
-		if attempt == 0 && b.leaveStatementCache(ctx, err) {
-			continue
 		}
 		if !retry || attempt > 0 || !retryable(ctx, err, acquireFailed) {
 			return pgError(ctx, err)
@@ -248,18 +243,19 @@ func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) 
 		return err, true
 	}
 	defer conn.Release()
-	return run(conn), false
+	return b.runOn(ctx, conn, run), false
 }
 
-// leaveStatementCache reports whether err says a named prepared statement
-// was not where pgx left it (42P05, 26000): the sign of a transaction
-// pooler that NewPGStore did not detect. The statement did not run, so the
-// store switches to the pooler-safe mode for good and the caller may run
-// it again.
-func (b *pgBackend) leaveStatementCache(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || !isStatementCacheMiss(err) {
-		return false
+// runOn runs one statement on conn. If the server refused it because a
+// named prepared statement was not where pgx left it (42P05, 26000: the
+// sign of a transaction pooler NewPGStore did not detect), the statement
+// did not run: the store switches to the pooler-safe mode for good and
+// runs it once more, on the same connection (an ERROR leaves it usable).
+func (b *pgBackend) runOn(ctx context.Context, conn *pgxpool.Conn, run func(*pgxpool.Conn) error) error {
+	err := run(conn)
+	if err == nil || ctx.Err() != nil || !isStatementCacheMiss(err) {
+		return err
 	}
 	b.mode.Store(int32(proxiedExecMode))
-	return true
+	return run(conn)
 }
