@@ -63,7 +63,7 @@ const (
 const maxPoolConns = 10000
 
 // ExplicitSettings records which settings the environment set explicitly.
-// A pool_* (or connect_timeout) parameter in DATABASE_URL is honoured
+// A pool_* (or connect_timeout, default_query_exec_mode) parameter in DATABASE_URL is honoured
 // unless the matching field here is true. A Config built in code has all
 // false, so parameters in its URL win over its pool fields; set the flag to
 // make the Config field win.
