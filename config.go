@@ -63,10 +63,10 @@ const (
 const maxPoolConns = 10000
 
 // ExplicitSettings records which settings the environment set explicitly.
-// A pool_* (or connect_timeout, default_query_exec_mode) parameter in DATABASE_URL is honoured
-// unless the matching field here is true. A Config built in code has all
-// false, so parameters in its URL win over its pool fields; set the flag to
-// make the Config field win.
+// A pool_* (or connect_timeout, default_query_exec_mode) parameter in
+// DATABASE_URL is honoured unless the matching field here is true. A
+// Config built in code has all false, so parameters in its URL win over
+// its pool fields; set the flag to make the Config field win.
 type ExplicitSettings struct {
 	PoolSize       bool // DB_POOL_SIZE  (vs pool_max_conns in the URL, with MaxOverflow)
 	MaxOverflow    bool // DB_MAX_OVERFLOW (vs pool_max_conns)
