@@ -2,7 +2,10 @@ package dbmanager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -201,4 +204,50 @@ func storeOnOneSession(t *testing.T, poolMode pgx.QueryExecMode) (*PGStore, *pgx
 		t.Fatal(err)
 	}
 	return s, pool
+}
+
+// TestNoStatementPinsRDSProxy: everything the library sends through the
+// Manager's pool, from start-up through every kind of Store call, the
+// health check and a Close, is a plain statement: nothing RDS Proxy pins a
+// session for (SET, SQL-level PREPARE/EXECUTE/DEALLOCATE/DISCARD,
+// temporary tables, LISTEN, cursors, session advisory locks).
+func TestNoStatementPinsRDSProxy(t *testing.T) {
+	var logs logBuffer
+	cfg := envConfig(t, "DATABASE_URL", pgtestURL(t), "SQL_ECHO", "true")
+	m := New(cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err := m.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	storeLoad(t.Context(), m.Store(), 2, 3).check(t, "load")
+	if h := m.Health(t.Context()); h.Status != StatusHealthy {
+		t.Fatalf("health %+v", h)
+	}
+	if err := m.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pins := regexp.MustCompile(`(?is)^\s*(SET|RESET|PREPARE|EXECUTE|DEALLOCATE|DISCARD|LISTEN|NOTIFY|DECLARE|LOAD)\b|` +
+		`\bCREATE\s+(TEMP|TEMPORARY)\b|\bpg_(try_)?advisory_lock(_shared)?\s*\(|\bset_config\s*\(`)
+	for sql, pinning := range map[string]bool{
+		"SET search_path = x": true, " set_config('a', 'b', false)": true, "select pg_advisory_lock(1)": true,
+		"CREATE TEMP TABLE t ()": true, "LISTEN c": true, "PREPARE p AS SELECT 1": true,
+		"UPDATE t SET v = 1": false, "SELECT pg_advisory_xact_lock(1)": false, "-- ping": false,
+	} {
+		if pins.MatchString(sql) != pinning {
+			t.Fatalf("the pattern misjudges %q", sql)
+		}
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Msg, SQL string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Msg != "sql" {
+			continue
+		}
+		seen++
+		if stmt := pins.FindString(rec.SQL); stmt != "" {
+			t.Errorf("the library sent %q, which pins an RDS Proxy session: %s", stmt, rec.SQL)
+		}
+	}
+	if seen < 10 {
+		t.Fatalf("only %d statements seen in the SQL_ECHO log", seen)
+	}
 }
