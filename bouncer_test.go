@@ -212,7 +212,25 @@ func TestPgBouncerStoreLoad(t *testing.T) {
 // switches on the first refused statement and runs it again: the callers
 // still see 0 failures.
 func TestPgBouncerStoreNotDetected(t *testing.T) {
-	s := openPGStore(t, throughBouncer(t, "transaction"))
+	pc, err := pgxpool.ParseConfig(throughBouncer(t, "transaction"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Twice PgBouncer's 4 server connections, all open: each prepares the
+	// store's statements, which 4 server connections cannot all take.
+	pc.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(t.Context(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	for _, c := range acquireN(t, pool, 8) {
+		c.Release()
+	}
+	s, err := NewPGStore(t.Context(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !s.proxied() {
 		t.Fatal("NewPGStore did not notice PgBouncer")
 	}
@@ -302,19 +320,22 @@ func TestPgBouncerMoveBatches(t *testing.T) {
 // same SQL works and nothing is logged. Neither shows the password.
 func TestPgBouncerWarnsAboutPoolSQL(t *testing.T) {
 	dsn := throughBouncer(t, "transaction")
-	// callersSQL runs distinct statements from 8 goroutines, each on a
-	// connection of its own: more client connections than PgBouncer's 4
-	// server connections, so some prepare lands where another client's
-	// statement of the same name already is.
+	// callersSQL runs the same statements from 8 goroutines, each on a
+	// connection of its own held by all at once: 8 client connections
+	// prepare the same statement names on at most PgBouncer's 4 server
+	// connections, so some prepare lands where another client's statement
+	// of the same name already is.
 	callersSQL := func(m *Manager) (ok int, failures []error) {
 		pool, _ := m.Pool()
 		var mu sync.Mutex
-		var wg sync.WaitGroup
+		var wg, held sync.WaitGroup
+		held.Add(8)
 		for g := range 8 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				conn, err := pool.Acquire(t.Context())
+				held.Done()
 				if err != nil {
 					mu.Lock()
 					failures = append(failures, err)
@@ -322,6 +343,7 @@ func TestPgBouncerWarnsAboutPoolSQL(t *testing.T) {
 					return
 				}
 				defer conn.Release()
+				held.Wait()
 				for i := range 20 {
 					var n int
 					err := conn.QueryRow(t.Context(), fmt.Sprintf("SELECT $1::int + %d", i%5), g).Scan(&n)
