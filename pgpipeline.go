@@ -13,11 +13,14 @@ import (
 // one round trip, as one implicit transaction (as pgx.Batch does). Unlike
 // pgx.Batch, whose exec mode is always the connection's
 // DefaultQueryExecMode, it works behind any transaction pooler whatever
-// that mode is: each statement travels as an unnamed Parse with the
-// parameter types given (oids), a Bind and an Execute, so there is no
-// describe round trip and no named prepared statement; parameters and
-// results are binary. scan is called with each statement's rows, in
-// order, and must read them; sendStatements closes them.
+// that mode is: sql is parsed once as the unnamed statement, with the
+// parameter types given (oids), and bound and executed once per argument
+// list, all before one Sync, so a pooler keeps every message on one server
+// connection, there is no describe round trip, and no named prepared
+// statement is left behind; the server parses the statement once, as for a
+// prepared one. Parameters and results are binary. scan is called with
+// each statement's rows, in order, and must read them; sendStatements
+// closes them.
 //
 // The connection's tracer sees the statements as a batch (SQL_ECHO, and
 // the pool's prepared-statement warning), as it would for SendBatch.
@@ -42,7 +45,7 @@ func sendStatements(ctx context.Context, conn *pgx.Conn, sql string, oids []uint
 	}
 	binaryResults := []int16{pgtype.BinaryFormatCode} // one code: every column
 	batch := &pgconn.Batch{}
-	for _, args := range argRows {
+	for i, args := range argRows {
 		if len(args) != len(oids) {
 			return fmt.Errorf("sendStatements: %d arguments for %d parameters", len(args), len(oids))
 		}
@@ -53,7 +56,11 @@ func sendStatements(ctx context.Context, conn *pgx.Conn, sql string, oids []uint
 				return fmt.Errorf("sendStatements: argument %d: %w", j+1, err)
 			}
 		}
-		batch.ExecParams(sql, values, oids, formats, binaryResults)
+		if i == 0 {
+			batch.ExecParams(sql, values, oids, formats, binaryResults) // Parse "", Bind, Execute
+		} else {
+			batch.ExecPrepared("", values, formats, binaryResults) // Bind "" again, Execute
+		}
 	}
 
 	results := conn.PgConn().ExecBatch(ctx, batch)
