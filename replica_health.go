@@ -94,6 +94,12 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 		return res
 	}
 	defer conn.Release()
+	if !r.proxyKnown {
+		if proxied, err := behindProxy(cctx, conn); err == nil {
+			r.unnamed.Store(proxied)
+			r.proxyKnown = true
+		}
+	}
 	row, err := queryRowText(cctx, conn.Conn().PgConn(), sqlReplicaCheck, 3)
 	if err == nil {
 		res.inRecovery = string(row[0]) == "t"

@@ -100,12 +100,14 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	stmt := &pipeStmt{sql: sql, args: args, scan: scan}
 	conn, err := Acquire(actx, r.pool, 0)
 	if err == nil {
-		err = runPipeline(actx, conn.Conn(), named, check, stmt)
+		err = runPipeline(actx, conn.Conn(), named && !r.unnamed.Load(), check, stmt)
 		conn.Release()
 	}
 	switch {
 	case ctx.Err() != nil:
 		return true, ctx.Err()
+	case isStatementCacheMiss(err) || isStatementCacheMiss(check.err) || isStatementCacheMiss(stmt.err):
+		r.unnamed.Store(true) // a pooler the first check did not see
 	case err != nil:
 		if errors.Is(pgError(actx, err), ErrUnavailable) || actx.Err() != nil {
 			r.suspectRead()

@@ -156,6 +156,11 @@ type replica struct {
 	// for pick, never trusted for consistency.
 	replay atomic.Uint64
 	reads  atomic.Uint64 // Store reads served
+	// unnamed is set when a proxy or pooler stands between the Manager
+	// and the replica (found at its first check, or by a refused prepared
+	// statement): its reads then use no named prepared statement.
+	unnamed    atomic.Bool
+	proxyKnown bool // the first check looked (checker goroutine only)
 
 	mu     sync.Mutex // guards the fields below
 	state  string     // ReplicaStarting, ReplicaInRotation, ReplicaOutOfRotation

@@ -41,8 +41,9 @@ func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql st
 }
 
 // pipelineNamed says whether the store's pipelines may use named
-// prepared statements, as its single statements do.
-func (b *pgBackend) pipelineNamed() bool { return true }
+// prepared statements: as its single statements do, on a direct
+// connection (pgexecmode.go); not behind a pooler.
+func (b *pgBackend) pipelineNamed() bool { return b.execMode() == directExecMode }
 
 // pipelineMode says whether the store's pipelines may use named prepared
 // statements (as its single statements do), and returns args without a
@@ -51,7 +52,7 @@ func (b *pgBackend) pipelineMode(args []any) (named bool, rest []any) {
 	named = b.pipelineNamed()
 	if len(args) > 0 {
 		if mode, ok := args[0].(pgx.QueryExecMode); ok {
-			return mode == pgx.QueryExecModeCacheStatement, args[1:]
+			return mode == directExecMode, args[1:]
 		}
 	}
 	return named, args
