@@ -95,8 +95,9 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 	}
 	defer conn.Release()
 	if !r.proxyKnown {
-		if proxied, err := behindProxy(cctx, conn); err == nil {
-			r.unnamed.Store(proxied)
+		// As behindProxy does, out of SQL_ECHO's sight.
+		if row, err := queryRowText(cctx, conn.Conn().PgConn(), "SELECT pg_backend_pid()", 1); err == nil {
+			r.unnamed.Store(string(row[0]) != strconv.FormatUint(uint64(conn.Conn().PgConn().PID()), 10))
 			r.proxyKnown = true
 		}
 	}

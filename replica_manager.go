@@ -28,12 +28,13 @@ func (m *Manager) openReplicas(writer Target, writerPool *pgxpool.Pool, beforeCo
 			rs.close()
 			return nil, err
 		}
+		r := newReplica(t, pc, rec)
 		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 		if err != nil {
 			rs.close()
 			return nil, safeError(err)
 		}
-		rs.add(t, pool, rec)
+		rs.add(r, pool)
 	}
 	return rs, nil
 }

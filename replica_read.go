@@ -65,10 +65,13 @@ func (b *pgBackend) replicaList(ctx context.Context, collection string, opts Lis
 	return records, false, true, nil
 }
 
-// read runs one read statement (prepared when named) on a replica that has replayed the latest
-// acknowledged write, in one round trip: sqlReplayPosition, a Sync, the
-// read, a Sync (runPipeline says why in this order). served is false when
-// the read must go to the writer instead:
+// read runs one read statement (prepared when named) on a replica that
+// has replayed the latest acknowledged write: sqlReplayPosition, a Sync,
+// the read, a Sync, in one round trip (runPipeline says why in this
+// order). When a check on the same connection already found that far
+// replayed, the read goes alone: the connection being open means the
+// server has not restarted since, and a running standby never replays
+// backwards. served is false when the read must go to the writer instead:
 //
 //   - ctx says ReadFromWriter, or the position is unknown;
 //   - no replica is in rotation;
@@ -100,7 +103,19 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	stmt := &pipeStmt{sql: sql, args: args, scan: scan}
 	conn, err := Acquire(actx, r.pool, 0)
 	if err == nil {
-		err = runPipeline(actx, conn.Conn(), named && !r.unnamed.Load(), check, stmt)
+		pc := conn.Conn().PgConn()
+		named = named && !r.unnamed.Load()
+		if seen, ok := r.replayedOn.Load(pc); ok && seen.(uint64) >= lsn {
+			err = runPipeline(actx, conn.Conn(), named, stmt)
+			v := int64(seen.(uint64))
+			replay = &v
+		} else {
+			err = runPipeline(actx, conn.Conn(), named, check, stmt)
+			if err == nil && check.err == nil && replay != nil {
+				r.replayedOn.Store(pc, uint64(*replay))
+				r.sawReplay(uint64(*replay))
+			}
+		}
 		conn.Release()
 	}
 	switch {
@@ -115,11 +130,10 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	case check.err != nil || replay == nil:
 		r.checkNow() // not a replica any more (failover)?
 	case uint64(*replay) < lsn:
-		r.sawReplay(uint64(*replay))
+		// Not caught up: the read it ran is thrown away.
 	case stmt.err != nil && !errors.Is(stmt.err, pgx.ErrNoRows):
 		// A recovery conflict, say: the writer answers.
 	default:
-		r.sawReplay(uint64(*replay))
 		r.reads.Add(1)
 		return true, stmt.err
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -55,9 +56,24 @@ func newReplicaSet(cfg Config, log *slog.Logger, checkTimeout time.Duration, wri
 		attemptTimeout: cfg.ConnectTimeout, writer: writer, pos: newWALPosition()}
 }
 
-// add adds a replica on pool (which the set then owns).
-func (rs *replicaSet) add(t Target, pool *pgxpool.Pool, tls *tlsRecorder) {
-	rs.replicas = append(rs.replicas, &replica{addr: t.Addr(), pool: pool, tls: tls, wake: make(chan struct{}, 1)})
+// newReplica returns the replica for t; its pool config pc gets the hook
+// that forgets what was seen on a connection when it closes.
+func newReplica(t Target, pc *pgxpool.Config, tls *tlsRecorder) *replica {
+	r := &replica{addr: t.Addr(), tls: tls, wake: make(chan struct{}, 1)}
+	inner := pc.BeforeClose
+	pc.BeforeClose = func(c *pgx.Conn) {
+		r.replayedOn.Delete(c.PgConn())
+		if inner != nil {
+			inner(c)
+		}
+	}
+	return r
+}
+
+// add adds r, on pool (which the set then owns).
+func (rs *replicaSet) add(r *replica, pool *pgxpool.Pool) {
+	r.pool = pool
+	rs.replicas = append(rs.replicas, r)
 }
 
 // start begins checking the replicas and learning the writer's position,
@@ -161,6 +177,12 @@ type replica struct {
 	// statement): its reads then use no named prepared statement.
 	unnamed    atomic.Bool
 	proxyKnown bool // the first check looked (checker goroutine only)
+	// replayedOn is, for each open connection of the pool (its
+	// *pgconn.PgConn), the replay position a check on that connection
+	// found. While a connection is open its server has not restarted, and
+	// a running standby's replay only moves forward, so a read on it needs
+	// no check for any position at or below that (see read).
+	replayedOn sync.Map
 
 	mu     sync.Mutex // guards the fields below
 	state  string     // ReplicaStarting, ReplicaInRotation, ReplicaOutOfRotation
