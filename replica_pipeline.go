@@ -56,7 +56,27 @@ type pipeStmt struct {
 // behind on the server (for transaction poolers). Parameters and results
 // travel in binary. The error is the pipeline's own (the connection
 // broke, ctx ended); each statement's error is in its err.
-func runPipeline(ctx context.Context, conn *pgx.Conn, named bool, stmts ...*pipeStmt) (err error) {
+func runPipeline(ctx context.Context, conn *pgx.Conn, named bool, stmts ...*pipeStmt) error {
+	return sendPipeline(ctx, conn, named, true, stmts)
+}
+
+// runReadTransaction runs stmts in one round trip as one read-only READ
+// COMMITTED transaction (BEGIN ... COMMIT, one Sync), unnamed. Behind a
+// pooler or proxy that multiplexes transactions (PgBouncer's transaction
+// pooling, RDS Proxy, which may also spread a reader endpoint's
+// transactions over several readers) this keeps a replay check and the
+// read after it on one server connection; READ COMMITTED still gives the
+// read a snapshot of its own, taken after the check, whatever
+// default_transaction_isolation says.
+func runReadTransaction(ctx context.Context, conn *pgx.Conn, stmts ...*pipeStmt) error {
+	all := append([]*pipeStmt{{sql: "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"}}, stmts...)
+	all = append(all, &pipeStmt{sql: "COMMIT"})
+	return sendPipeline(ctx, conn, false, false, all)
+}
+
+// sendPipeline is runPipeline, with a Sync after each statement
+// (syncEach) or only after the last.
+func sendPipeline(ctx context.Context, conn *pgx.Conn, named, syncEach bool, stmts []*pipeStmt) (err error) {
 	if tracer, ok := conn.Config().Tracer.(pgx.BatchTracer); ok {
 		traced := &pgx.Batch{}
 		for _, s := range stmts {
@@ -103,18 +123,28 @@ func runPipeline(ctx context.Context, conn *pgx.Conn, named bool, stmts ...*pipe
 		} else {
 			p.SendQueryParams(s.sql, values[i], oids[i], binary, binary)
 		}
-		p.SendPipelineSync()
+		if syncEach || i == len(stmts)-1 {
+			p.SendPipelineSync()
+		}
 	}
 	if err := p.Flush(); err != nil {
 		_ = p.Close()
 		return err
 	}
-	for _, s := range stmts {
+	var failed error // within one transaction, the server skips what follows an error
+	for i, s := range stmts {
+		if failed != nil {
+			s.err = failed
+			continue
+		}
 		res, err := p.GetResults()
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr):
 			s.err = err // the server skipped to the Sync: read it below
+			if !syncEach {
+				failed = err
+			}
 		case err != nil:
 			_ = p.Close()
 			return err
@@ -133,6 +163,9 @@ func runPipeline(ctx context.Context, conn *pgx.Conn, named bool, stmts ...*pipe
 			if s.err == nil {
 				s.err = rows.Err()
 			}
+		}
+		if !syncEach && i < len(stmts)-1 && failed == nil {
+			continue
 		}
 		if res, err := p.GetResults(); err != nil || !isPipelineSync(res) {
 			_ = p.Close()

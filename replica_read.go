@@ -71,7 +71,11 @@ func (b *pgBackend) replicaList(ctx context.Context, collection string, opts Lis
 // order). When a check on the same connection already found that far
 // replayed, the read goes alone: the connection being open means the
 // server has not restarted since, and a running standby never replays
-// backwards. served is false when the read must go to the writer instead:
+// backwards. Behind a pooler or proxy (not named, or the replica's own
+// check found one) neither holds, since the pooler may switch servers
+// between transactions: check and read then run as one transaction
+// (runReadTransaction), every time. served is false when the read must
+// go to the writer instead:
 //
 //   - ctx says ReadFromWriter, or the position is unknown;
 //   - no replica is in rotation;
@@ -105,7 +109,9 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	if err == nil {
 		pc := conn.Conn().PgConn()
 		named = named && !r.unnamed.Load()
-		if seen, ok := r.replayedOn.Load(pc); ok && seen.(uint64) >= lsn {
+		if !named { // a pooler or proxy: check and read in one transaction, never skip the check
+			err = runReadTransaction(actx, conn.Conn(), check, stmt)
+		} else if seen, ok := r.replayedOn.Load(pc); ok && seen.(uint64) >= lsn {
 			err = runPipeline(actx, conn.Conn(), named, stmt)
 			v := int64(seen.(uint64))
 			replay = &v
