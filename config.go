@@ -315,7 +315,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 
-	loadReadConfig(get, &cfg, bad, &errs)
+	loadReadConfig(&cfg, get("DATABASE_READ_URL"), get("AWS_DB_READ_HOST"), get("DB_READ_MAX_LAG"), bad, &errs)
 
 	errs = append(errs, cfg.checkSources()...)
 	errs = append(errs, cfg.checkReadSources()...)

@@ -28,24 +28,25 @@ import (
 // DefaultReadMaxLag is DB_READ_MAX_LAG's default.
 const DefaultReadMaxLag = time.Second
 
-// loadReadConfig reads the read replica variables into cfg, reporting
-// problems through bad.
-func loadReadConfig(get func(string) string, cfg *Config, bad func(name, problem string), errs *[]error) {
-	if raw := get("DATABASE_READ_URL"); raw != "" {
+// loadReadConfig sets the values of DATABASE_READ_URL, AWS_DB_READ_HOST
+// and DB_READ_MAX_LAG ("" when unset) in cfg, reporting problems through
+// bad and errs.
+func loadReadConfig(cfg *Config, readURL, readHosts, maxLag string, bad func(name, problem string), errs *[]error) {
+	if raw := readURL; raw != "" {
 		if err := checkReadURL(raw); err != nil {
 			*errs = append(*errs, err)
 		} else {
 			cfg.ReadURL = NewSecret(raw)
 		}
 	}
-	if raw := get("AWS_DB_READ_HOST"); raw != "" {
+	if raw := readHosts; raw != "" {
 		if _, err := parseReadHosts(raw); err != nil {
 			bad("AWS_DB_READ_HOST", err.Error())
 		} else {
 			cfg.ReadHosts = splitList(raw)
 		}
 	}
-	if v := get("DB_READ_MAX_LAG"); v != "" {
+	if v := maxLag; v != "" {
 		d, never, ok := parseSeconds(v)
 		switch {
 		case ok && never:
