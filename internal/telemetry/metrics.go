@@ -24,8 +24,8 @@ type Kind string
 
 // Instrument kinds.
 const (
-	Counter         Kind = "counter"           // synchronous, monotonic
-	Histogram       Kind = "histogram"         // synchronous
+	Counter         Kind = "counter"            // synchronous, monotonic
+	Histogram       Kind = "histogram"          // synchronous
 	ObservedCounter Kind = "observable counter" // read in a callback, monotonic
 	ObservedUpDown  Kind = "observable updown"  // read in a callback, goes up and down
 	ObservedGauge   Kind = "observable gauge"   // read in a callback
@@ -50,7 +50,7 @@ type Metric struct {
 var (
 	OperationDuration = Metric{"db.client.operation.duration", "s", Histogram,
 		"Duration of database client operations.",
-		[]string{"db.system.name", "db.operation.name", "db.collection.name?", "db.query.summary", "server.address", "server.port", "error.type?", "db.response.status_code?"}}
+		[]string{"db.system.name", "db.operation.name", "db.collection.name?", "db.query.summary", "db.namespace?", "server.address", "server.port?", "error.type?", "db.response.status_code?"}}
 	ConnectionCount = Metric{"db.client.connection.count", "{connection}", ObservedUpDown,
 		"The number of connections that are currently in state described by the state attribute.",
 		[]string{"db.client.connection.pool.name", "db.client.connection.state"}}
