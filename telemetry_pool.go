@@ -235,7 +235,7 @@ func (pt *poolTelemetry) endSQL(ctx context.Context, err error) {
 	if c.span != nil {
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			c.span.SetAttributes(sqlErrorAttrs(err)...)
-			c.span.SetStatus(codes.Error, errorText(err))
+			c.span.SetStatus(codes.Error, pt.sqlErrorText(c, err))
 		}
 		c.span.End()
 	}
@@ -249,6 +249,17 @@ func sqlErrorAttrs(err error) []attribute.KeyValue {
 		return []attribute.KeyValue{attribute.String("error.type", pgErr.Code), semconv.DBResponseStatusCode(pgErr.Code)}
 	}
 	return []attribute.KeyValue{attribute.String("error.type", errorType(err))}
+}
+
+// sqlErrorText is a failed statement's span status. A server error on the
+// caller's own SQL is shown by its SQLSTATE only, unless DB_TRACE_SQL is
+// on: PostgreSQL's messages can quote the statement's literals.
+func (pt *poolTelemetry) sqlErrorText(c *sqlCall, err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && !pt.t.traceSQL && (c.lib == nil || c.lib.op == "") {
+		return "SQLSTATE " + pgErr.Code
+	}
+	return errorText(err)
 }
 
 // slowStatement logs a statement slower than DB_SLOW_QUERY_MS (never its

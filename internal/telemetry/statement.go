@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Statement is the static summary of one SQL statement: what names its
@@ -166,8 +168,8 @@ func identifierChain(s string) (string, bool) {
 		b.WriteByte('.')
 		s = s[1:]
 	}
-	if s != "" && isIdentChar(s[0]) {
-		return "", false
+	if s != "" && isIdentChar(s[0]) || strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "(") {
+		return "", false // not the end of a name, or a function call
 	}
 	return b.String(), true
 }
@@ -176,13 +178,12 @@ func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 
 func isIdentChar(c byte) bool { return isLetter(c) || c >= '0' && c <= '9' || c == '_' || c == '$' }
 
+// printable reports whether s is valid UTF-8 without control characters.
 func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return false
-		}
+	if !utf8.ValidString(s) {
+		return false
 	}
-	return true
+	return strings.IndexFunc(s, unicode.IsControl) < 0
 }
 
 // StatementCache remembers the summaries of statements seen before, so
