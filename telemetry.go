@@ -116,6 +116,19 @@ func (t *instrumentation) close() {
 	}
 }
 
+// measureOpts are the options of a measurement with one attribute set,
+// built once: passing a prebuilt slice spares each Add and Record the
+// allocation of its variadic options.
+type measureOpts struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+func optsFor(set attribute.Set) measureOpts {
+	o := metric.WithAttributeSet(set)
+	return measureOpts{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+}
+
 func backendSet(b string) attribute.Set {
 	return attribute.NewSet(attribute.String(telemetry.AttrBackend, b))
 }

@@ -32,6 +32,7 @@ type poolTelemetry struct {
 	pool     *pgxpool.Pool // set by observe
 	name     string        // db.client.connection.pool.name: host:port/database
 	poolSet  attribute.Set // {pool name}
+	poolOpts measureOpts
 	idleSet  attribute.Set // {pool name, state=idle}
 	usedSet  attribute.Set // {pool name, state=used}
 	base     []attribute.KeyValue
@@ -51,7 +52,7 @@ type poolTelemetry struct {
 // built once per distinct statement text.
 type stmtEntry struct {
 	st        telemetry.Statement
-	okSet     attribute.Set        // db.client.operation.duration on success
+	okOpts    measureOpts          // db.client.operation.duration on success
 	attrs     []attribute.KeyValue // the same, as a slice (spans, failures)
 	slowSet   attribute.Set        // dbmanager.slow_queries
 	spanAttrs []attribute.KeyValue
@@ -74,6 +75,7 @@ func (t *instrumentation) instrumentPool(pc *pgxpool.Config) *poolTelemetry {
 		idleTime: pc.MaxConnIdleTime,
 		minIdle:  pc.MinIdleConns,
 	}
+	pt.poolOpts = optsFor(pt.poolSet)
 	pt.base = []attribute.KeyValue{telemetry.SystemPostgreSQL, semconv.ServerAddress(cc.Host)}
 	if cc.Port != 0 && cc.Port != 5432 {
 		pt.base = append(pt.base, semconv.ServerPort(int(cc.Port)))
@@ -121,7 +123,7 @@ func (pt *poolTelemetry) entry(st telemetry.Statement) *stmtEntry {
 	if st.Table != "" {
 		slow = append(slow, semconv.DBCollectionName(st.Table))
 	}
-	return &stmtEntry{st: st, okSet: attribute.NewSet(attrs...), attrs: attrs, slowSet: attribute.NewSet(slow...), spanAttrs: attrs}
+	return &stmtEntry{st: st, okOpts: optsFor(attribute.NewSet(attrs...)), attrs: attrs, slowSet: attribute.NewSet(slow...), spanAttrs: attrs}
 }
 
 // observe registers the callback that reads the pool's statistics; close
@@ -224,7 +226,7 @@ func (pt *poolTelemetry) endSQL(ctx context.Context, err error) {
 	d := time.Since(c.start)
 	in := pt.t.inst
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
-		in.OperationDuration.Record(ctx, d.Seconds(), metric.WithAttributeSet(c.stmt.okSet))
+		in.OperationDuration.Record(ctx, d.Seconds(), c.stmt.okOpts.rec...)
 	} else {
 		attrs := append(append(make([]attribute.KeyValue, 0, len(c.stmt.attrs)+2), c.stmt.attrs...), sqlErrorAttrs(err)...)
 		in.OperationDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attrs...))
@@ -334,7 +336,7 @@ func (pt *poolTelemetry) TraceConnectEnd(ctx context.Context, data pgx.TraceConn
 		return
 	}
 	now := time.Now()
-	pt.t.inst.ConnectionCreate.Record(ctx, now.Sub(start).Seconds(), metric.WithAttributeSet(pt.poolSet))
+	pt.t.inst.ConnectionCreate.Record(ctx, now.Sub(start).Seconds(), pt.poolOpts.rec...)
 	if data.Err == nil && data.Conn != nil {
 		data.Conn.PgConn().CustomData()[connStatsKey] = &connStats{created: now}
 	}
@@ -364,7 +366,7 @@ func (pt *poolTelemetry) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, d
 	}
 	pt.pending.Add(-1)
 	now := time.Now()
-	pt.t.inst.ConnectionWait.Record(ctx, now.Sub(a.start).Seconds(), metric.WithAttributeSet(pt.poolSet))
+	pt.t.inst.ConnectionWait.Record(ctx, now.Sub(a.start).Seconds(), pt.poolOpts.rec...)
 	if data.Err != nil {
 		if errors.Is(data.Err, context.DeadlineExceeded) && a.caller.Err() == nil {
 			pt.timeouts.Add(1)
@@ -389,6 +391,6 @@ func (pt *poolTelemetry) TraceRelease(_ *pgxpool.Pool, data pgxpool.TraceRelease
 	}
 	now := time.Now()
 	if used, ok := cs.released(now); ok {
-		pt.t.inst.ConnectionUse.Record(context.Background(), now.Sub(used).Seconds(), metric.WithAttributeSet(pt.poolSet))
+		pt.t.inst.ConnectionUse.Record(context.Background(), now.Sub(used).Seconds(), pt.poolOpts.rec...)
 	}
 }

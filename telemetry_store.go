@@ -9,7 +9,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatewaykit/dbmanager/internal/telemetry"
@@ -69,8 +68,8 @@ func libraryCallOf(ctx context.Context) *libraryCall {
 // storeSets caches the attribute sets of Store metrics: the common
 // outcomes are built up front, failures on first use.
 type storeSets struct {
-	common [2][numOps][3]attribute.Set // backend (0 postgresql, 1 memory), op, ok/not_found/conflict
-	failed sync.Map                    // storeSetKey -> attribute.Set
+	common [2][numOps][3]measureOpts // backend (0 postgresql, 1 memory), op, ok/not_found/conflict
+	failed sync.Map                  // storeSetKey -> measureOpts
 }
 
 type storeSetKey struct {
@@ -86,7 +85,7 @@ func newStoreSets() *storeSets {
 	for b := range 2 {
 		for op := range numOps {
 			for i, outcome := range []string{outcomeOK, outcomeNotFound, outcomeConflict} {
-				s.common[b][op][i] = attribute.NewSet(storeAttrs(b, op, outcome, "")...)
+				s.common[b][op][i] = optsFor(attribute.NewSet(storeAttrs(b, op, outcome, "")...))
 			}
 		}
 	}
@@ -105,7 +104,7 @@ func storeAttrs(backend int, op storeOp, outcome, errType string) []attribute.Ke
 	return attrs
 }
 
-func (s *storeSets) set(backend int, op storeOp, outcome, errType string) attribute.Set {
+func (s *storeSets) set(backend int, op storeOp, outcome, errType string) measureOpts {
 	switch outcome {
 	case outcomeOK:
 		return s.common[backend][op][0]
@@ -116,11 +115,11 @@ func (s *storeSets) set(backend int, op storeOp, outcome, errType string) attrib
 	}
 	k := storeSetKey{backend, op, errType}
 	if v, ok := s.failed.Load(k); ok {
-		return v.(attribute.Set)
+		return v.(measureOpts)
 	}
-	set := attribute.NewSet(storeAttrs(backend, op, outcome, errType)...)
-	s.failed.Store(k, set)
-	return set
+	o := optsFor(attribute.NewSet(storeAttrs(backend, op, outcome, errType)...))
+	s.failed.Store(k, o)
+	return o
 }
 
 // storeOutcome classifies a Store call's result: the outcome attribute,
@@ -195,15 +194,15 @@ func (is *instrumentedStore) begin(ctx context.Context, op storeOp, collection s
 func (is *instrumentedStore) end(ctx context.Context, c storeCallState, key string, err error) {
 	d := time.Since(c.start).Seconds()
 	outcome, errType := storeOutcome(err)
-	var opt metric.MeasurementOption
+	var o measureOpts
 	if is.t.collections && c.coll != "" {
 		attrs := append(storeAttrs(is.backend, c.op, outcome, errType), attribute.String(telemetry.AttrCollection, c.coll))
-		opt = metric.WithAttributes(attrs...)
+		o = optsFor(attribute.NewSet(attrs...))
 	} else {
-		opt = metric.WithAttributeSet(is.t.store.set(is.backend, c.op, outcome, errType))
+		o = is.t.store.set(is.backend, c.op, outcome, errType)
 	}
-	is.t.inst.StoreOperations.Add(ctx, 1, opt)
-	is.t.inst.StoreDuration.Record(ctx, d, opt)
+	is.t.inst.StoreOperations.Add(ctx, 1, o.add...)
+	is.t.inst.StoreDuration.Record(ctx, d, o.rec...)
 	if c.span.IsRecording() {
 		c.span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcome))
 		if errType != "" {
