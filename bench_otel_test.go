@@ -26,7 +26,7 @@ import (
 type discardSpans struct{}
 
 func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discardSpans) Shutdown(context.Context) error                              { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
 
 // sdkOptions reports to the OpenTelemetry SDK, sampling traces with
 // sampler.
