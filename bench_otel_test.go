@@ -2,7 +2,9 @@ package dbmanager
 
 import (
 	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -73,13 +75,63 @@ func benchTelemetryGet(b *testing.B, url string, sampler sdktrace.Sampler) {
 			}
 		}
 	}
-	interleaved(b, func(k string) error {
+	interleavedCPU(b, func(k string) error {
 		_, err := withSDK.Get(ctx, "bench", k)
 		return err
 	}, func(k string) error {
 		_, err := withNoop.Get(ctx, "bench", k)
 		return err
 	}, keys)
+}
+
+// interleavedCPU is interleaved in blocks of ops, measuring the process's
+// CPU time (user + system, all threads) besides the wall time of each
+// block. On a loaded machine the wall time of a round trip swings with the
+// scheduling of the server's processes; the client's CPU time per call is
+// what the telemetry adds to, so "extra-cpu-ns/op" (SDK minus no-op) is
+// the steadier measure of its cost, and "extra-cpu/wall" that cost over
+// the no-op side's wall time per call.
+func interleavedCPU(b *testing.B, sdk, noop func(key string) error, keys []string) {
+	const block = 16
+	var wall, cpu [2]time.Duration
+	run := func(side int, f func(string) error, i int) {
+		c0, t0 := processCPU(), time.Now()
+		for j := range block {
+			if err := f(keys[(i*block+j)%len(keys)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		wall[side] += time.Since(t0)
+		cpu[side] += processCPU() - c0
+	}
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			run(0, sdk, i)
+			run(1, noop, i)
+		} else {
+			run(1, noop, i)
+			run(0, sdk, i)
+		}
+		n += block
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) }
+	b.ReportMetric(float64(wall[0])/float64(wall[1]), "store/raw")
+	b.ReportMetric(per(wall[0]), "sdk-ns/call")
+	b.ReportMetric(per(wall[1]), "noop-ns/call")
+	b.ReportMetric(per(cpu[0]), "sdk-cpu-ns/call")
+	b.ReportMetric(per(cpu[1]), "noop-cpu-ns/call")
+	b.ReportMetric(per(cpu[0]-cpu[1]), "extra-cpu-ns/call")
+	b.ReportMetric(float64(cpu[0]-cpu[1])/float64(wall[1]), "extra-cpu/wall")
+}
+
+// processCPU is the CPU time the process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkTelemetryGet(b *testing.B) {
