@@ -489,14 +489,24 @@ func TestTelemetryConnectionsClosedByReason(t *testing.T) {
 	pool, _ := m.Pool()
 	var idle int
 	eventually(t, 5*time.Second, "an idle connection", func() bool { idle = int(pool.Stat().IdleConns()); return idle > 0 })
-	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+	const others = `FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) `+others); err != nil {
 		t.Fatal(err)
 	}
-	h.eventuallyMetric(t, 10*time.Second, "a connection closed as found dead", func(rm metricdata.ResourceMetrics) bool {
-		if _, err := s.Get(ctx, "apis", "k"); err != nil {
-			t.Logf("Get after the server closed the connections: %v", err)
+	// Once the server processes are gone, their goodbye waits in the
+	// pool's idle sockets.
+	eventually(t, 10*time.Second, "the server to close the pool's connections", func() bool {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) `+others).Scan(&n); err != nil {
+			t.Fatal(err)
 		}
+		return n == 0
+	})
+	time.Sleep(50 * time.Millisecond)
+	if _, err := s.Get(ctx, "apis", "k"); err != nil {
+		t.Fatalf("Get after the server closed the idle connections: %v (the pool must drop them on acquire)", err)
+	}
+	h.eventuallyMetric(t, 5*time.Second, "a connection closed as found dead", func(rm metricdata.ResourceMetrics) bool {
 		return sumWhere(rm, "dbmanager.connections.closed", "dbmanager.close.reason=dead_peer") >= 1
 	})
 	checkShapes(t, h.collect(t))
