@@ -11,13 +11,13 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
-// TestReplicasBehindPgBouncer: the writer and a replica each behind a
+// TestReplicaBehindPgBouncer: the writer and a replica each behind a
 // PgBouncer in transaction pooling, with fewer server connections than
 // callers. The pipelines (a write and its position; a replay check and a
 // read) keep working and stay exact, with the defaults: 16 goroutines of
 // write-then-read cycles see no error and no stale read, and once caught
 // up the replica serves reads.
-func TestReplicasBehindPgBouncer(t *testing.T) {
+func TestReplicaBehindPgBouncer(t *testing.T) {
 	c := newReplicaCluster(t)
 	db := c.Database(t)
 	replica := c.Nodes()[1]

@@ -20,7 +20,7 @@ func (m *Manager) openReplicas(writer Target, writerPool *pgxpool.Pool, beforeCo
 	if err != nil || len(targets) == 0 {
 		return nil, err
 	}
-	rs := newReplicaSet(m.cfg, m.log, m.opts.healthTimeout, writerPool)
+	rs := newReplicaSet(m.cfg, m.log, m.tel, m.opts.healthTimeout, writerPool)
 	for _, t := range targets {
 		rec := &tlsRecorder{}
 		pc, err := NewPoolConfig(m.cfg, t, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withTLSRecorder(rec))
@@ -29,12 +29,13 @@ func (m *Manager) openReplicas(writer Target, writerPool *pgxpool.Pool, beforeCo
 			return nil, err
 		}
 		r := newReplica(t, pc, rec)
+		pt := m.tel.instrumentPool(pc) // db.client.connection.* with the replica's pool name
 		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 		if err != nil {
 			rs.close()
 			return nil, safeError(err)
 		}
-		rs.add(r, pool)
+		rs.add(r, pool, pt.observe(pool))
 	}
 	return rs, nil
 }

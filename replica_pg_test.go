@@ -26,6 +26,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("HealthInfoAndSecrets", func(t *testing.T) { testHealthInfoAndSecrets(t, c) })
 	t.Run("ReadFromWriterAndReadPool", func(t *testing.T) { testReadFromWriterAndReadPool(t, c) })
 	t.Run("StatementsPerCall", func(t *testing.T) { testStatementsPerCall(t, c) })
+	t.Run("Metrics", func(t *testing.T) { testMetrics(t, c) })
 	t.Run("KilledReplica", func(t *testing.T) { testKilledReplica(t, c) })
 }
 

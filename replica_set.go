@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Timing of the replica checks.
@@ -38,6 +40,9 @@ type replicaSet struct {
 	// writerReads counts Store reads that went to the writer.
 	writerReads atomic.Uint64
 
+	tel *instrumentation    // the Manager's telemetry (nil in tests that build a set by hand)
+	reg metric.Registration // the replicas' metrics callback, while started
+
 	mu      sync.Mutex
 	started bool
 	cancel  context.CancelFunc
@@ -51,9 +56,9 @@ type walSample struct {
 }
 
 // newReplicaSet returns a set without replicas and without goroutines.
-func newReplicaSet(cfg Config, log *slog.Logger, checkTimeout time.Duration, writer *pgxpool.Pool) *replicaSet {
+func newReplicaSet(cfg Config, log *slog.Logger, tel *instrumentation, checkTimeout time.Duration, writer *pgxpool.Pool) *replicaSet {
 	return &replicaSet{log: log, maxLag: cfg.ReadMaxLag, checkTimeout: checkTimeout,
-		attemptTimeout: cfg.ConnectTimeout, writer: writer, pos: newWALPosition()}
+		attemptTimeout: cfg.ConnectTimeout, writer: writer, pos: newWALPosition(), tel: tel}
 }
 
 // newReplica returns the replica for t; its pool config pc gets the hook
@@ -70,9 +75,10 @@ func newReplica(t Target, pc *pgxpool.Config, tls *tlsRecorder) *replica {
 	return r
 }
 
-// add adds r, on pool (which the set then owns).
-func (rs *replicaSet) add(r *replica, pool *pgxpool.Pool) {
-	r.pool = pool
+// add adds r, on pool (which the set then owns; pt, its telemetry, may be
+// nil).
+func (rs *replicaSet) add(r *replica, pool *pgxpool.Pool, pt *poolTelemetry) {
+	r.pool, r.tel = pool, pt
 	rs.replicas = append(rs.replicas, r)
 }
 
@@ -91,6 +97,7 @@ func (rs *replicaSet) start(ctx context.Context) {
 	}
 	rs.started = true
 	ctx, rs.cancel = context.WithCancel(ctx)
+	rs.reg = rs.tel.observeReplicas(rs)
 	rs.wg.Add(1 + len(rs.replicas))
 	go rs.learnWriter(ctx)
 	for _, r := range rs.replicas {
@@ -109,11 +116,17 @@ func (rs *replicaSet) close() {
 	if rs.cancel != nil {
 		rs.cancel()
 	}
+	reg := rs.reg
 	rs.mu.Unlock()
 	rs.wg.Wait()
+	if reg != nil {
+		if err := reg.Unregister(); err != nil {
+			otel.Handle(err)
+		}
+	}
 	for _, r := range rs.replicas {
 		r.setUsable(false)
-		r.pool.Close()
+		r.tel.closePool(r.pool)
 	}
 }
 
@@ -160,6 +173,7 @@ func (rs *replicaSet) poolFor() *pgxpool.Pool {
 type replica struct {
 	addr string // host:port, to show
 	pool *pgxpool.Pool
+	tel  *poolTelemetry // its pool's metrics (nil without)
 	tls  *tlsRecorder
 	wake chan struct{} // asks for a check now (buffered, 1)
 
