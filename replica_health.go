@@ -58,18 +58,10 @@ type checkResult struct {
 func (rs *replicaSet) watch(ctx context.Context, r *replica) {
 	defer rs.wg.Done()
 	failures := 0
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-r.wake:
-		}
+	every(ctx, r.wake, func() time.Duration {
 		res := rs.check(ctx, r)
 		if ctx.Err() != nil {
-			return
+			return 0
 		}
 		next := replicaCheckInterval
 		if res.err != nil {
@@ -79,6 +71,26 @@ func (rs *replicaSet) watch(ctx context.Context, r *replica) {
 			failures = 0
 		}
 		rs.apply(r, res, failures)
+		return next
+	})
+}
+
+// every runs step at once, then again after the wait it returns, or
+// sooner when wake receives, until ctx ends.
+func every(ctx context.Context, wake <-chan struct{}, step func() time.Duration) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+		next := step()
+		if ctx.Err() != nil {
+			return
+		}
 		t.Reset(next)
 	}
 }
@@ -238,27 +250,20 @@ func (r *replica) suspectRead() {
 // unknown, which the sample then covers.
 func (rs *replicaSet) learnWriter(ctx context.Context) {
 	defer rs.wg.Done()
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-rs.pos.wake:
-		}
+	every(ctx, rs.pos.wake, func() time.Duration {
 		gen, due := rs.pos.pending()
-		next := replicaCheckInterval
-		if insert, flush, err := rs.sampleWriter(ctx); err == nil {
+		insert, flush, err := rs.sampleWriter(ctx)
+		switch {
+		case err == nil:
 			rs.addSample(walSample{lsn: flush, at: time.Now()})
 			if due {
 				rs.pos.learnedAt(gen, insert)
 			}
-		} else if due {
-			next = replicaRecheckAfter
+		case due:
+			return replicaRecheckAfter
 		}
-		t.Reset(next)
-	}
+		return replicaCheckInterval
+	})
 }
 
 // sampleWriter reads the writer's inserted and flushed WAL positions.

@@ -99,18 +99,35 @@ func recordsScans(t *testing.T, c *pgtest.Cluster, s *pgtest.Server, db string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.NodeURL(s, db))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", s.Name(), err)
-	}
+	conn := dialNode(t, c, s, db)
 	defer conn.Close(ctx)
 	var n int64
-	err = conn.QueryRow(ctx, `SELECT coalesce(sum(coalesce(idx_scan, 0) + coalesce(seq_scan, 0)), 0)::int8
+	err := conn.QueryRow(ctx, `SELECT coalesce(sum(coalesce(idx_scan, 0) + coalesce(seq_scan, 0)), 0)::int8
 		FROM pg_stat_user_tables WHERE schemaname = 'dbmanager' AND relname = 'records'`).Scan(&n)
 	if err != nil {
 		t.Fatalf("scans on %s: %v", s.Name(), err)
 	}
 	return n
+}
+
+// dialNode connects to database db on node s; the caller closes it.
+func dialNode(t *testing.T, c *pgtest.Cluster, s *pgtest.Server, db string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.NodeURL(s, db))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", s.Name(), err)
+	}
+	return conn
+}
+
+// connectNode is dialNode, closed when t ends.
+func connectNode(t *testing.T, c *pgtest.Cluster, s *pgtest.Server, db string) *pgx.Conn {
+	t.Helper()
+	conn := dialNode(t, c, s, db)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // longReplicaTests reports whether DBMANAGER_LONG_REPLICA_TESTS=1 asks for

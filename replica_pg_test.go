@@ -153,13 +153,7 @@ func testReadOnlyPhaseOnReplicas(t *testing.T, c *pgtest.Cluster) {
 	m, logs := newReplicaManager(t, replicaEnv(c, db))
 	s := m.Store()
 	ctx := t.Context()
-	for i := range keys {
-		if _, err := s.Put(ctx, "c", "k"+strconv.Itoa(i), []byte(`{"v":1}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.WaitCaughtUp(t)
-	waitInRotation(t, m, 2, 10*time.Second)
+	seedCaughtUp(t, c, m, keys)
 	eventually(t, 5*time.Second, "both replicas known to have replayed the writes", func() bool {
 		lsn, _ := m.primaryReplicas().pos.current()
 		for _, r := range m.primaryReplicas().replicas {
@@ -218,14 +212,17 @@ func testReadOnlyPhaseOnReplicas(t *testing.T, c *pgtest.Cluster) {
 	}
 }
 
-// errorsIsAny reports whether err matches any of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
+// seedCaughtUp writes keys k0, k1, ... through m and waits until every
+// replica has replayed them and is in rotation.
+func seedCaughtUp(t *testing.T, c *pgtest.Cluster, m *Manager, keys int) {
+	t.Helper()
+	for i := range keys {
+		if _, err := m.Store().Put(t.Context(), "c", "k"+strconv.Itoa(i), []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return false
+	c.WaitCaughtUp(t)
+	waitInRotation(t, m, len(c.Standbys()), 10*time.Second)
 }
 
 // testKilledReplica: a replica crashes under 16 reading goroutines; no
@@ -237,13 +234,7 @@ func testKilledReplica(t *testing.T, c *pgtest.Cluster) {
 	m, logs := newReplicaManager(t, replicaEnv(c, db))
 	s := m.Store()
 	ctx := t.Context()
-	for i := range keys {
-		if _, err := s.Put(ctx, "c", "k"+strconv.Itoa(i), []byte(`{"v":1}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.WaitCaughtUp(t)
-	waitInRotation(t, m, 2, 10*time.Second)
+	seedCaughtUp(t, c, m, keys)
 	victim := c.Nodes()[1]
 	addr := nodeAddr(victim)
 

@@ -1,7 +1,6 @@
 package dbmanager
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -11,19 +10,6 @@ import (
 
 // These two tests show, on the delayed standby, the PostgreSQL facts that
 // decide how the Store learns and checks WAL positions (runPipeline).
-
-// connectNode connects to database db on node s.
-func connectNode(t *testing.T, c *pgtest.Cluster, s *pgtest.Server, db string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.NodeURL(s, db))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", s.Name(), err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
 
 // trapTable makes a table on the primary that every standby has.
 func trapTable(t *testing.T, c *pgtest.Cluster) (db string, primary, delayed *pgx.Conn) {
