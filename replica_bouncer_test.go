@@ -11,14 +11,13 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
-// TestReplicaBehindPgBouncer: the writer and a replica each behind a
+// testBehindPgBouncer: the writer and a replica each behind a
 // PgBouncer in transaction pooling, with fewer server connections than
 // callers. The pipelines (a write and its position; a replay check and a
 // read) keep working and stay exact, with the defaults: 16 goroutines of
 // write-then-read cycles see no error and no stale read, and once caught
 // up the replica serves reads.
-func TestReplicaBehindPgBouncer(t *testing.T) {
-	c := newReplicaCluster(t)
+func testBehindPgBouncer(t *testing.T, c *pgtest.Cluster) {
 	db := c.Database(t)
 	replica := c.Nodes()[1]
 	wb := pgtest.NewPgBouncer(t, nodeAddr(c.Primary()), pgtest.WithBouncerPoolSize(3))
@@ -30,7 +29,7 @@ func TestReplicaBehindPgBouncer(t *testing.T) {
 	waitInRotation(t, m, 1, 10*time.Second)
 	s := m.Store()
 	ctx := t.Context()
-	const workers, cycles = 16, 40
+	const workers, cycles = 16, 25
 	var failed, stale atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup

@@ -111,12 +111,11 @@ func testStatementsPerCall(t *testing.T, c *pgtest.Cluster) {
 	}
 }
 
-// TestReplicaNotUsedDuringFallback: a Manager whose primary is
+// testNotUsedDuringFallback: a Manager whose primary is
 // unreachable at start-up serves from memory and uses no replica; when
 // the primary answers, the records written to memory are moved, and the
 // reads right after the move see them.
-func TestReplicaNotUsedDuringFallback(t *testing.T) {
-	c := newReplicaCluster(t)
+func testNotUsedDuringFallback(t *testing.T, c *pgtest.Cluster) {
 	db := c.Database(t)
 	proxy := faultproxy.New(t, nodeAddr(c.Primary()))
 	proxy.Refuse()
@@ -157,10 +156,9 @@ func TestReplicaNotUsedDuringFallback(t *testing.T) {
 	assertLogged(t, logs, "Primary database recovered", `msg="Read replica in rotation"`)
 }
 
-// TestReplicaCloseLeavesNothing: Close stops every check and closes every
+// testCloseLeavesNothing: Close stops every check and closes every
 // replica pool.
-func TestReplicaCloseLeavesNothing(t *testing.T) {
-	c := newReplicaCluster(t)
+func testCloseLeavesNothing(t *testing.T, c *pgtest.Cluster) {
 	db := c.Database(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := New(envConfig(t, replicaEnv(c, db)...), WithLogger(discardLogger()))

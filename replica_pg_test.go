@@ -14,8 +14,9 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
-// TestReplicas runs the read replica scenarios that keep the topology on
-// one cluster: a primary, a synchronous standby and a standby 1 s behind.
+// TestReplicas runs the read replica scenarios that leave the topology as
+// they found it, on one cluster: a primary, a synchronous standby and a
+// standby 1 s behind. (A failover changes it: TestReplicaFailover.)
 func TestReplicas(t *testing.T) {
 	c := newReplicaCluster(t)
 	t.Run("PositionInReturningIsBeforeCommit", func(t *testing.T) { testPositionInReturningIsBeforeCommit(t, c) })
@@ -27,6 +28,9 @@ func TestReplicas(t *testing.T) {
 	t.Run("ReadFromWriterAndReadPool", func(t *testing.T) { testReadFromWriterAndReadPool(t, c) })
 	t.Run("StatementsPerCall", func(t *testing.T) { testStatementsPerCall(t, c) })
 	t.Run("Metrics", func(t *testing.T) { testMetrics(t, c) })
+	t.Run("BehindPgBouncer", func(t *testing.T) { testBehindPgBouncer(t, c) })
+	t.Run("NotUsedDuringFallback", func(t *testing.T) { testNotUsedDuringFallback(t, c) })
+	t.Run("CloseLeavesNothing", func(t *testing.T) { testCloseLeavesNothing(t, c) })
 	t.Run("KilledReplica", func(t *testing.T) { testKilledReplica(t, c) })
 }
 
