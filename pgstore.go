@@ -223,22 +223,15 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 		sql, args = b.sql.listBounded, append(args, upper)
 	}
 	var records []Record
+	scan := scanRecords(collection, &records)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		records = records[:0]
 		args[0] = b.execMode()
 		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			r := Record{Collection: collection}
-			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
-				return err
-			}
-			records = append(records, r)
-		}
-		return rows.Err()
+		return scan(rows)
 	})
 	if err != nil {
 		return nil, false, err
@@ -247,6 +240,23 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 		return records[:opts.Limit], true, nil
 	}
 	return records, false, nil
+}
+
+// scanRecords returns a function that reads a page's rows (key, value,
+// version, created_at, updated_at) into *records, replacing what an
+// earlier attempt left there.
+func scanRecords(collection string, records *[]Record) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		*records = (*records)[:0]
+		for rows.Next() {
+			r := Record{Collection: collection}
+			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
+				return err
+			}
+			*records = append(*records, r)
+		}
+		return rows.Err()
+	}
 }
 
 // withConn runs one statement on a connection of its own and maps the

@@ -44,18 +44,7 @@ func (b *pgBackend) replicaList(ctx context.Context, collection string, opts Lis
 	if upper, bounded := prefixUpperBound(opts.Prefix); bounded {
 		sql, args = b.sql.listBounded, append(args, upper)
 	}
-	scan := func(rows pgx.Rows) error {
-		records = records[:0]
-		for rows.Next() {
-			r := Record{Collection: collection}
-			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
-				return err
-			}
-			records = append(records, r)
-		}
-		return rows.Err()
-	}
-	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scan)
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scanRecords(collection, &records))
 	if !ok || err != nil {
 		return nil, false, ok, err
 	}
