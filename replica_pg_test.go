@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/faultproxy"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
@@ -32,6 +33,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("NotUsedDuringFallback", func(t *testing.T) { testNotUsedDuringFallback(t, c) })
 	t.Run("CloseLeavesNothing", func(t *testing.T) { testCloseLeavesNothing(t, c) })
 	t.Run("KilledReplica", func(t *testing.T) { testKilledReplica(t, c) })
+	t.Run("BlackHoledReplica", func(t *testing.T) { testBlackHoledReplica(t, c) })
 }
 
 // testNoStaleReads: Put, then at once Get and List of the same key,
@@ -302,4 +304,67 @@ func testKilledReplica(t *testing.T, c *pgtest.Cluster) {
 		t.Errorf("logged %d times that %s left the rotation, want once; log:\n%s", n, addr, logs)
 	}
 	assertLogged(t, logs, `msg="Read replica in rotation" replica=`+addr)
+}
+
+// testBlackHoledReplica: a replica goes silent (every byte dropped, as a
+// fenced Aurora node does) under 16 readers: reads in flight on it end at
+// their replica bound and are served by the writer, none fails, and the
+// replica leaves the rotation; it comes back once it answers again.
+func testBlackHoledReplica(t *testing.T, c *pgtest.Cluster) {
+	const keys, readers = 20, 16
+	db := c.Database(t)
+	silent := c.Nodes()[1]
+	proxy := faultproxy.New(t, nodeAddr(silent))
+	readURL := strings.Replace(c.MultiHostURL(db, silent, c.Nodes()[2]), nodeAddr(silent), proxy.Addr(), 1)
+	m, logs := newReplicaManager(t, []string{"DATABASE_URL", c.NodeURL(c.Primary(), db), "DATABASE_READ_URL", readURL, "DB_CONNECT_TIMEOUT", "1"})
+	s := m.Store()
+	ctx := t.Context()
+	seedCaughtUp(t, c, m, keys)
+
+	var reads, failed, slowest atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range readers {
+		wg.Go(func() {
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := s.Get(ctx, "c", "k"+strconv.Itoa(i%keys))
+				if d := int64(time.Since(start)); d > slowest.Load() {
+					slowest.Store(d)
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					reads.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	proxy.BlackHole()
+	out := eventually(t, 15*time.Second, "the silent replica out of rotation", func() bool {
+		st, _ := replicaState(m, proxy.Addr())
+		return st == ReplicaOutOfRotation
+	})
+	_, reason := replicaState(m, proxy.Addr())
+	time.Sleep(500 * time.Millisecond)
+	proxy.Heal()
+	back := eventually(t, 15*time.Second, "the replica back in rotation", func() bool {
+		st, _ := replicaState(m, proxy.Addr())
+		return st == ReplicaInRotation
+	})
+	close(stop)
+	wg.Wait()
+	t.Logf("black hole: out of rotation after %s (%s); healed: back after %s; %d reads, %d failed, slowest %s",
+		out.Round(time.Millisecond), reason, back.Round(time.Millisecond), reads.Load(), failed.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	if failed.Load() > 0 {
+		t.Fatalf("%d reads failed, first: %v; log:\n%s", failed.Load(), firstErr.Load(), logs)
+	}
 }
