@@ -20,7 +20,10 @@ import (
 // (Collection.Update) round in circles. When the connection breaks after
 // the statement may have been sent, the write may have committed without
 // its position: the position becomes unknown and reads go to the writer
-// until it is learned again.
+// until it is learned again. (pgconn does not say how much of a pipeline
+// it wrote before a write error, so a pipeline that failed to send counts
+// as possibly sent; a connection the server already closed is dropped on
+// acquire, before this, by the pool's PrepareConn check.)
 func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, scan func(pgx.Rows) error) (pgconn.CommandTag, error) {
 	named, args := b.pipelineMode(args)
 	write := &pipeStmt{sql: sql, args: args, scan: scan}
