@@ -57,6 +57,10 @@ func FuzzParseDatabaseURL(f *testing.F) {
 		"postgres://u:%zz@h/db",
 		"postgres://[::1]:5432/db",
 		"postgres://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write",
+		"postgres://u:pw@h1:5432,h2/db?password=pw2",
+		"postgres://u:pw@[::1]:5432,[::2]:5433/db",
+		"postgres://u:p#w@h1,h2/db",
+		"host=a,b port=5432,5433 password='x y' sslmode=disable",
 		"postgres://u:pw@h/db?pool_max_conns=2&pool_max_conn_lifetime=1m",
 		"",
 	} {

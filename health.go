@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -109,11 +110,18 @@ type ConnectionInfo struct {
 	UsingPrimary bool   `json:"is_using_primary"`
 	DatabaseType string `json:"database_type"` // BackendPostgreSQL or BackendMemory
 	// Source is where the connection settings came from.
-	Source   Source `json:"source"`
-	Host     string `json:"host,omitempty"`
-	Port     int    `json:"port,omitempty"`
-	Database string `json:"database,omitempty"`
-	User     string `json:"user,omitempty"`
+	Source Source `json:"source"`
+	// Host and Port are the target's host and port. With several hosts
+	// (a multi-host DATABASE_URL), Host is their names joined by commas
+	// and Port the port they share, 0 when their ports differ; Hosts then
+	// lists each host with its own port.
+	Host string `json:"host,omitempty"`
+	Port int    `json:"port,omitempty"`
+	// Hosts lists every host of the target as "host:port", in the order
+	// they are tried (one element for a single host).
+	Hosts    []string `json:"hosts,omitempty"`
+	Database string   `json:"database,omitempty"`
+	User     string   `json:"user,omitempty"`
 	// FallbackReason says why the Store serves from memory ("" on the
 	// primary or when memory was chosen).
 	FallbackReason string `json:"fallback_reason,omitempty"`
@@ -142,6 +150,7 @@ func (m *Manager) Info() ConnectionInfo {
 		Source:         m.cfg.Source(),
 		Host:           m.target.Host,
 		Port:           m.target.Port,
+		Hosts:          slices.Clone(m.target.Hosts),
 		Database:       m.target.Database,
 		User:           m.target.User,
 		FallbackReason: m.fallbackReason,

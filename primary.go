@@ -48,7 +48,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		return nil, err
 	}
 	m.mu.Lock()
-	m.target = Target{Source: target.Source, Host: target.Host, Port: target.Port,
+	m.target = Target{Source: target.Source, Host: target.Host, Port: target.Port, Hosts: target.Hosts,
 		Database: target.Database, User: target.User, Redacted: target.Redacted} // no DSN: Info only
 	m.mu.Unlock()
 	beforeConnect, err := m.credentialHook(ctx, cache)
