@@ -15,12 +15,16 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add("host=h password='x y' port=5432", "70000", "10001", "ON", "NaN", "MEMORY", "'")
 	f.Add("memory://", "", "", "", "", "", "")
 	f.Add("postgres://u:p@ss/word@h:99999/db", "1", "1", "0", "1e300", "none", "word")
+	f.Add("postgres://u:p@h1:5432,h2:5433/db", "5432", "5", "true", "32768", "memory", "x")
+	f.Add("host=h1,h2 port=1,2", "5432", "5", "true", "2147484", "memory", "x")
+	f.Add("postgres://u:p@h/db", "5432", "5", "true", "0.001", "memory", "x")
 	f.Fuzz(func(t *testing.T, dbURL, port, size, boolean, dur, fallback, password string) {
 		pw := "Qz7" + password + "7zQ"
 		env := map[string]string{
 			"DATABASE_URL": dbURL, "AWS_DB_PORT": port, "DB_POOL_SIZE": size, "DB_MAX_OVERFLOW": size,
 			"AWS_REQUIRE_SSL": boolean, "SQL_ECHO": boolean, "DB_POOL_PRE_PING": boolean,
 			"DB_POOL_RECYCLE": dur, "DB_POOL_TIMEOUT": dur, "DB_CONNECT_TIMEOUT": dur,
+			"DB_TCP_KEEPALIVE": dur, "DB_TCP_USER_TIMEOUT": dur,
 			"DB_FALLBACK": fallback, "AWS_DB_PASSWORD": pw, "AWS_DB_HOST": "h", "AWS_DB_USER": "u",
 		}
 		cfg, err := LoadConfig(envOf(env))
@@ -34,7 +38,8 @@ func FuzzLoadConfig(f *testing.F) {
 		if cfg.DBPassword.Reveal() != pw {
 			t.Fatal("password not kept verbatim")
 		}
-		if cfg.PoolSize < 1 || cfg.MaxOverflow < 0 || cfg.PoolTimeout <= 0 || cfg.ConnectTimeout <= 0 || cfg.PoolRecycle < 0 {
+		if cfg.PoolSize < 1 || cfg.MaxOverflow < 0 || cfg.PoolTimeout <= 0 || cfg.ConnectTimeout <= 0 || cfg.PoolRecycle < 0 ||
+			cfg.TCPKeepAlive < 0 || cfg.TCPKeepAlive > maxTCPKeepAlive || cfg.TCPUserTimeout < 0 || cfg.TCPUserTimeout > maxTCPUserTimeout {
 			t.Fatalf("accepted an invalid setting: %+v", cfg)
 		}
 		for _, s := range []string{cfg.LogValue().String(), sprintAll(cfg)} {

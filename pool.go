@@ -93,6 +93,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		return nil, err
 	}
 	applyConnectTimeout(cfg, dsn, pc.ConnConfig)
+	pc.ConnConfig.DialFunc = newDialer(cfg, pc.ConnConfig.ConnectTimeout).DialContext
 
 	_, urlMax := params["pool_max_conns"]
 	if !urlMax || cfg.Explicit.PoolSize || cfg.Explicit.MaxOverflow {
