@@ -3,6 +3,8 @@ package dbmanager
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -67,20 +69,31 @@ func (m *Manager) Health(ctx context.Context) Health {
 	return h
 }
 
-// pingPrimary pings the pool and reports the primary's health.
+// pingPrimary checks that the primary takes the Store's writes (see
+// healthStatement: one round trip) and reports its health.
 func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
 	h := Health{Type: BackendPostgreSQL, UsingPrimary: true}
 	pctx, cancel := context.WithTimeout(ctx, m.opts.healthTimeout)
 	defer cancel()
 	start := time.Now()
-	err := p.store.Ping(pctx)
+	epoch := m.router.epoch.Load()
+	err := p.store.pg.checkWritable(pctx)
 	h.Latency = time.Since(start)
 	stats := StatsOf(p.pool)
 	h.Pool = &stats
-	m.observePrimary(err)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+		// The health timeout, not the caller, ended it: the primary is silent.
+		err = fmt.Errorf("%w: no answer within %s: %w", ErrUnavailable, m.opts.healthTimeout, err)
+	}
+	if err == nil || ctx.Err() == nil {
+		m.observePrimary(epoch, true, err)
+	}
 	if err != nil {
 		h.Status = StatusUnhealthy
 		h.Message = "Primary database connection failed: " + errorText(err)
+		if isReadOnlyError(err) {
+			h.Message = "Primary database is read-only; writes fail until a writable node answers: " + errorText(err)
+		}
 		return h
 	}
 	h.Status = StatusHealthy

@@ -47,7 +47,12 @@ type poolOptions struct {
 	logger        *slog.Logger
 	beforeConnect func(context.Context, *pgx.ConnConfig) error
 	tls           *tlsRecorder // records verified handshakes (the Manager's Info)
+	readOnly      func()       // hears each connection found on a read-only node
 }
+
+// withReadOnlyNotice makes the pool call f each time it finds a
+// connection on a read-only node (and closes it).
+func withReadOnlyNotice(f func()) PoolOption { return func(o *poolOptions) { o.readOnly = f } }
 
 // WithPoolLogger sets the logger for SQL_ECHO and pool warnings
 // (slog.Default() otherwise).
@@ -126,6 +131,13 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}
 
+	// Follow the writer (writer.go), unless the string asks for another
+	// kind of node.
+	watch := newWriterWatch(params, o.readOnly)
+	if watch != nil {
+		watch.install(pc)
+	}
+
 	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, size: size}
 	if cfg.SQLEcho {
 		pc.ConnConfig.Tracer = &echoHooks{poolHooks: h, args: cfg.SQLEchoArgs}
@@ -133,6 +145,9 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		pc.ConnConfig.Tracer = h
 	}
 	pc.AfterRelease = h.afterRelease
+	if watch != nil {
+		pc.AfterRelease = watch.wrapAfterRelease(pc.AfterRelease)
+	}
 	pc.BeforeConnect = o.beforeConnect
 	return pc, nil
 }
