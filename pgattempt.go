@@ -82,14 +82,14 @@ func (b *pgBackend) runStatement(ctx context.Context, kind statementKind, run fu
 		}
 		switch v {
 		case verdictFinal:
-			return pgError(ctx, err)
+			return pgError(context.Background(), err) // ctx was live: the error is the statement's
 		case verdictUnknown:
 			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, safeError(err))
 		}
 		last = err
 		wait, ok := b.nextWait(ctx, start, attempt)
 		if !ok {
-			return pgError(ctx, err)
+			return pgError(context.Background(), err) // no time left to try again
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)

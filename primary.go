@@ -90,7 +90,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 			// A node that turned read-only after the ping, or one the
 			// connection string accepts as it is (target_session_attrs=any):
 			// say so, not "cannot create the schema".
-			return nil, &ConnectionError{Reason: ReasonReadOnly, Target: target.Addr(), err: safeError(err)}
+			return nil, &ConnectionError{Reason: ReasonReadOnly, Target: target.Addr(), err: errNodeReadOnly}
 		}
 		return nil, err
 	}
@@ -121,7 +121,10 @@ func reachWriter(ctx context.Context, pool *pgxpool.Pool, addr string) error {
 		}
 		readOnly = err
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return readOnly
+			wait = time.Until(dl) / 2 // one last try before the deadline
+			if wait < 10*time.Millisecond {
+				return readOnly
+			}
 		}
 		t := time.NewTimer(wait)
 		select {
