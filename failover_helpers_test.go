@@ -46,6 +46,34 @@ func loginURL(user, password, db string, addrs ...string) string {
 // nodeAddr is a cluster node's host:port.
 func nodeAddr(s *pgtest.Server) string { return net.JoinHostPort(s.Host(), strconv.Itoa(s.Port())) }
 
+// firstWritable returns when a fresh connection through dsn (the
+// endpoint the Manager uses, asking for a writable node) first commits a
+// write: the moment the new writer accepts writes as a client sees it,
+// connection set-up on this machine included.
+func firstWritable(t *testing.T, dsn string) time.Time {
+	t.Helper()
+	if !strings.Contains(dsn, "target_session_attrs") {
+		dsn += "&target_session_attrs=read-write"
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			_, err = conn.Exec(ctx, "BEGIN READ WRITE; SELECT pg_current_xact_id(); COMMIT")
+			_ = conn.Close(ctx)
+		}
+		cancel()
+		if err == nil {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write through the endpoint within 30 s: %v", safeError(err))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // callOutcome is one Store call a writer made.
 type callOutcome struct {
 	start, end time.Time

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/faultproxy"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
@@ -86,35 +87,52 @@ func TestCrashAndPromoteSynchronousStandby(t *testing.T) {
 // fails later than 1 s after the new writer accepts writes, every failed
 // call is ErrUnavailable, health is never "healthy" while writes fail,
 // and the outage is one "lost" and one "restored" line.
+//
+// Two ways to reach the writer: a multi-host URL naming both nodes, and a
+// single endpoint whose DNS name moves to the new writer after the
+// promotion (a fault proxy re-pointed with SetTarget), as RDS and Aurora
+// writer endpoints do.
 func TestWriterFlipWithPooledConnections(t *testing.T) {
-	for _, writers := range []int{1, 2, 8} {
-		t.Run(fmt.Sprintf("%d writers", writers), func(t *testing.T) {
-			c := pgtest.NewCluster(t, pgtest.WithStandbys(1))
-			db := c.Database(t)
-			user, pw := clusterLogin(t, c)
-			old, next := c.Primary(), c.Standbys()[0]
-			dbURL := loginURL(user, pw, db, nodeAddr(old), nodeAddr(next))
-			flip := func() { c.Promote(t, next) }
-			runWriterFlip(t, writers, dbURL, old, flip, c, next, db)
-		})
+	for _, endpoint := range []string{"multi-host URL", "DNS flip"} {
+		for _, writers := range []int{1, 2, 8} {
+			t.Run(fmt.Sprintf("%s, %d writers", endpoint, writers), func(t *testing.T) {
+				c := pgtest.NewCluster(t, pgtest.WithStandbys(1))
+				db := c.Database(t)
+				user, pw := clusterLogin(t, c)
+				old, next := c.Primary(), c.Standbys()[0]
+				dbURL := loginURL(user, pw, db, nodeAddr(old), nodeAddr(next))
+				flip := func() { c.Promote(t, next) }
+				if endpoint == "DNS flip" {
+					dns := faultproxy.New(t, nodeAddr(old))
+					dbURL = loginURL(user, pw, db, dns.Addr())
+					flip = func() {
+						c.Promote(t, next)
+						dns.SetTarget(nodeAddr(next))
+					}
+				}
+				runWriterFlip(t, writers, dbURL, old, flip, c, next, db)
+			})
+		}
 	}
 }
 
 // runWriterFlip runs one writer-flip scenario: writers on dbURL, then old
-// is fenced, then after a gap flip() makes next the writer.
+// is fenced, then after a gap flip() makes next the writer. Times are
+// measured from when a fresh connection through dbURL first commits a
+// write on the new writer.
 func runWriterFlip(t *testing.T, writers int, dbURL string, old *pgtest.Server, flip func(), c *pgtest.Cluster, next *pgtest.Server, db string) {
 	t.Helper()
-	gap := 1500 * time.Millisecond
+	gap := 3 * time.Second // longer than a call's deadline plus a health check
 	after := 2 * time.Second
 	if longRun() {
 		gap, after = 5*time.Second, 10*time.Second
 	}
 	m, logs := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "2"),
-		WithHealthTimeout(500*time.Millisecond)) // as a load balancer's health probe would
+		WithHealthTimeout(time.Second)) // shorter than the gap, as a load balancer's probe would be
 	if err := m.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	load := startWriteLoad(m.Store(), writers, 500*time.Millisecond)
+	load := startWriteLoad(m.Store(), writers, 2*time.Second)
 	load.waitAcked(t, 200, time.Minute) // the pool holds a connection per writer
 	sampler := sampleHealth(m, 50*time.Millisecond)
 
@@ -124,7 +142,7 @@ func runWriterFlip(t *testing.T, writers int, dbURL string, old *pgtest.Server, 
 	c.WaitCaughtUp(t) // every write acknowledged by the old node is on the new one
 	flipping := time.Now()
 	flip()
-	promoted := time.Now()
+	promoted := firstWritable(t, dbURL)
 	time.Sleep(after)
 	samples := sampler.finish()
 	load.finish()

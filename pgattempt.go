@@ -159,9 +159,9 @@ func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind state
 }
 
 // endedByContext is the error of a call whose context ended while it ran
-// or waited: the context's error, wrapped in ErrUnavailable when the
-// deadline ran out while the database was not answering, and in
-// ErrOutcomeUnknown when a write had been sent.
+// or waited: the context's error, wrapped in ErrOutcomeUnknown when a
+// write had been sent, and in ErrUnavailable when the deadline ran out
+// before the statement could run (no connection in time, or retrying).
 func endedByContext(ctx context.Context, err, last error, v verdict, kind statementKind, acquireFailed bool) error {
 	ctxErr := ctx.Err()
 	var pg *pgconn.PgError
@@ -173,8 +173,8 @@ func endedByContext(ctx context.Context, err, last error, v verdict, kind statem
 		if last != nil {
 			return fmt.Errorf("%w: %w while retrying after: %w", ErrUnavailable, ctxErr, safeError(last))
 		}
-		if v == verdictAgain && acquireFailed {
-			return fmt.Errorf("%w: %w: %w", ErrUnavailable, ctxErr, safeError(err))
+		if v == verdictAgain {
+			return fmt.Errorf("%w: %w before the statement could run: %w", ErrUnavailable, ctxErr, safeError(err))
 		}
 	}
 	return ctxErr
