@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Multi-host connection strings, as pgx (and libpq) accept them:
@@ -221,6 +223,19 @@ func splitHostPortLists(hosts, ports string) ([]hostPort, error) {
 		out[i] = hp
 	}
 	return out, nil
+}
+
+// configAddr shows the hosts pgx tries for c, "h1:p1,h2:p2" (a host
+// listed twice in a row, for sslmode=prefer's TLS and plaintext
+// attempts, once).
+func configAddr(c *pgconn.Config) string {
+	hosts := []string{displayHostPort(c.Host, int(c.Port))}
+	for _, fb := range c.Fallbacks {
+		if s := displayHostPort(fb.Host, int(fb.Port)); s != hosts[len(hosts)-1] {
+			hosts = append(hosts, s)
+		}
+	}
+	return joinHosts(hosts)
 }
 
 // joinHosts shows a host list as "h1:p1,h2:p2".

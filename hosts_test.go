@@ -180,3 +180,13 @@ func FuzzDSNHosts(f *testing.F) {
 		}
 	})
 }
+
+func TestConfigAddrListsEveryHostOnce(t *testing.T) {
+	cc, err := pgconn.ParseConfig("postgres://u@hostA:5432,hostB:5433/db") // sslmode=prefer: two attempts per host
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := configAddr(cc); got != "hostA:5432,hostB:5433" {
+		t.Fatalf("configAddr = %q", got)
+	}
+}

@@ -384,7 +384,7 @@ func explainAcquire(ctx context.Context, pool *pgxpool.Pool, err error, waited t
 	if errors.As(err, &ce) {
 		target := ""
 		if ce.Config != nil {
-			target = displayHostPort(ce.Config.Host, int(ce.Config.Port))
+			target = configAddr(ce.Config)
 		}
 		return ClassifyConnectError(err, target)
 	}
