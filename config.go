@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrConfig is wrapped by every error that reports a misconfiguration: a
@@ -70,16 +72,17 @@ const (
 )
 
 // ExplicitSettings records which settings the environment set explicitly.
-// A pool_* (or connect_timeout) parameter in DATABASE_URL is honoured
-// unless the matching field here is true. A Config built in code has all
-// false, so parameters in its URL win over its pool fields; set the flag to
-// make the Config field win.
+// A pool_* (or connect_timeout, default_query_exec_mode) parameter in
+// DATABASE_URL is honoured unless the matching field here is true. A
+// Config built in code has all false, so parameters in its URL win over
+// its pool fields; set the flag to make the Config field win.
 type ExplicitSettings struct {
 	PoolSize       bool // DB_POOL_SIZE  (vs pool_max_conns in the URL, with MaxOverflow)
 	MaxOverflow    bool // DB_MAX_OVERFLOW (vs pool_max_conns)
 	PoolPrePing    bool // DB_POOL_PRE_PING (vs pool_ping_timeout)
 	PoolRecycle    bool // DB_POOL_RECYCLE (vs pool_max_conn_lifetime[_jitter])
 	ConnectTimeout bool // DB_CONNECT_TIMEOUT (vs connect_timeout)
+	QueryExecMode  bool // DB_QUERY_EXEC_MODE (vs default_query_exec_mode)
 }
 
 // Config is everything that decides where and how the library connects.
@@ -150,6 +153,13 @@ type Config struct {
 	// of waiting for its deadline. 0 leaves the kernel's default (about 15
 	// minutes; -1 in the variable).
 	TCPUserTimeout time.Duration
+	// QueryExecMode is DB_QUERY_EXEC_MODE: the pool's DefaultQueryExecMode,
+	// how pgx runs SQL on Manager.Pool() (the Store's own statements choose
+	// their mode themselves). The zero value keeps the connection string's
+	// default_query_exec_mode, else pgx's default, cache_statement. Behind
+	// a transaction pooler (PgBouncer in transaction mode, RDS Proxy) use
+	// pgx.QueryExecModeExec or pgx.QueryExecModeCacheDescribe.
+	QueryExecMode pgx.QueryExecMode
 
 	// Fallback is DB_FALLBACK (memory): what to do when the primary is
 	// unreachable at start-up.
@@ -303,6 +313,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
 	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
 
+	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
+		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
+			cfg.QueryExecMode, cfg.Explicit.QueryExecMode = mode, true
+		} else {
+			bad("DB_QUERY_EXEC_MODE", fmt.Sprintf("%q is not valid; want cache_statement, cache_describe, describe_exec, exec or simple_protocol", v))
+		}
+	}
+
 	if v := get("DB_FALLBACK"); v != "" {
 		switch Fallback(strings.ToLower(v)) {
 		case FallbackMemory:
@@ -390,6 +408,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("connect_timeout", c.ConnectTimeout),
 		slog.Duration("tcp_keepalive", c.TCPKeepAlive),
 		slog.Duration("tcp_user_timeout", c.TCPUserTimeout),
+		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
 	)
 }

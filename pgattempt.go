@@ -112,7 +112,7 @@ func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) 
 		return err, true
 	}
 	defer conn.Release()
-	return run(conn), false
+	return b.runOn(ctx, conn, run), false
 }
 
 // judgeAttempt decides whether a failed attempt may be tried again.

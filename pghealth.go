@@ -9,7 +9,8 @@ import (
 
 // healthStatement is the health check's one round trip: a statement of
 // the Store's own shape on the Store's table, sent the way the Store sends
-// its statements, that a read-only node refuses as it refuses a write.
+// its statements (the same exec mode, so it is as pooler-safe as they
+// are), that a read-only node refuses as it refuses a write.
 // SELECT ... FOR UPDATE is a write as far as PostgreSQL is concerned
 // (25006 on a standby or with default_transaction_read_only), but on a
 // key no record can have (the empty key) it locks nothing and writes no
@@ -26,7 +27,7 @@ func healthStatement(schema string) string {
 // check goes on to the writer if there is one.
 func (b *pgBackend) checkWritable(ctx context.Context) error {
 	return b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		_, err := conn.Exec(ctx, b.health, "", "")
+		_, err := conn.Exec(ctx, b.health, b.execMode(), "", "")
 		return err
 	})
 }
