@@ -29,6 +29,13 @@ import (
 //	connect_args timeout DB_CONNECT_TIMEOUT  ConnConfig.ConnectTimeout
 //	echo                SQL_ECHO             a pgx QueryTracer logging via slog
 //	(none)              DB_QUERY_EXEC_MODE   ConnConfig.DefaultQueryExecMode: SQL on Pool()
+//	(none)              DB_TCP_KEEPALIVE,    ConnConfig.DialFunc: keepalives and TCP_USER_TIMEOUT
+//	                    DB_TCP_USER_TIMEOUT  on every connection (dialer.go)
+//
+// and, unless target_session_attrs asks for another kind of node, the
+// pool follows the writer (writer.go): ValidateConnect refuses read-only
+// nodes, OnPgError, PrepareConn and AfterRelease drop connections found on
+// one, ShouldPing checks the connections that were idle then.
 //
 // pool_max_conns, pool_max_conn_lifetime, pool_max_conn_lifetime_jitter,
 // pool_ping_timeout, connect_timeout and default_query_exec_mode in the
@@ -69,8 +76,11 @@ func WithBeforeConnect(f func(context.Context, *pgx.ConnConfig) error) PoolOptio
 
 // NewPoolConfig maps cfg onto a *pgxpool.Config for target t: the TLS
 // policy (see tlsconfig.go), the pool settings in the table above, the
-// connect timeout and SQL_ECHO. It does not dial. Errors are redacted and
-// wrap ErrConfig.
+// connect timeout, the dialer's keepalives and SQL_ECHO; and, unless the
+// connection string's target_session_attrs asks for another kind of node,
+// a pool that connects only to a writable node and drops connections that
+// find themselves on a read-only one. It does not dial. Errors are
+// redacted and wrap ErrConfig.
 //
 // The result's ConnConfig.Tracer and AfterRelease implement the acquire
 // timeout and the overflow release; to add a tracer or hook, wrap the
