@@ -97,18 +97,7 @@ func TestDialerSetsKeepAliveAndUserTimeout(t *testing.T) {
 // TestPoolConnectionsCarryKeepAliveAndUserTimeout checks the options on a
 // connection the pool's config really opens to PostgreSQL.
 func TestPoolConnectionsCarryKeepAliveAndUserTimeout(t *testing.T) {
-	cfg, err := LoadConfig(envOf(map[string]string{"DATABASE_URL": pgtest.URL(t), "DB_TCP_USER_TIMEOUT": "3", "DB_TCP_KEEPALIVE": "4"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := ResolveTarget(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := NewPoolConfig(cfg, tg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := poolConfigFor(t, "DATABASE_URL", pgtest.URL(t), "DB_TCP_USER_TIMEOUT", "3", "DB_TCP_KEEPALIVE", "4")
 	conn, err := pgx.ConnectConfig(context.Background(), pc.ConnConfig)
 	if err != nil {
 		t.Fatal(safeError(err))

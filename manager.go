@@ -242,6 +242,13 @@ func (m *Manager) usePrimary(p *primary) bool {
 // with ErrClosed after Close. A call on PostgreSQL whose context has no
 // deadline gets one of DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT (35 s by
 // default), so that no call hangs on a network that drops packets.
+//
+// Through a failover, a call that certainly did not run (no connection, a
+// node that refused it as read-only) is tried again on the new writer for
+// up to DB_CONNECT_TIMEOUT, within its deadline, before it fails with
+// ErrUnavailable; a write sent before its connection was lost fails with
+// ErrOutcomeUnknown (which matches ErrUnavailable too): read the key
+// again to learn whether it applied.
 func (m *Manager) Store() Store { return &m.router }
 
 // Pool returns the PostgreSQL pool and true while the Store serves from

@@ -91,14 +91,8 @@ func (b *pgBackend) runStatement(ctx context.Context, kind statementKind, run fu
 		if !ok {
 			return pgError(context.Background(), err) // no time left to try again
 		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return endedByContext(ctx, err, last, verdictAgain, kind, true)
-			}
+		if wait > 0 && sleepCtx(ctx, wait) != nil {
+			return endedByContext(ctx, err, last, verdictAgain, kind, true)
 		}
 	}
 }

@@ -129,11 +129,7 @@ func reachWriter(ctx context.Context, pool *pgxpool.Pool, addr string) error {
 				return readOnly
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if sleepCtx(ctx, wait) != nil {
 			return readOnly
 		}
 		wait = min(2*wait, 500*time.Millisecond)

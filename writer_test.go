@@ -14,11 +14,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// poolFor opens a pool from NewPoolConfig for dbURL, as a caller's own
-// pool would be.
-func poolFor(t *testing.T, dbURL string, adjust func(*pgxpool.Config)) *pgxpool.Pool {
+// poolConfigFor is NewPoolConfig for the configuration the variables
+// give, as a caller's own pool would get it.
+func poolConfigFor(t *testing.T, vars ...string) *pgxpool.Config {
 	t.Helper()
-	cfg := envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "1")
+	cfg := envConfig(t, vars...)
 	tg, err := ResolveTarget(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +27,13 @@ func poolFor(t *testing.T, dbURL string, adjust func(*pgxpool.Config)) *pgxpool.
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pc
+}
+
+// poolFor opens a pool from NewPoolConfig for dbURL.
+func poolFor(t *testing.T, dbURL string, adjust func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
+	pc := poolConfigFor(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "1")
 	if adjust != nil {
 		adjust(pc)
 	}
