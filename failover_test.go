@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,6 +172,9 @@ func runWriterFlip(t *testing.T, writers int, dbURL string, old *pgtest.Server, 
 	if len(load.failures) > 0 && (lost != 1 || restored != 1) {
 		t.Errorf("one outage logged %d 'connection lost' and %d 'restored' lines; want 1 and 1; log:\n%s", lost, restored,
 			linesWith(logs, "connection lost", "restored", "read-only node", "Database health"))
+	}
+	if l := linesWith(logs, "connection lost"); strings.Contains(l, `put "w`) {
+		t.Errorf("the 'connection lost' line names a key: %s", l)
 	}
 	if n := countLines(logs, "found on a read-only node"); n != 1 {
 		t.Errorf("%d 'found on a read-only node' lines; want 1", n)

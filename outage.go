@@ -19,6 +19,17 @@ type outage struct {
 	readOnly bool
 }
 
+// withoutCall returns the cause of a Store error without the call's
+// description (operation, collection, key): a log line about the
+// connection names no key.
+func withoutCall(err error) error {
+	var oe *OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
 // observePrimary hears the outcome of every call on the running primary:
 // epoch is the router's outage epoch when the call started (a call that
 // started before the last outage ended belongs to it, and its late
@@ -59,5 +70,5 @@ func (m *Manager) observePrimary(epoch uint64, write bool, err error) {
 	m.primaryDown.Store(true)
 	m.outage.readOnly = isReadOnlyError(err)
 	m.log.Error("Primary database connection lost; calls fail with ErrUnavailable until it returns",
-		slog.String("reason", errorText(err)))
+		slog.String("reason", errorText(withoutCall(err))))
 }

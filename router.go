@@ -83,8 +83,9 @@ func (r *routingStore) begin(ctx context.Context, write bool) call {
 // out, the error says so and wraps ErrUnavailable: the primary did not
 // answer within DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT.
 func (c call) end(err error) error {
+	bounded := c.ctx != c.caller && errors.Is(c.ctx.Err(), context.DeadlineExceeded) && c.caller.Err() == nil
 	c.cancel()
-	if err != nil && c.ctx != c.caller && c.caller.Err() == nil && c.ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+	if err != nil && bounded && !errors.Is(err, ErrUnavailable) {
 		err = withCause(err, func(cause error) error {
 			return fmt.Errorf("%w: no answer within %s (DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT): %w", ErrUnavailable, c.r.callTimeout, cause)
 		})

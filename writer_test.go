@@ -151,3 +151,27 @@ func TestNewConnectionsResolveTheHostAgain(t *testing.T) {
 		t.Fatalf("%d lookups for 3 new connections; want one each", n)
 	}
 }
+
+// TestRouterBoundOnlyRelabelsItsOwnDeadline: a call without a deadline
+// that fails for another reason keeps its error; only the router's own
+// bound running out turns into ErrUnavailable.
+func TestRouterBoundOnlyRelabelsItsOwnDeadline(t *testing.T) {
+	r := &routingStore{callTimeout: time.Hour}
+	r.switchTo(closedStore, true)            // any backend, taken as the primary
+	c := r.begin(context.Background(), true) // no deadline: bounded
+	err := c.end(opError("put", "c", "k", ErrConflict))
+	if errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrConflict) {
+		t.Fatalf("a conflict on a bounded call became %v", err)
+	}
+	r.callTimeout = time.Millisecond
+	c = r.begin(context.Background(), true)
+	time.Sleep(5 * time.Millisecond)
+	err = c.end(opError("put", "c", "k", context.DeadlineExceeded))
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the router's bound running out = %v; want ErrUnavailable and the deadline", err)
+	}
+	var oe *OpError
+	if !errors.As(err, &oe) || oe.Key != "k" {
+		t.Fatalf("the error lost its *OpError: %T", err)
+	}
+}
