@@ -15,7 +15,7 @@ import (
 const (
 	StatusHealthy   = "healthy"   // on the primary and it answers, or memory chosen on purpose
 	StatusDegraded  = "degraded"  // serving from memory because the primary is missing or down
-	StatusUnhealthy = "unhealthy" // the primary is configured and failing, or the Manager is closed
+	StatusUnhealthy = "unhealthy" // the primary is configured and its writes fail (down, read-only, silent), or the Manager is closed
 )
 
 // Health is the state of the Manager's database, as Manager.Health finds
@@ -41,10 +41,13 @@ func (h Health) MarshalJSON() ([]byte, error) {
 	}{plain(h), float64(h.Latency.Microseconds()) / 1000})
 }
 
-// Health reports the database's state. On PostgreSQL it pings, bounded by
-// the health timeout (WithHealthTimeout, default 2 s) and ctx. A change of
-// status is logged once, in the seed's words ("Database health: healthy -
-// Primary database connection is healthy").
+// Health reports the database's state. On PostgreSQL it checks that the
+// Store's writes can succeed: one round trip of a statement of the Store's
+// shape on its table that a read-only node refuses like a write (so it is
+// never "healthy" on a standby, a fenced writer or with no writer at
+// all), bounded by the health timeout (WithHealthTimeout, default 2 s) and
+// ctx. A change of status is logged once, in the seed's words ("Database
+// health: healthy - Primary database connection is healthy").
 func (m *Manager) Health(ctx context.Context) Health {
 	m.mu.Lock()
 	md, p, reason := m.mode, m.primary, m.fallbackReason
