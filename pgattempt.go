@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 )
 
 // How the PostgreSQL store runs a statement through a failover: an attempt
@@ -111,8 +112,8 @@ func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) 
 
 // judgeAttempt decides whether a failed attempt may be tried again.
 func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind statementKind) verdict {
-	if kind == stmtOnce || errors.Is(err, ErrConfig) {
-		return verdictFinal
+	if kind == stmtOnce || errors.Is(err, ErrConfig) || errors.Is(err, puddle.ErrClosedPool) {
+		return verdictFinal // nothing to wait for: a misconfiguration, a pool closed under the call
 	}
 	if acquireFailed {
 		var exhausted *PoolExhaustedError

@@ -175,3 +175,19 @@ func TestRouterBoundOnlyRelabelsItsOwnDeadline(t *testing.T) {
 		t.Fatalf("the error lost its *OpError: %T", err)
 	}
 }
+
+// TestClosedPoolIsNotWaitedFor: a call racing the pool's Close fails at
+// once; there is no writer to wait for.
+func TestClosedPoolIsNotWaitedFor(t *testing.T) {
+	pool := newTestPool(t)
+	s, err := NewPGStore(context.Background(), pool, withRetryBudget(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	start := time.Now()
+	_, err = s.Put(context.Background(), "c", "k", []byte(`1`))
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("a Put on a closed pool = %v after %s; want an error at once", err, time.Since(start))
+	}
+}
