@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -28,9 +29,10 @@ type PGStore struct {
 type PGOption func(*pgOptions)
 
 type pgOptions struct {
-	schema  string
-	acquire func(context.Context) (*pgxpool.Conn, error)
-	reads   *replicaSet
+	schema      string
+	acquire     func(context.Context) (*pgxpool.Conn, error)
+	retryBudget time.Duration
+	reads       *replicaSet
 }
 
 // WithSchema puts the store's table in the named schema instead of
@@ -56,6 +58,14 @@ func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption 
 // answer consistently, and learn each write's WAL position (replica_*.go).
 func withReplicas(rs *replicaSet) PGOption {
 	return func(o *pgOptions) { o.reads = rs }
+}
+
+// withRetryBudget lets a statement that certainly did not run (no
+// connection, a read-only node, a server shutting down) be tried again,
+// with a short backoff, for up to d after the call started (within its
+// deadline). 0, the default, tries such a statement once more at once.
+func withRetryBudget(d time.Duration) PGOption {
+	return func(o *pgOptions) { o.retryBudget = d }
 }
 
 // NewPGStore creates the schema and table if they are missing (safe when
@@ -105,9 +115,11 @@ func (s *PGStore) Schema() string { return s.pg.schema }
 
 // pgBackend is the storage half of PGStore.
 type pgBackend struct {
-	schema  string
-	acquire func(context.Context) (*pgxpool.Conn, error)
-	sql     pgStatements
+	schema      string
+	acquire     func(context.Context) (*pgxpool.Conn, error)
+	retryBudget time.Duration // see withRetryBudget
+	sql         pgStatements
+	health      string // see healthStatement
 	// mode is the pgx.QueryExecMode passed as the first argument of every
 	// statement, whatever the pool's DefaultQueryExecMode (pgexecmode.go).
 	mode atomic.Int32
@@ -117,7 +129,8 @@ type pgBackend struct {
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
-	b := &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema), reads: o.reads}
+	b := &pgBackend{schema: o.schema, acquire: o.acquire, retryBudget: o.retryBudget, sql: newPGStatements(o.schema),
+		health: healthStatement(o.schema), reads: o.reads}
 	b.mode.Store(int32(directExecMode))
 	return b
 }
@@ -166,7 +179,7 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 		sql, args = b.sql.update, append(args, cond.ifVersion)
 	}
 	r := Record{Collection: collection, Key: key, Value: value}
-	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
 		if b.reads != nil {
 			_, err := b.writeTracked(ctx, conn, sql, args, scanOneRow(&r.Version, &r.CreatedAt, &r.UpdatedAt))
@@ -188,7 +201,7 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 		sql, args = b.sql.deleteVersion, append(args, cond.ifVersion)
 	}
 	var deleted int64
-	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
 		exec := conn.Exec
 		if b.reads != nil {
@@ -257,34 +270,6 @@ func scanRecords(collection string, records *[]Record) func(pgx.Rows) error {
 		}
 		return rows.Err()
 	}
-}
-
-// withConn runs one statement on a connection of its own and maps the
-// error. If retry is set and the first attempt certainly sent nothing (the
-// acquire failed, or pgconn says SafeToRetry), it tries once more on a
-// fresh connection; a statement that may have run is never repeated.
-func (b *pgBackend) withConn(ctx context.Context, retry bool, run func(*pgxpool.Conn) error) error {
-	for attempt := 0; ; attempt++ {
-		err, acquireFailed := b.attempt(ctx, run)
-		if err == nil || errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if !retry || attempt > 0 || !retryable(ctx, err, acquireFailed) {
-			return pgError(ctx, err)
-		}
-	}
-}
-
-// attempt acquires a connection, runs one statement on it and releases it.
-// A connection the statement broke is closed by pgx and dropped from the
-// pool on release.
-func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) (err error, acquireFailed bool) {
-	conn, err := b.acquire(ctx)
-	if err != nil {
-		return err, true
-	}
-	defer conn.Release()
-	return b.runOn(ctx, conn, run), false
 }
 
 // runOn runs one statement on conn. If the server refused it because a

@@ -116,9 +116,9 @@ func checkReadURL(raw string) error {
 // parseReadHosts parses AWS_DB_READ_HOST: a comma-separated list of
 // host[:port] ([v6]:port for IPv6 with a port). Its errors say what is
 // wrong without quoting the value.
-func parseReadHosts(v string) ([]readAddr, error) {
-	var out []readAddr
-	seen := map[readAddr]bool{}
+func parseReadHosts(v string) ([]hostPort, error) {
+	var out []hostPort
+	seen := map[hostPort]bool{}
 	for i, elem := range splitList(v) {
 		n := i + 1
 		if elem == "" {
@@ -137,12 +137,12 @@ func parseReadHosts(v string) ([]readAddr, error) {
 	return out, nil
 }
 
-func parseReadHost(elem string) (readAddr, error) {
+func parseReadHost(elem string) (hostPort, error) {
 	if strings.ContainsAny(elem, "/?#@ \t\\'\"") {
-		return readAddr{}, errors.New("want a host name or IP address with an optional :port (no scheme, path, user or spaces)")
+		return hostPort{}, errors.New("want a host name or IP address with an optional :port (no scheme, path, user or spaces)")
 	}
 	if ip := net.ParseIP(elem); ip != nil && strings.Contains(elem, ":") {
-		return readAddr{host: elem}, nil // a bare IPv6 address, no port
+		return hostPort{host: elem}, nil // a bare IPv6 address, no port
 	}
 	host, portText := elem, ""
 	if strings.HasPrefix(elem, "[") || strings.Contains(elem, ":") {
@@ -152,20 +152,20 @@ func parseReadHost(elem string) (readAddr, error) {
 			host, err = elem[1:len(elem)-1], nil
 		}
 		if err != nil {
-			return readAddr{}, errors.New("want host:port, or [IPv6]:port for an IPv6 address with a port")
+			return hostPort{}, errors.New("want host:port, or [IPv6]:port for an IPv6 address with a port")
 		}
 		if strings.HasPrefix(elem, "[") && net.ParseIP(host) == nil {
-			return readAddr{}, errors.New("only an IPv6 address goes in brackets")
+			return hostPort{}, errors.New("only an IPv6 address goes in brackets")
 		}
 	}
 	if host == "" {
-		return readAddr{}, errors.New("no host name")
+		return hostPort{}, errors.New("no host name")
 	}
-	h := readAddr{host: host}
+	h := hostPort{host: host}
 	if portText != "" || strings.HasSuffix(elem, ":") {
 		p, err := strconv.Atoi(portText)
 		if err != nil || p < 1 || p > 65535 {
-			return readAddr{}, errors.New("the port is not a number from 1 to 65535")
+			return hostPort{}, errors.New("the port is not a number from 1 to 65535")
 		}
 		h.port = p
 	}
@@ -203,7 +203,7 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 	if params["hostaddr"] != "" {
 		return nil, &ConfigError{Var: "connection string", Problem: "the writer's connection string sets hostaddr, which would send the read replicas' connections to the writer; use host"}
 	}
-	var hosts []readAddr
+	var hosts []hostPort
 	var own connSettings // what DATABASE_READ_URL names itself
 	if cfg.ReadURL.IsSet() {
 		dsn, err := ParseDatabaseURL(cfg.ReadURL.Reveal())
@@ -236,7 +236,7 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 			return nil, &ConfigError{Var: "connection string", Problem: "cannot set a read replica's host in the writer's connection string"}
 		}
 		t := Target{Source: writer.Source, DSN: NewSecret(dsn), Redacted: Redact(dsn),
-			Host: h.host, Port: h.port, Database: writer.Database, User: writer.User}
+			Host: h.host, Port: h.port, Hosts: []string{h.String()}, Database: writer.Database, User: writer.User}
 		if v, ok := own.lookup("dbname"); ok {
 			t.Database = v
 		}
@@ -254,32 +254,33 @@ func writerPort(writer Target) int {
 	if writer.Port != 0 {
 		return writer.Port
 	}
-	if s, err := parseConnSettings(writer.DSN.Reveal()); err == nil && len(s.hosts) > 0 && s.hosts[0].port != 0 {
-		return s.hosts[0].port
+	if hosts, err := dsnHosts(writer.DSN.Reveal()); err == nil && len(hosts) > 0 && hosts[0].port != 0 {
+		return hosts[0].port
 	}
 	return DefaultDBPort
 }
 
-// connSettings is a connection string as libpq keywords: its hosts (with
-// ports), and every other setting (user, password, dbname and the
-// parameters) in order. It converts a URL into key=value form, which pgx
-// reads the same way.
+// connSettings is what a connection string names: its hosts, each with
+// its port (dsnHosts), and every other setting (user, password, dbname
+// and the parameters), in order, as libpq keywords.
 type connSettings struct {
-	hosts []readAddr
+	hosts []hostPort
 	pairs []kvPair // everything but host and port
 }
 
-// parseConnSettings reads a URL (as ParseDatabaseURL returns it: a
-// postgres:// scheme, possibly several hosts) or a key=value string.
+// parseConnSettings reads a URL (postgres://, possibly several hosts) or
+// a key=value string.
 func parseConnSettings(dsn string) (connSettings, error) {
 	var s connSettings
-	var hostList, portList string
+	hosts, err := dsnHosts(dsn)
+	if err != nil {
+		return s, err
+	}
 	if isURLForm(dsn) {
-		u, hl, err := splitURLHosts(dsn)
+		u, err := parsePGURL(dsn)
 		if err != nil {
 			return s, err
 		}
-		hostList = hl
 		if u.User != nil {
 			s.pairs = append(s.pairs, kvPair{key: "user", value: u.User.Username()})
 			if pw, ok := u.User.Password(); ok {
@@ -289,134 +290,31 @@ func parseConnSettings(dsn string) (connSettings, error) {
 		if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 			s.pairs = append(s.pairs, kvPair{key: "dbname", value: db})
 		}
-		for pair := range strings.SplitSeq(u.RawQuery, "&") {
-			if pair == "" {
-				continue
-			}
-			k, v, _ := strings.Cut(pair, "=")
-			k, err1 := url.PathUnescape(k)
-			v, err2 := url.PathUnescape(v)
-			if err1 != nil || err2 != nil {
-				return s, errDSNSyntax
-			}
-			s.pairs = append(s.pairs, kvPair{key: k, value: v})
-		}
-		// Hosts and ports in the query replace the authority's, as in pgx.
-		var ports []string
-		for _, h := range strings.Split(hostList, ",") {
-			_, p, err := net.SplitHostPort(h)
-			if err != nil {
-				p = ""
-			}
-			ports = append(ports, p)
-		}
-		portList = strings.Join(ports, ",")
-		hostList = stripPorts(hostList)
-	} else {
-		pairs, err := parseKV(dsn)
+		q, err := u.query()
 		if err != nil {
 			return s, err
 		}
-		s.pairs = pairs
-	}
-	if v, ok := s.lookup("host"); ok {
-		hostList = v
-	}
-	if v, ok := s.lookup("port"); ok {
-		portList = v
+		for _, k := range sortedKeys(lastValues(q)) {
+			s.pairs = append(s.pairs, kvPair{key: k, value: q.Get(k)})
+		}
+	} else if s.pairs, err = parseKV(dsn); err != nil {
+		return s, err
 	}
 	s.drop("host", "port")
-	if strings.TrimSpace(hostList) == "" && strings.TrimSpace(portList) == "" {
-		return s, nil
-	}
-	hosts, err := pairHostsPorts(hostList, portList)
-	if err != nil {
-		return s, err
+	if len(hosts) == 1 && hosts[0] == (hostPort{}) {
+		return s, nil // no host named at all
 	}
 	s.hosts = hosts
 	return s, nil
 }
 
-// splitURLHosts parses a URL whose authority may list several hosts: it
-// returns the URL with the host list replaced by a placeholder, and the
-// list as written ("h1:5432,[::1]:5433").
-func splitURLHosts(dsn string) (*url.URL, string, error) {
-	i := strings.Index(dsn, "://")
-	rest := dsn[i+3:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
+// lastValues keeps the last value of each key, as pgx does.
+func lastValues(q url.Values) map[string]string {
+	m := make(map[string]string, len(q))
+	for k, vs := range q {
+		m[k] = vs[len(vs)-1]
 	}
-	authority := rest[:end]
-	at := strings.LastIndex(authority, "@") + 1
-	hostList := authority[at:]
-	u, err := url.Parse(dsn[:i+3] + authority[:at] + "replica-host.invalid" + rest[end:])
-	if err != nil {
-		return nil, "", err
-	}
-	for _, h := range strings.Split(hostList, ",") {
-		if h == "" {
-			continue
-		}
-		if _, err := url.Parse("postgres://" + h); err != nil {
-			return nil, "", errDSNSyntax
-		}
-	}
-	return u, hostList, nil
-}
-
-// stripPorts turns "h1:5432,[::1]:5433,h3" into "h1,::1,h3".
-func stripPorts(list string) string {
-	parts := strings.Split(list, ",")
-	for i, h := range parts {
-		if host, _, err := net.SplitHostPort(h); err == nil {
-			parts[i] = host
-		} else {
-			parts[i] = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-		}
-		if u, err := url.PathUnescape(parts[i]); err == nil {
-			parts[i] = u
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-// readAddr is one replica host and its port (0: unknown, or the writer's
-// in AWS_DB_READ_HOST).
-type readAddr struct {
-	host string
-	port int
-}
-
-// String is "host:port" ("[::1]:5432" for IPv6).
-func (h readAddr) String() string { return displayHostPort(h.host, h.port) }
-
-// pairHostsPorts pairs a host list with its port list as pgx does: one
-// port applies to every host, otherwise one port per host; a missing port
-// is 5432.
-func pairHostsPorts(hosts, ports string) ([]readAddr, error) {
-	hs := strings.Split(hosts, ",")
-	ps := strings.Split(ports, ",")
-	if len(ps) > 1 && len(ps) != len(hs) {
-		return nil, errDSNSyntax
-	}
-	out := make([]readAddr, len(hs))
-	for i, h := range hs {
-		p := ps[0]
-		if len(ps) > 1 {
-			p = ps[i]
-		}
-		hp := readAddr{host: strings.TrimSpace(h), port: DefaultDBPort}
-		if p = strings.TrimSpace(p); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil || n < 1 || n > 65535 {
-				return nil, errDSNSyntax
-			}
-			hp.port = n
-		}
-		out[i] = hp
-	}
-	return out, nil
+	return m
 }
 
 func (s *connSettings) lookup(key string) (string, bool) {

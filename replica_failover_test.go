@@ -2,40 +2,21 @@ package dbmanager
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gatewaykit/dbmanager/internal/pgtest"
-	"github.com/jackc/pgx/v5"
 )
-
-// writerDSN is a key=value DSN naming every node of c, asking for the
-// read-write one.
-func writerDSN(c *pgtest.Cluster, db string) string {
-	hosts, ports := make([]string, 0, 3), make([]string, 0, 3)
-	for _, n := range c.Nodes() {
-		hosts = append(hosts, n.Host())
-		ports = append(ports, fmt.Sprint(n.Port()))
-	}
-	u, err := pgx.ParseConfig(c.NodeURL(c.Primary(), db))
-	if err != nil {
-		panic(err)
-	}
-	return fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable target_session_attrs=read-write",
-		strings.Join(hosts, ","), strings.Join(ports, ","), u.User, quoteKV(u.Password), db)
-}
 
 // TestReplicaFailover: the writer dies and a replica is promoted. The
 // promoted node leaves the read rotation (it is the writer now), the
-// Manager writes to it, and reads see those writes.
+// Manager writes to it (its multi-host DATABASE_URL follows the writer),
+// and reads see those writes.
 func TestReplicaFailover(t *testing.T) {
 	c := newReplicaCluster(t)
 	db := c.Database(t)
 	old, promoted, other := c.Nodes()[0], c.Nodes()[1], c.Nodes()[2]
 	m, logs := newReplicaManager(t, []string{
-		"DATABASE_URL", writerDSN(c, db),
+		"DATABASE_URL", c.MultiHostURL(db), // every node; the pool follows the writer
 		"DATABASE_READ_URL", c.MultiHostURL(db, promoted, other),
 		"DB_CONNECT_TIMEOUT", "3",
 	})

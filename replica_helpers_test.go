@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -88,8 +87,6 @@ func replicaState(m *Manager, addr string) (state, reason string) {
 	}
 	return "", ""
 }
-
-func nodeAddr(s *pgtest.Server) string { return s.Host() + ":" + strconv.Itoa(s.Port()) }
 
 // recordsScans returns how many scans of the store's records table node
 // s has counted (pg_stat_user_tables: index and sequential scans), in

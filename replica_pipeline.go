@@ -34,6 +34,10 @@ type pipeStmt struct {
 	// err is the statement's own error: the server's (a *PgError), or
 	// scan's. The statements after it still ran.
 	err error
+	// done is set once the statement's outcome was read to its end (its
+	// Sync included, with a Sync after each statement): a pipeline that
+	// broke later leaves it known.
+	done bool
 }
 
 // runPipeline sends every statement, each followed by a Sync, in one
@@ -176,6 +180,9 @@ func sendPipeline(ctx context.Context, conn *pgx.Conn, named, syncEach bool, stm
 				err = fmt.Errorf("dbmanager: pipeline: unexpected %T, want the Sync", res)
 			}
 			return err
+		}
+		if syncEach {
+			s.done = true
 		}
 	}
 	return p.Close()

@@ -30,7 +30,12 @@ func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql st
 	var lsn *int64
 	pos := &pipeStmt{sql: sqlWriterPosition, scan: scanOneRow(&lsn)}
 	if err := runPipeline(ctx, conn.Conn(), named, write, pos); err != nil {
-		if !pgconn.SafeToRetry(err) {
+		switch {
+		case write.done:
+			// The write's outcome came back; only its position was lost.
+			b.reads.pos.markUnknown()
+			return write.tag, write.err
+		case !pgconn.SafeToRetry(err):
 			b.reads.pos.markUnknown()
 		}
 		return write.tag, err
