@@ -16,6 +16,12 @@ import (
 //
 //	go test -run '^$' -bench 'Replica' -count 3 ./
 
+// benchPoolSize is every pool's size in the replica benchmarks: as many
+// connections as goroutines, so that no pool opens connections during the
+// rounds (the overflow release would close and reopen them, each with a
+// SCRAM login that costs more CPU than many reads).
+const benchPoolSize = "16"
+
 // benchReplicaManagers returns a Manager on the writer only and one with
 // both standbys as read replicas, on one database holding the bench keys,
 // with every replica caught up and in rotation.
@@ -35,8 +41,9 @@ func benchReplicaManagers(b *testing.B) (writerOnly, withReplicas *Manager, keys
 		}
 		return m
 	}
-	writerOnly = open("DATABASE_URL", c.NodeURL(c.Primary(), db))
-	withReplicas = open("DATABASE_URL", c.NodeURL(c.Primary(), db), "DATABASE_READ_URL", c.MultiHostURL(db, c.Standbys()...))
+	pool := []string{"DB_POOL_SIZE", benchPoolSize, "DB_MAX_OVERFLOW", "0"}
+	writerOnly = open(append(pool, "DATABASE_URL", c.NodeURL(c.Primary(), db))...)
+	withReplicas = open(append(pool, "DATABASE_URL", c.NodeURL(c.Primary(), db), "DATABASE_READ_URL", c.MultiHostURL(db, c.Standbys()...))...)
 	keys = benchKeyNames(benchKeys)
 	for _, k := range keys {
 		if _, err := writerOnly.Store().Put(context.Background(), "bench", k, benchValue); err != nil {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 type readFromWriterKey struct{}
@@ -101,7 +103,8 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 		if !named { // a pooler or proxy: check and read in one transaction, never skip the check
 			err = runReadTransaction(actx, conn.Conn(), check, stmt)
 		} else if seen, ok := r.replayedOn.Load(pc); ok && seen.(uint64) >= lsn {
-			err = runPipeline(actx, conn.Conn(), named, stmt)
+			// Checked already: the read alone, as the writer runs it.
+			err = queryDirect(actx, conn, stmt)
 			v := int64(seen.(uint64))
 			replay = &v
 		} else {
@@ -134,6 +137,27 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	}
 	rs.writerReads.Add(1)
 	return false, nil
+}
+
+// queryDirect runs stmt as a single statement in the store's direct exec
+// mode (a prepared statement from the connection's cache), as the writer
+// runs its reads: the error is the connection's, stmt.err the
+// statement's.
+func queryDirect(ctx context.Context, conn *pgxpool.Conn, stmt *pipeStmt) error {
+	rows, err := conn.Query(ctx, stmt.sql, append([]any{directExecMode}, stmt.args...)...)
+	if err != nil {
+		return err
+	}
+	stmt.err = stmt.scan(rows)
+	rows.Close()
+	if stmt.err == nil {
+		stmt.err = rows.Err()
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(stmt.err, &pgErr) || stmt.err == nil || errors.Is(stmt.err, pgx.ErrNoRows) {
+		return nil
+	}
+	return stmt.err // the connection broke while reading
 }
 
 // attemptContext bounds a read on a replica so that, if it hangs, the
