@@ -158,6 +158,9 @@ func parseInt8Text(v []byte) (*int64, error) {
 // how many checks in a row failed.
 func (rs *replicaSet) apply(r *replica, res checkResult, failures int) {
 	if res.err != nil {
+		// What it had replayed is no longer known: a standby that restarts
+		// may open at an earlier point (its minimum recovery point).
+		r.sawReplay(0)
 		if failures >= replicaFailuresOut {
 			rs.setOut(r, outUnreachable, "failing checks: "+errorText(res.err), 0)
 		}
