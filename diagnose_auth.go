@@ -148,10 +148,10 @@ func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took
 			"set AWS_REQUIRE_SSL=true (with AWS_SSLROOTCERT naming the CA bundle; RDS with rds.force_ssl=1 requires TLS)"
 	case strings.Contains(lower, "no pg_hba.conf entry"):
 		return "the server's pg_hba.conf has no line for this client, user and database: " + msg,
-			"add a host (or hostssl) line for this client's address, user "+user+" and database "+db+" to pg_hba.conf and reload; on RDS pg_hba is managed, so check the user and database names"
+			"add a host (or hostssl) line for this client's address, user " + user + " and database " + db + " to pg_hba.conf and reload; on RDS pg_hba is managed, so check the user and database names"
 	case strings.Contains(lower, "pg_hba.conf rejects"):
 		return "a pg_hba.conf line rejects this client: " + msg,
-			"change the reject line of pg_hba.conf that matches this client's address, user "+user+" and database "+db
+			"change the reject line of pg_hba.conf that matches this client's address, user " + user + " and database " + db
 	case pg.Code == "28000" && strings.Contains(lower, "does not exist"):
 		return "no such user: " + msg, "check the user name (AWS_DB_USER, the URL's user or the secret's username), or CREATE ROLE " + quoteIdent(user) + " LOGIN"
 	case pg.Code == "28000" && strings.Contains(lower, "not permitted to log in"):

@@ -28,8 +28,8 @@ type secretRecorder struct {
 	mu      sync.Mutex
 	fetched bool // a value was read (it may still be malformed)
 	took    time.Duration
-	fields []string // key names of the secret's JSON object; nil if not an object
-	values []string // every value that may be secret
+	fields  []string // key names of the secret's JSON object; nil if not an object
+	values  []string // every value that may be secret
 }
 
 func (r *secretRecorder) SecretString(ctx context.Context, id string) (string, error) {
