@@ -107,8 +107,12 @@ func (d *diagnosis) loginMethod(cc *pgx.ConnConfig) string {
 	return "no password (trust, peer or certificate authentication)"
 }
 
-// The fix for a writer that does not accept writes.
-const fixReadOnlyWriter = "point the writer at the primary: for RDS and Aurora the cluster (writer) endpoint, not a reader or an instance endpoint of a replica; after a failover DNS may still name the old primary for a few seconds. If the node is the primary, default_transaction_read_only is on for it, the database or the role: turn it off (on RDS, in the parameter group)"
+// The fixes for a writer that does not accept writes: a standby, or a
+// primary made read-only.
+const (
+	fixReadOnlyWriter = "point the writer at the primary: for RDS and Aurora the cluster (writer) endpoint, not a reader or an instance endpoint of a replica; after a failover DNS may still name the old primary for a few seconds"
+	fixFencedWriter   = "this primary has default_transaction_read_only on (for the server, the database or the user): turn it off (ALTER SYSTEM, ALTER DATABASE or ALTER ROLE ... SET default_transaction_read_only = off; on RDS, the parameter group); if it was fenced on purpose during a failover, point the writer at the new primary (RDS: the cluster writer endpoint)"
+)
 
 // explainLogin says why a login failed and how to fix it.
 func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took time.Duration) (detail, fix string) {

@@ -22,6 +22,14 @@ import (
 // netAddr is one address pgconn would dial.
 type netAddr struct{ network, address string }
 
+// host is the address without the port (the step's target has it).
+func (a netAddr) host() string {
+	if h, _, err := net.SplitHostPort(a.address); err == nil {
+		return h
+	}
+	return a.address
+}
+
 // checkDNS is the dns step: every address of the endpoint's host.
 func (d *diagnosis) checkDNS(ctx context.Context, s *Step, cc *pgx.ConnConfig, ep endpoint) []netAddr {
 	if ep.unixSocket() {
@@ -93,14 +101,14 @@ func (d *diagnosis) checkTCP(ctx context.Context, s *Step, cc *pgx.ConnConfig, a
 			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				err = ctx.Err()
 			}
-			lines = append(lines, fmt.Sprintf("%s %s after %s", a.address, tcpFailure(err), ms(took)))
+			lines = append(lines, fmt.Sprintf("%s %s after %s", a.host(), tcpFailure(err), ms(took)))
 			if firstErr == nil {
 				firstErr, failedAddr = err, a.address
 			}
 			continue
 		}
 		_ = conn.Close()
-		lines = append(lines, fmt.Sprintf("%s connected in %s", a.address, ms(took)))
+		lines = append(lines, fmt.Sprintf("%s connected in %s", a.host(), ms(took)))
 		if reached.address == "" {
 			reached = a
 		}

@@ -98,7 +98,11 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 	connFix := "lower DB_POOL_SIZE + DB_MAX_OVERFLOW (every process of the service opens its own pool), raise max_connections (RDS: the parameter group; its default follows the instance's memory), or put a pooler in front"
 	switch {
 	case t.role == roleWriter && res.readOnly && res.poolUses:
-		s.fail(detail+"; the writer is expected here, and every write would fail (SQLSTATE 25006)", fixReadOnlyWriter)
+		fix := fixReadOnlyWriter
+		if !in.inRecovery {
+			fix = fixFencedWriter
+		}
+		s.fail(detail+"; the writer is expected here, and every write would fail (SQLSTATE 25006)", fix)
 	case pooled && badBehindPooler(t.pool.ConnConfig.DefaultQueryExecMode):
 		s.warn(detail+"; pgx's query exec mode here is "+t.pool.ConnConfig.DefaultQueryExecMode.String()+", which fails behind transaction pooling (42P05 prepared statement already exists, 26000, 08P01)",
 			"for your own SQL on Pool(), set "+execModeSetting)

@@ -108,7 +108,11 @@ func (d *diagnosis) checkStore(ctx context.Context, s *Step) {
 			"as the database owner: "+strings.Join(grants, " ")+" (or give the schema to the user: ALTER SCHEMA "+qs+" OWNER TO "+quoteIdent(p.user)+")")
 		return
 	}
-	parts = append(parts, "user "+p.user+" has every privilege the Store needs (CREATE on the database and schema, read and write on its tables)")
+	if p.schema {
+		parts = append(parts, "user "+p.user+" has every privilege the Store needs (CREATE on the database and the schema, read and write on its tables)")
+	} else {
+		parts = append(parts, "user "+p.user+" may create it (CREATE on database "+p.database+")")
+	}
 	switch {
 	case layoutErr != nil:
 		s.fail(strings.Join(parts, "; ")+"; cannot read the layout version: "+errorText(layoutErr), "check the schema_version table of schema "+qs)

@@ -38,6 +38,12 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, cc *pgx.ConnConfig, e
 		return
 	}
 	tc := ep.tlsConfig()
+	if tc == nil {
+		// pgx sends no TLS request with sslmode=disable: neither does this.
+		s.warn("TLS is not used (sslmode=disable): the password and the data cross the network in plaintext",
+			"remove sslmode=disable and set AWS_REQUIRE_SSL=true (verify-full)")
+		return
+	}
 	conn, err := cc.DialFunc(ctx, at.network, at.address)
 	if err != nil {
 		s.fail("cannot connect again to "+at.address+": "+tcpFailure(err), tcpFix(err, at.address))
@@ -57,18 +63,13 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, cc *pgx.ConnConfig, e
 		switch answer {
 		case 'S':
 		case 'N':
-			d.explainNoTLS(s, ep, tc)
+			d.explainNoTLS(s, ep)
 			return
 		default:
 			s.fail(fmt.Sprintf("%s answered %q to the TLS request: it does not speak the PostgreSQL protocol", at.address, answer),
 				"check the host and port: something other than PostgreSQL listens there")
 			return
 		}
-	}
-	if tc == nil {
-		s.warn("the server offers TLS, but sslmode=disable does not use it: the password and the data cross the network in plaintext",
-			"remove sslmode=disable and set AWS_REQUIRE_SSL=true (verify-full)")
-		return
 	}
 	hs := tc.Clone()
 	var raw [][]byte // the chain, seen by pgx's own verify-ca callback
@@ -112,11 +113,9 @@ func (d *diagnosis) explainNoAnswer(s *Step, err error, address string, took tim
 }
 
 // explainNoTLS handles a server that does not offer TLS.
-func (d *diagnosis) explainNoTLS(s *Step, ep endpoint, tc *tls.Config) {
+func (d *diagnosis) explainNoTLS(s *Step, ep endpoint) {
 	fix := "turn TLS on at the server (ssl = on with a certificate) and set AWS_REQUIRE_SSL=true"
 	switch {
-	case tc == nil:
-		s.warn("TLS is not used (sslmode=disable), and the server does not offer it: the password and the data cross the network in plaintext", fix)
 	case ep.plaintextAllowed():
 		s.warn("the server does not offer TLS: pgx falls back to plaintext (sslmode=prefer or allow), so the password and the data cross the network unencrypted", fix)
 	default:
