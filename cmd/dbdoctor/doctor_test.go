@@ -210,12 +210,29 @@ func TestDoctorPgHBA(t *testing.T) {
 		}
 	}
 	hba := filepath.Join(dir, "pg_hba.conf")
-	rules := "hostssl all all 127.0.0.1/32 scram-sha-256\nhost all postgres 127.0.0.1/32 scram-sha-256\n"
+	// PostgreSQL cannot check an IAM token (RDS does): the IAM user is
+	// trusted over TLS, and what is diagnosed is the path to it.
+	rules := "hostssl all iam_doctor 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhost all postgres 127.0.0.1/32 scram-sha-256\n"
 	if err := os.WriteFile(hba, []byte(rules), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	srv, ca := tlsServer(t, pgtest.WithSetting("hba_file", hba))
 	d := newDB(t, srv.URL(t), true)
+	t.Run("IAM over verified TLS", func(t *testing.T) {
+		srv.Exec(t, "CREATE ROLE iam_doctor LOGIN")
+		adminExec(t, d.admin, "GRANT CREATE ON DATABASE "+quote(d.name)+" TO iam_doctor")
+		empty := filepath.Join(t.TempDir(), "none")
+		awsKey := "aws-secret-key-" + marker
+		env := map[string]string{"AWS_DB_HOST": d.host, "AWS_DB_PORT": strconv.Itoa(d.port), "AWS_DB_NAME": d.name,
+			"AWS_DB_USER": "iam_doctor", "AWS_DB_IAM_AUTH": "true", "AWS_REGION": "us-east-1", "AWS_SSLROOTCERT": ca.File,
+			"AWS_ACCESS_KEY_ID": "AKIDDOCTORTEST", "AWS_SECRET_ACCESS_KEY": awsKey, "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty}
+		r := runDoctor(t, env)
+		r.wantAllOK(t)
+		r.want(t, 0, "config", ok, "TLS verify-full required (AWS_DB_IAM_AUTH)", "IAM token")
+		r.want(t, 0, "auth", ok, "with an IAM token", "over TLS")
+		r.noSecret(t, awsKey, "X-Amz-Signature", "X-Amz-Credential")
+		adminExec(t, d.admin, "DROP OWNED BY iam_doctor; DROP ROLE iam_doctor")
+	})
 	t.Run("TLS required by the server", func(t *testing.T) {
 		url := "postgres://" + d.user + "@127.0.0.1:" + strconv.Itoa(d.port) + "/" + d.name + "?sslmode=disable"
 		r := runDoctor(t, map[string]string{"DATABASE_URL": url, "PGPASSWORD": d.password})
