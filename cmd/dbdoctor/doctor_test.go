@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/faultproxy"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
+	"github.com/jackc/pgx/v5"
 )
 
 const (
@@ -291,8 +293,8 @@ func TestDoctorUsage(t *testing.T) {
 // countRows runs a one-value query as the admin.
 func countRows(t *testing.T, adminURL, sql string, dst *int) {
 	t.Helper()
-	withAdmin(t, adminURL, func(q func(string, ...any) error) {
-		if err := q(sql, dst); err != nil {
+	withAdmin(t, adminURL, func(ctx context.Context, c *pgx.Conn) {
+		if err := c.QueryRow(ctx, sql).Scan(dst); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -163,8 +163,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// step returns the first step called name (and, if target is not "", for
-// that target).
+// step returns the first step called name.
 func (r doctorRun) step(t *testing.T, name string) dbmanager.Step {
 	t.Helper()
 	for _, s := range r.report.Steps {
@@ -295,22 +294,17 @@ func newDB(t *testing.T, adminURL string, grant bool) db {
 // adminExec runs sql on the database of adminURL.
 func adminExec(t *testing.T, adminURL, sql string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatalf("admin connect: %v", dbmanager.ClassifyConnectError(err, ""))
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, sql); err != nil {
-		t.Fatalf("admin exec: %v", err)
-	}
+	withAdmin(t, adminURL, func(ctx context.Context, c *pgx.Conn) {
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("admin exec: %v", err)
+		}
+	})
 }
 
 func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
 
-// withAdmin runs fn with a query function on the database of adminURL.
-func withAdmin(t *testing.T, adminURL string, fn func(query func(sql string, dst ...any) error)) {
+// withAdmin runs fn on a superuser connection to the database of adminURL.
+func withAdmin(t *testing.T, adminURL string, fn func(context.Context, *pgx.Conn)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -319,5 +313,5 @@ func withAdmin(t *testing.T, adminURL string, fn func(query func(sql string, dst
 		t.Fatalf("admin connect: %v", dbmanager.ClassifyConnectError(err, ""))
 	}
 	defer c.Close(ctx)
-	fn(func(sql string, dst ...any) error { return c.QueryRow(ctx, sql).Scan(dst...) })
+	fn(ctx, c)
 }
