@@ -127,12 +127,9 @@ func (d *diagnosis) checkConfig(ctx context.Context, s *Step, env *envRecord) {
 		s.found(strings.Join(parts, "; "))
 		return
 	}
-	if d.cfg.SSLRootCert != "" {
-		if _, err := loadCAFile(d.cfg.SSLRootCert); err != nil {
-			s.fail(strings.Join(parts, "; ")+"; "+errorText(err),
-				"point AWS_SSLROOTCERT at a readable PEM CA bundle (RDS: "+rdsBundleHowTo+")")
-			return
-		}
+	if _, _, err := trustedRoots(d.cfg); err != nil {
+		s.fail(strings.Join(parts, "; ")+"; "+errorText(err), fixForConfigError(err))
+		return
 	}
 	if src != SourceSecret {
 		t, err := ResolveTarget(ctx, d.cfg, nil)
@@ -202,6 +199,11 @@ func (d *diagnosis) policySummary() string {
 			tlsText = "TLS sslmode=" + mode
 		}
 	}
+	if c.RequiresTLS() || (d.writer != nil && verifies(d.writer.pool.ConnConfig.TLSConfig)) {
+		if _, roots, err := trustedRoots(c); err == nil {
+			tlsText += ", trusting " + roots
+		}
+	}
 	auth := "password"
 	if c.IAMAuth {
 		auth = "IAM token (AWS_DB_IAM_AUTH)"
@@ -228,7 +230,7 @@ func fixForConfigError(err error) string {
 		case "sslmode":
 			return "remove sslmode from DATABASE_URL or set sslmode=verify-full; TLS that is required is always verified"
 		case "AWS_SSLROOTCERT":
-			return "point AWS_SSLROOTCERT at a readable PEM CA bundle (RDS: " + rdsBundleHowTo + ")"
+			return "point AWS_SSLROOTCERT at a readable PEM CA bundle, set it to system, or unset it (the system roots and the embedded Amazon RDS roots are trusted by default)"
 		case "AWS_DB_HOST":
 			return "set AWS_DB_HOST to the database's endpoint"
 		}
@@ -243,11 +245,12 @@ func (d *diagnosis) setWriter(t Target) error {
 	for _, pw := range dsnPasswords(t.DSN.Reveal()) {
 		d.addSecret(pw)
 	}
-	pc, err := NewPoolConfig(d.cfg, t, WithPoolLogger(slog.New(slog.DiscardHandler)))
+	rec := &tlsRecorder{}
+	pc, err := NewPoolConfig(d.cfg, t, WithPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
 	if err != nil {
 		return err
 	}
-	d.writer = &diagTarget{role: roleWriter, target: t, pool: pc}
+	d.writer = &diagTarget{role: roleWriter, target: t, pool: pc, tls: rec}
 	return nil
 }
 

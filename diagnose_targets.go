@@ -27,6 +27,7 @@ type diagTarget struct {
 	role   string
 	target Target
 	pool   *pgxpool.Config
+	tls    *tlsRecorder // what verified handshakes with pool's TLS settings showed
 }
 
 // targets lists what the Manager connects to: the writer. Each read
@@ -166,7 +167,7 @@ func (d *diagnosis) endpointSteps(ctx context.Context, t *diagTarget, ep endpoin
 		skipRest([]string{"tls", "auth", "server"}, "tcp")
 		return res
 	}
-	if d.step(ctx, "tls", addr, func(ctx context.Context, s *Step) { d.checkTLS(ctx, s, cc, ep, reached) }) == StepFailed {
+	if d.step(ctx, "tls", addr, func(ctx context.Context, s *Step) { d.checkTLS(ctx, s, t, cc, ep, reached) }) == StepFailed {
 		skipRest([]string{"auth", "server"}, "tls")
 		return res
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/testcert"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -148,6 +150,34 @@ func TestDiagnoseMultiHostWriter(t *testing.T) {
 	}
 	if s := stepNamed(t, r, "store"); s.Status != StepSkipped {
 		t.Errorf("store: %+v", s)
+	}
+	noLeak(t, r, pw)
+}
+
+// TestDiagnoseEmbeddedRoots: the tls step says which roots verified the
+// server: a throwaway CA added to the embedded RDS roots (the path a real
+// RDS root takes) verifies with AWS_SSLROOTCERT unset, and does not with
+// AWS_SSLROOTCERT=system.
+func TestDiagnoseEmbeddedRoots(t *testing.T) {
+	ca := testcert.NewCAValidFor(t, "doctor-embedded-ca", 365*24*time.Hour)
+	cert, key := ca.ServerCert(t, nil, []net.IP{net.ParseIP("127.0.0.1")})
+	srv := pgtest.NewServer(t, pgtest.WithTLS(cert, key))
+	admin := srv.URL(t)
+	_, port, db := serverParts(t, admin)
+	pw := "pw-" + leakMarker
+	role := roleWithPassword(t, admin, pw)
+	trustAsEmbedded(t, ca)
+	vars := []string{"AWS_DB_HOST", "127.0.0.1", "AWS_DB_PORT", itoa(port), "AWS_DB_NAME", db, "AWS_DB_USER", role,
+		"AWS_DB_PASSWORD", pw, "AWS_REQUIRE_SSL", "true"}
+	ctx := context.Background()
+	r := Diagnose(ctx, envConfig(t, vars...))
+	if s := stepNamed(t, r, "tls"); s.Status != StepOK || !strings.Contains(s.Detail, "verified by the "+embeddedBundleName()+" roots (root CA doctor-embedded-ca)") {
+		t.Errorf("tls with the embedded roots: %+v", s)
+	}
+	r = Diagnose(ctx, envConfig(t, append(vars, "AWS_SSLROOTCERT", "system")...))
+	if s := stepNamed(t, r, "tls"); s.Status != StepFailed || !strings.Contains(s.Detail, "system (AWS_SSLROOTCERT=system)") ||
+		!strings.Contains(s.Fix, "unset it to trust the embedded Amazon RDS roots") {
+		t.Errorf("tls with AWS_SSLROOTCERT=system: %+v", s)
 	}
 	noLeak(t, r, pw)
 }

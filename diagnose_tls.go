@@ -32,7 +32,7 @@ const rdsBundleHowTo = "curl -o rds-global-bundle.pem https://truststore.pki.rds
 const sslRequestCode = 80877103
 
 // checkTLS is the tls step on the address the tcp step reached.
-func (d *diagnosis) checkTLS(ctx context.Context, s *Step, cc *pgx.ConnConfig, ep endpoint, at netAddr) {
+func (d *diagnosis) checkTLS(ctx context.Context, s *Step, t *diagTarget, cc *pgx.ConnConfig, ep endpoint, at netAddr) {
 	if ep.unixSocket() {
 		s.found("Unix socket: TLS does not apply")
 		return
@@ -71,7 +71,7 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, cc *pgx.ConnConfig, e
 			return
 		}
 	}
-	hs := tc.Clone()
+	hs := tc.Clone() // with the recorder of the pool's TLS settings: it notes which roots verified the server
 	var raw [][]byte // the chain, seen by pgx's own verify-ca callback
 	if inner := hs.VerifyPeerCertificate; inner != nil {
 		hs.VerifyPeerCertificate = func(rawCerts [][]byte, chains [][]*x509.Certificate) error {
@@ -81,11 +81,10 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, cc *pgx.ConnConfig, e
 	}
 	tlsConn := tls.Client(conn, hs)
 	if err := tlsConn.HandshakeContext(ctx); err != nil {
-		d.explainTLSFailure(s, err, tc, raw, at.address, time.Since(start))
+		d.explainTLSFailure(s, err, raw, at.address, time.Since(start))
 		return
 	}
-	st := tlsConn.ConnectionState()
-	d.describeTLS(s, st, tc)
+	d.describeTLS(s, tlsConn.ConnectionState(), tc, t.tls.info())
 }
 
 // sslRequest asks the server for TLS and returns its one-byte answer.
@@ -136,7 +135,7 @@ func (d *diagnosis) tlsRequiredBy() string {
 }
 
 // explainTLSFailure handles a failed handshake.
-func (d *diagnosis) explainTLSFailure(s *Step, err error, tc *tls.Config, raw [][]byte, address string, took time.Duration) {
+func (d *diagnosis) explainTLSFailure(s *Step, err error, raw [][]byte, address string, took time.Duration) {
 	var verr *tls.CertificateVerificationError
 	var certs []*x509.Certificate
 	if errors.As(err, &verr) {
@@ -148,7 +147,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, err error, tc *tls.Config, raw []
 			}
 		}
 	}
-	roots := d.rootsInUse(tc)
+	roots := d.rootsInUse()
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var ci x509.CertificateInvalidError
@@ -156,7 +155,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, err error, tc *tls.Config, raw []
 	case errors.As(err, &ua) && ua.Cert != nil:
 		issuer := ua.Cert.Issuer.String()
 		s.fail(fmt.Sprintf("the certificate %s is issued by %s, which is not among the roots in use (%s)", certName(ua.Cert), issuer, roots),
-			"for RDS: "+rdsBundleHowTo+"; for another server, point AWS_SSLROOTCERT at the PEM of the CA that issued it ("+issuer+")")
+			d.unknownAuthorityFix(issuer))
 	case errors.As(err, &he) && he.Certificate != nil:
 		s.fail(fmt.Sprintf("the certificate %s is for %s, not for %s", certName(he.Certificate), certNames(he.Certificate), he.Host),
 			"connect with a name the certificate has (AWS_DB_HOST, the URL's host or the secret's host); for RDS use its endpoint name, not an IP address or a CNAME of your own")
@@ -179,7 +178,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, err error, tc *tls.Config, raw []
 }
 
 // describeTLS reports a completed handshake.
-func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config) {
+func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config, seen TLSInfo) {
 	if len(st.PeerCertificates) == 0 {
 		s.fail("TLS "+tlsVersion(st.Version)+" without a server certificate", "the server must present a certificate")
 		return
@@ -190,14 +189,21 @@ func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config)
 		"TLS " + tlsVersion(st.Version) + " (" + tls.CipherSuiteName(st.CipherSuite) + ")",
 		fmt.Sprintf("certificate %s for %s, issued by %s, valid until %s", certName(leaf), certNames(leaf), leaf.Issuer.String(), leaf.NotAfter.UTC().Format(time.DateOnly)),
 	}
-	verified := verifiedTLS(tc)
+	verified := verifies(tc)
+	by := "against " + d.rootsInUse()
+	if seen.Roots != "" {
+		by = "by the " + seen.Roots + " roots (root CA " + seen.RootCA + ")"
+		if strings.HasPrefix(seen.Roots, "file ") {
+			by = "by " + seen.Roots + " (root CA " + seen.RootCA + ")"
+		}
+	}
 	switch {
 	case !verified:
 		parts = append(parts, "not verified (sslmode=require or prefer)")
 	case tc.InsecureSkipVerify:
-		parts = append(parts, "chain verified against "+d.rootsInUse(tc)+"; host name not checked (sslmode=verify-ca)")
+		parts = append(parts, "chain verified "+by+"; host name not checked (sslmode=verify-ca)")
 	default:
-		parts = append(parts, "verified against "+d.rootsInUse(tc)+" and host name "+tc.ServerName)
+		parts = append(parts, "verified "+by+" for host name "+tc.ServerName)
 	}
 	chain := st.PeerCertificates
 	if len(st.VerifiedChains) > 0 {
@@ -225,37 +231,39 @@ func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config)
 	}
 }
 
-// rootsInUse describes the CAs a TLS configuration trusts, as the TLS
-// policy of tlsconfig.go sets them: the connection string's sslrootcert
-// (AWS_SSLROOTCERT when the string has none), else the system roots.
-func (d *diagnosis) rootsInUse(tc *tls.Config) string {
-	if tc == nil || tc.RootCAs == nil {
-		return "the system roots"
+// rootsInUse describes the roots verified TLS trusts under the
+// configuration (trustedRoots: the system roots and the embedded RDS
+// roots by default, AWS_SSLROOTCERT's file, or the system roots only),
+// with the names of the CAs in a file.
+func (d *diagnosis) rootsInUse() string {
+	_, desc, err := trustedRoots(d.cfg)
+	if err != nil {
+		return "unknown: " + errorText(err)
 	}
-	file := ""
-	if d.writer != nil {
-		if params, err := dsnParams(d.writer.pool.ConnString()); err == nil {
-			file = params["sslrootcert"]
-		}
+	if f := d.cfg.SSLRootCert; f != "" && f != SSLRootCertSystem {
+		desc += ": " + caFileSummary(f)
 	}
-	switch {
-	case file == "" && d.cfg.SSLRootCert != "":
-		return "AWS_SSLROOTCERT " + caFileSummary(d.cfg.SSLRootCert)
-	case file == "":
-		return "the roots of the connection's TLS settings"
-	case file == d.cfg.SSLRootCert:
-		return "AWS_SSLROOTCERT " + caFileSummary(file)
-	case d.cfg.SSLRootCert != "":
-		return "sslrootcert " + caFileSummary(file) + " and AWS_SSLROOTCERT " + caFileSummary(d.cfg.SSLRootCert)
-	}
-	return "sslrootcert " + caFileSummary(file)
+	return desc
 }
 
-// caFileSummary names a CA file and the first few CAs in it.
+// unknownAuthorityFix says how to trust the CA that issued the server's
+// certificate, by what AWS_SSLROOTCERT says now.
+func (d *diagnosis) unknownAuthorityFix(issuer string) string {
+	switch d.cfg.SSLRootCert {
+	case "":
+		return "the server's CA is neither a system root nor an Amazon RDS root of the " + embeddedBundleName() +
+			": for a server with a CA of its own, set AWS_SSLROOTCERT to that CA's PEM (" + issuer + "); for an RDS region newer than the embedded bundle, " + rdsBundleHowTo
+	case SSLRootCertSystem:
+		return "AWS_SSLROOTCERT=system trusts the system roots only: unset it to trust the embedded Amazon RDS roots too, or set it to the PEM of the CA that issued the certificate (" + issuer + ")"
+	}
+	return "AWS_SSLROOTCERT names a file without the CA that issued the certificate (" + issuer + "): for RDS, unset AWS_SSLROOTCERT (the embedded Amazon RDS roots are trusted by default) or " + rdsBundleHowTo + "; for another server, point it at that CA's PEM"
+}
+
+// caFileSummary names the first few CAs of a CA file.
 func caFileSummary(path string) string {
 	certs, err := loadCAFile(path)
 	if err != nil {
-		return path
+		return "unreadable"
 	}
 	var names []string
 	for i, c := range certs {
@@ -265,7 +273,7 @@ func caFileSummary(path string) string {
 		}
 		names = append(names, c.Subject.String())
 	}
-	return path + ": " + strings.Join(names, ", ")
+	return strings.Join(names, ", ")
 }
 
 // certName is a certificate's subject ("CN=db.example.com").

@@ -48,7 +48,8 @@ func TestDoctorOnTLSServer(t *testing.T) {
 		r := runDoctor(t, tlsEnv())
 		t.Logf("dbdoctor on a healthy server:\n%s", r.text)
 		r.wantAllOK(t)
-		r.want(t, 0, "tls", ok, "TLS 1.3", "verified against AWS_SSLROOTCERT", "CN=doctor-test-ca", "127.0.0.1")
+		r.want(t, 0, "tls", ok, "TLS 1.3", "verified by file "+ca.File+" (root CA doctor-test-ca) for host name 127.0.0.1")
+		r.want(t, 0, "config", ok, "trusting file "+ca.File+" (AWS_SSLROOTCERT, 1 certificate)")
 		r.want(t, 0, "auth", ok, "logged in as "+d.user, "over TLS")
 		r.want(t, 0, "server", ok, "PostgreSQL 15", "accepts writes", "the pool opens up to 15")
 		r.want(t, 0, "store", ok, "does not exist yet", "nothing written")
@@ -71,8 +72,16 @@ func TestDoctorOnTLSServer(t *testing.T) {
 	t.Run("other CA", func(t *testing.T) {
 		other := testcert.NewCAValidFor(t, "some-other-ca", 365*24*time.Hour)
 		r := runDoctor(t, tlsEnv("AWS_SSLROOTCERT", other.File))
-		r.want(t, 1, "tls", failed, "issued by CN=doctor-test-ca", "CN=some-other-ca", "truststore.pki.rds.amazonaws.com", "AWS_SSLROOTCERT")
+		r.want(t, 1, "tls", failed, "issued by CN=doctor-test-ca", "AWS_SSLROOTCERT, 1 certificate): CN=some-other-ca",
+			"truststore.pki.rds.amazonaws.com", "unset AWS_SSLROOTCERT")
 		r.want(t, 1, "auth", skipped)
+		r.noSecret(t, d.password)
+	})
+	t.Run("default roots", func(t *testing.T) {
+		env := tlsEnv()
+		delete(env, "AWS_SSLROOTCERT")
+		r := runDoctor(t, env)
+		r.want(t, 1, "tls", failed, "issued by CN=doctor-test-ca", "system and embedded RDS bundle", "neither a system root nor an Amazon RDS root")
 		r.noSecret(t, d.password)
 	})
 	t.Run("wrong host name", func(t *testing.T) {
