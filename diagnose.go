@@ -280,10 +280,10 @@ func (d *diagnosis) run(ctx context.Context, checkConfig func(context.Context, *
 		}
 	}
 	if !writerOK {
-		d.skip("store", d.writer.target.Addr(), "needs a writer that logs in and accepts writes, and none did")
+		d.skip("store", d.writer.addrs(), "needs a writer that logs in and accepts writes, and none did")
 		return
 	}
-	d.step(ctx, "store", d.writer.target.Addr(), d.checkStore)
+	d.step(ctx, "store", d.writer.addrs(), d.checkStore)
 }
 
 // step runs one step with its own timeout and records it.

@@ -69,6 +69,15 @@ func endpointsOf(cc *pgconn.Config) []endpoint {
 
 func (e endpoint) addr() string { return displayHostPort(e.host, int(e.port)) }
 
+// addrs lists the host:port of every endpoint of t, comma-separated.
+func (t *diagTarget) addrs() string {
+	var out []string
+	for _, ep := range endpointsOf(&t.pool.ConnConfig.Config) {
+		out = append(out, ep.addr())
+	}
+	return strings.Join(out, ",")
+}
+
 // tlsConfig is the first TLS setting pgx tries (nil when only plaintext).
 func (e endpoint) tlsConfig() *tls.Config {
 	for _, tc := range e.tls {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -193,22 +194,54 @@ func TestDoctorPlainServer(t *testing.T) {
 	})
 }
 
-// TestDoctorReadOnlyWriter: a server fenced read-only in place, as the
-// writer.
+// TestDoctorReadOnlyWriter: a primary fenced read-only in place (as
+// Aurora fences a failed writer), as the writer.
 func TestDoctorReadOnlyWriter(t *testing.T) {
 	srv := pgtest.NewServer(t)
 	d := newDB(t, srv.URL(t), true)
-	srv.Exec(t, "ALTER SYSTEM SET default_transaction_read_only = on")
-	srv.Exec(t, "SELECT pg_reload_conf()")
-	t.Cleanup(func() { // so that pgtest can drop the database
-		srv.Exec(t, "ALTER SYSTEM RESET default_transaction_read_only")
-		srv.Exec(t, "SELECT pg_reload_conf()")
-	})
+	srv.Fence(t)
 	r := runDoctor(t, d.env())
 	r.want(t, 1, "auth", ok)
 	r.want(t, 1, "server", failed, "read-only: default_transaction_read_only is on", "25006", "writer endpoint")
 	r.want(t, 1, "store", skipped)
 	r.noSecret(t, d.password)
+}
+
+// TestDoctorStandby: a streaming-replication standby as the writer fails
+// the server step; listed before the primary in a multi-host URL with
+// target_session_attrs=read-write, it is skipped by the pool and the
+// diagnosis passes.
+func TestDoctorStandby(t *testing.T) {
+	c := pgtest.NewCluster(t, pgtest.WithStandbys(1))
+	primary, standby := c.Primary(), c.Standbys()[0]
+	name := c.Database(t)
+	d := newDB(t, c.NodeURL(primary, name), true)
+	c.WaitCaughtUp(t)
+
+	t.Run("standby as the writer", func(t *testing.T) {
+		r := runDoctor(t, d.env("AWS_DB_PORT", strconv.Itoa(standby.Port())))
+		r.want(t, 1, "auth", ok)
+		r.want(t, 1, "server", failed, "read-only: a standby (pg_is_in_recovery)", "cluster (writer) endpoint")
+		r.want(t, 1, "store", skipped)
+		r.noSecret(t, d.password)
+	})
+	t.Run("multi-host with target_session_attrs", func(t *testing.T) {
+		hosts := net.JoinHostPort(standby.Host(), strconv.Itoa(standby.Port())) + "," + net.JoinHostPort(primary.Host(), strconv.Itoa(primary.Port()))
+		u := "postgres://" + d.user + ":" + url.QueryEscape(d.password) + "@" + hosts + "/" + name + "?sslmode=disable&target_session_attrs=read-write"
+		r := runDoctor(t, map[string]string{"DATABASE_URL": u})
+		var servers []dbmanager.Step
+		for _, s := range r.report.Steps {
+			if s.Name == "server" {
+				servers = append(servers, s)
+			}
+		}
+		if len(servers) != 2 || servers[0].Status != ok || !strings.Contains(servers[0].Detail, "skips it") ||
+			servers[1].Status != ok || !strings.Contains(servers[1].Detail, "accepts writes") {
+			t.Errorf("server steps: %+v", servers)
+		}
+		r.want(t, 0, "store", ok)
+		r.noSecret(t, d.password)
+	})
 }
 
 // TestDoctorPgHBA: a pg_hba.conf that requires TLS for one user and has no
