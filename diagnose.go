@@ -208,6 +208,10 @@ func DiagnoseEnv(ctx context.Context, getenv func(string) string, opts ...Diagno
 	cfg, err := LoadConfig(env.get)
 	env.err = err
 	d := newDiagnosis(cfg, opts)
+	d.addSecret(env.set["AWS_DB_PASSWORD"]) // also when LoadConfig rejected the environment
+	for _, pw := range dsnPasswords(env.set["DATABASE_URL"]) {
+		d.addSecret(pw)
+	}
 	d.run(ctx, func(ctx context.Context, s *Step) { d.checkConfig(ctx, s, env) })
 	return d.finish()
 }
