@@ -86,8 +86,12 @@ type doctorRun struct {
 // documented shape.
 func runDoctor(t *testing.T, env map[string]string, flags ...string) doctorRun {
 	t.Helper()
+	doctorBinary(t) // built before the clock starts
+	start := time.Now()
 	text, errText, code := execDoctor(t, env, flags...)
+	took := time.Since(start)
 	js, errJSON, codeJSON := execDoctor(t, env, append([]string{"-json"}, flags...)...)
+	t.Logf("dbdoctor %s: exit %d in %s (the -json run: %s)", strings.Join(flags, " "), code, took.Round(time.Millisecond), (time.Since(start) - took).Round(time.Millisecond))
 	r := doctorRun{code: code, text: text, json: js, stderr: errText + errJSON}
 	if code != codeJSON {
 		t.Errorf("exit status %d for people, %d with -json", code, codeJSON)
