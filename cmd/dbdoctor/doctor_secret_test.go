@@ -93,6 +93,13 @@ func TestDoctorSecrets(t *testing.T) {
 		r.want(t, 1, "secret", failed, `secret "no/such/secret" not found in region "`+fakesm.Region+`"`, "secrets are regional")
 		r.noSecret(t, fakesm.SecretAccessKey)
 	})
+	t.Run("no region", func(t *testing.T) {
+		env := awsEnv(t, sm, "AWS_DB_SECRET", "app/db")
+		delete(env, "AWS_REGION")
+		r := runDoctor(t, env)
+		r.want(t, 1, "secret", failed, "no AWS region", "set AWS_REGION")
+		r.noSecret(t, d.password, fakesm.SecretAccessKey)
+	})
 	t.Run("wrong password in the secret", func(t *testing.T) {
 		wrong := map[string]any{}
 		for k, v := range full {
