@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrConfig is wrapped by every error that reports a misconfiguration: a
@@ -61,16 +63,17 @@ const (
 const maxPoolConns = 10000
 
 // ExplicitSettings records which settings the environment set explicitly.
-// A pool_* (or connect_timeout) parameter in DATABASE_URL is honoured
-// unless the matching field here is true. A Config built in code has all
-// false, so parameters in its URL win over its pool fields; set the flag to
-// make the Config field win.
+// A pool_* (or connect_timeout, default_query_exec_mode) parameter in
+// DATABASE_URL is honoured unless the matching field here is true. A
+// Config built in code has all false, so parameters in its URL win over
+// its pool fields; set the flag to make the Config field win.
 type ExplicitSettings struct {
 	PoolSize       bool // DB_POOL_SIZE  (vs pool_max_conns in the URL, with MaxOverflow)
 	MaxOverflow    bool // DB_MAX_OVERFLOW (vs pool_max_conns)
 	PoolPrePing    bool // DB_POOL_PRE_PING (vs pool_ping_timeout)
 	PoolRecycle    bool // DB_POOL_RECYCLE (vs pool_max_conn_lifetime[_jitter])
 	ConnectTimeout bool // DB_CONNECT_TIMEOUT (vs connect_timeout)
+	QueryExecMode  bool // DB_QUERY_EXEC_MODE (vs default_query_exec_mode)
 }
 
 // Config is everything that decides where and how the library connects.
@@ -128,6 +131,14 @@ type Config struct {
 	// ConnectTimeout is DB_CONNECT_TIMEOUT (5 s): the bound on one
 	// connection attempt (dial, TLS, authentication) and on start-up.
 	ConnectTimeout time.Duration
+
+	// QueryExecMode is DB_QUERY_EXEC_MODE: the pool's DefaultQueryExecMode,
+	// how pgx runs SQL on Manager.Pool() (the Store's own statements choose
+	// their mode themselves). The zero value keeps the connection string's
+	// default_query_exec_mode, else pgx's default, cache_statement. Behind
+	// a transaction pooler (PgBouncer in transaction mode, RDS Proxy) use
+	// pgx.QueryExecModeExec or pgx.QueryExecModeCacheDescribe.
+	QueryExecMode pgx.QueryExecMode
 
 	// Fallback is DB_FALLBACK (memory): what to do when the primary is
 	// unreachable at start-up.
@@ -273,6 +284,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
 	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
 
+	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
+		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
+			cfg.QueryExecMode, cfg.Explicit.QueryExecMode = mode, true
+		} else {
+			bad("DB_QUERY_EXEC_MODE", fmt.Sprintf("%q is not valid; want cache_statement, cache_describe, describe_exec, exec or simple_protocol", v))
+		}
+	}
+
 	if v := get("DB_FALLBACK"); v != "" {
 		switch Fallback(strings.ToLower(v)) {
 		case FallbackMemory:
@@ -358,6 +377,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("recycle", c.PoolRecycle),
 		slog.Duration("pool_timeout", c.PoolTimeout),
 		slog.Duration("connect_timeout", c.ConnectTimeout),
+		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
 	)
 }

@@ -87,6 +87,9 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		p.close()
 		return nil, err
 	}
+	if p.store.proxied() {
+		logBehindProxy(ctx, m.log, pc.ConnConfig.DefaultQueryExecMode)
+	}
 	return p, nil
 }
 
