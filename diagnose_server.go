@@ -17,8 +17,8 @@ import (
 // behind any pooler.
 
 // execModeSetting names the setting that picks the query exec mode of
-// callers' SQL on Pool(). pgx reads it from the connection string.
-const execModeSetting = "default_query_exec_mode=exec (or simple_protocol) in the connection string"
+// callers' SQL on Pool().
+const execModeSetting = "DB_QUERY_EXEC_MODE=exec (or cache_describe)"
 
 const serverInfoSQL = `SELECT current_setting('server_version'),
 	pg_is_in_recovery(),
@@ -75,11 +75,21 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 		}
 	}
 
+	// The Store's own test (behindProxy): a pooler or proxy that
+	// multiplexes clients invents the process id it hands out.
+	proxied := uint32(in.pid) != conn.PgConn().PID()
 	pooled, poolerWhy := d.detectPooler(ctx, cc, conn, in.pid)
-	if pooled {
+	mode := t.pool.ConnConfig.DefaultQueryExecMode
+	switch {
+	case pooled:
 		parts = append(parts, "a transaction pooler is in front ("+poolerWhy+")")
-	} else if int(cc.Port) != in.port && !strings.HasPrefix(cc.Host, "/") {
-		parts = append(parts, fmt.Sprintf("the server listens on port %d, this connection went to %d: a proxy or pooler is in between", in.port, cc.Port))
+	case proxied:
+		parts = append(parts, fmt.Sprintf("a pooler or proxy is in front (the server's process id %d is not the %d the connection was given), in session pooling as far as this test can tell", in.pid, conn.PgConn().PID()))
+		if badBehindPooler(mode) {
+			parts = append(parts, "if it pools transactions, callers' SQL on Pool() needs "+execModeSetting)
+		}
+	case int(cc.Port) != in.port && !strings.HasPrefix(cc.Host, "/"):
+		parts = append(parts, fmt.Sprintf("the server listens on port %d, this connection went to %d: a proxy is in between", in.port, cc.Port))
 	}
 
 	usable := in.maxConns - in.reserved - in.rdsRe
@@ -103,9 +113,11 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 			fix = fixFencedWriter
 		}
 		s.fail(detail+"; the writer is expected here, and every write would fail (SQLSTATE 25006)", fix)
-	case pooled && badBehindPooler(t.pool.ConnConfig.DefaultQueryExecMode):
-		s.warn(detail+"; pgx's query exec mode here is "+t.pool.ConnConfig.DefaultQueryExecMode.String()+", which fails behind transaction pooling (42P05 prepared statement already exists, 26000, 08P01)",
+	case pooled && badBehindPooler(mode):
+		s.warn(detail+"; the query exec mode of SQL on Pool() is "+queryExecModeName(mode)+", which fails behind transaction pooling (42P05 prepared statement already exists, 26000, 08P01); the Store's own statements adapt by themselves",
 			"for your own SQL on Pool(), set "+execModeSetting)
+	case pooled:
+		s.found(detail + "; the query exec mode of SQL on Pool(), " + queryExecModeName(mode) + ", works behind it")
 	case !pooled && poolMax > limit:
 		s.warn(detail+fmt.Sprintf("; one full pool (%d) is more than the server allows (%d)", poolMax, limit), connFix)
 	case !pooled && others+poolMax > limit:

@@ -25,20 +25,25 @@ func TestDoctorBehindPgBouncer(t *testing.T) {
 	t.Run("transaction pooling", func(t *testing.T) {
 		r := runDoctor(t, d.env("AWS_DB_PORT", strconv.Itoa(tx.Port())))
 		r.want(t, 0, "auth", ok)
-		r.want(t, 0, "server", warning, "a transaction pooler is in front", "cache statement", execModeHint)
+		r.want(t, 0, "server", warning, "a transaction pooler is in front", "cache_statement", "DB_QUERY_EXEC_MODE=exec")
 		r.want(t, 0, "store", ok)
 		r.noSecret(t, d.password)
 	})
-	t.Run("transaction pooling with the exec mode set", func(t *testing.T) {
-		r := runDoctor(t, viaURL(tx, "&default_query_exec_mode=exec"))
-		r.want(t, 0, "server", ok, "a transaction pooler is in front")
+	t.Run("transaction pooling with DB_QUERY_EXEC_MODE=exec", func(t *testing.T) {
+		r := runDoctor(t, d.env("AWS_DB_PORT", strconv.Itoa(tx.Port()), "DB_QUERY_EXEC_MODE", "exec"))
+		r.want(t, 0, "server", ok, "a transaction pooler is in front", "exec, works behind it")
+		r.noSecret(t, d.password)
+	})
+	t.Run("transaction pooling with default_query_exec_mode in the URL", func(t *testing.T) {
+		r := runDoctor(t, viaURL(tx, "&default_query_exec_mode=cache_describe"))
+		r.want(t, 0, "server", ok, "cache_describe, works behind it")
 		r.noSecret(t, d.password)
 	})
 
 	session := pgtest.NewPgBouncer(t, backend, pgtest.WithPoolMode("session"), pgtest.WithBouncerUser(d.user, d.password))
 	t.Run("session pooling", func(t *testing.T) {
 		r := runDoctor(t, viaURL(session, ""))
-		s := r.want(t, 0, "server", ok, "a proxy or pooler is in between")
+		s := r.want(t, 0, "server", ok, "a pooler or proxy is in front", "session pooling", "if it pools transactions")
 		if strings.Contains(s.Detail, "transaction pooler") {
 			t.Errorf("session pooling taken for transaction pooling: %s", s.Detail)
 		}

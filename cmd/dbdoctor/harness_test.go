@@ -307,9 +307,6 @@ func adminExec(t *testing.T, adminURL, sql string) {
 
 func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
 
-// execModeHint is how the server step names the query exec mode setting.
-const execModeHint = "default_query_exec_mode=exec"
-
 // withAdmin runs fn on a superuser connection to the database of adminURL.
 func withAdmin(t *testing.T, adminURL string, fn func(context.Context, *pgx.Conn)) {
 	t.Helper()
