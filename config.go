@@ -62,6 +62,13 @@ const (
 // Limits on pool sizes accepted from the environment.
 const maxPoolConns = 10000
 
+// minLeakDetectionMS is the shortest DB_LEAK_DETECTION_MS accepted (as
+// HikariCP's leakDetectionThreshold): shorter ones flag ordinary work.
+const minLeakDetectionMS = 2000
+
+// maxThresholdMS bounds DB_SLOW_QUERY_MS and DB_LEAK_DETECTION_MS (a day).
+const maxThresholdMS = 24 * 60 * 60 * 1000
+
 // ExplicitSettings records which settings the environment set explicitly.
 // A pool_* (or connect_timeout, default_query_exec_mode) parameter in
 // DATABASE_URL is honoured unless the matching field here is true. A
@@ -152,6 +159,21 @@ type Config struct {
 	// authentication failure (RDS's rotation window).
 	RotationBudget time.Duration
 
+	// SlowQueryThreshold is DB_SLOW_QUERY_MS (0, off): a statement that
+	// takes longer is logged once at WARN (never its arguments) and
+	// counted in dbmanager.slow_queries.
+	SlowQueryThreshold time.Duration
+	// LeakDetectionThreshold is DB_LEAK_DETECTION_MS (0, off; at least
+	// 2000 ms when set): a connection taken from Manager.Pool and held
+	// longer is logged at WARN with the stack that took it, and at INFO
+	// when it comes back.
+	LeakDetectionThreshold time.Duration
+	// TraceSQL is DB_TRACE_SQL: the spans of your own SQL on Pool() also
+	// record its text and argument values (off by default: they may be
+	// personal data or secrets). The Store's keys and values are never
+	// recorded.
+	TraceSQL bool
+
 	// Explicit records which settings came from the environment, so that
 	// pool_* parameters in DATABASE_URL are honoured otherwise.
 	Explicit ExplicitSettings
@@ -238,6 +260,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	boolVar("AWS_DB_IAM_AUTH", &cfg.IAMAuth)
 	boolVar("SQL_ECHO", &cfg.SQLEcho)
 	boolVar("SQL_ECHO_ARGS", &cfg.SQLEchoArgs)
+	boolVar("DB_TRACE_SQL", &cfg.TraceSQL)
 	cfg.Explicit.PoolPrePing = boolVar("DB_POOL_PRE_PING", &cfg.PoolPrePing)
 	cfg.SSLRootCert = get("AWS_SSLROOTCERT")
 
@@ -283,6 +306,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.Explicit.ConnectTimeout = durVar("DB_CONNECT_TIMEOUT", false, &cfg.ConnectTimeout)
 	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
 	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
+
+	msVar := func(name string, least int, dst *time.Duration) {
+		v := get(name)
+		if v == "" {
+			return
+		}
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0 || n > maxThresholdMS:
+			bad(name, fmt.Sprintf("%q is not valid; want a whole number of milliseconds up to %d (0 turns it off)", v, maxThresholdMS))
+		case n > 0 && n < least:
+			bad(name, fmt.Sprintf("%d ms is too short; want at least %d ms, or 0 to turn it off", n, least))
+		default:
+			*dst = time.Duration(n) * time.Millisecond
+		}
+	}
+	msVar("DB_SLOW_QUERY_MS", 1, &cfg.SlowQueryThreshold)
+	msVar("DB_LEAK_DETECTION_MS", minLeakDetectionMS, &cfg.LeakDetectionThreshold)
 
 	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
 		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
@@ -379,6 +420,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("connect_timeout", c.ConnectTimeout),
 		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
+		slog.Duration("slow_query", c.SlowQueryThreshold),
+		slog.Duration("leak_detection", c.LeakDetectionThreshold),
 	)
 }
 
