@@ -56,6 +56,10 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 	}
 	res.readOnly = in.inRecovery || in.readOnly
 	res.poolUses = true
+	res.fix = fixReadOnlyWriter
+	if !in.inRecovery {
+		res.fix = fixFencedWriter
+	}
 	var parts []string
 	parts = append(parts, "PostgreSQL "+in.version)
 	switch {
@@ -71,7 +75,7 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 	if validate := t.pool.ConnConfig.ValidateConnect; validate != nil {
 		if err := validate(ctx, conn.PgConn()); err != nil {
 			res.poolUses = false
-			parts = append(parts, "the pool's node check (target_session_attrs) skips it")
+			parts = append(parts, "the pool's node check skips it ("+errorText(err)+")")
 		}
 	}
 
@@ -108,11 +112,7 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 	connFix := "lower DB_POOL_SIZE + DB_MAX_OVERFLOW (every process of the service opens its own pool), raise max_connections (RDS: the parameter group; its default follows the instance's memory), or put a pooler in front"
 	switch {
 	case t.role == roleWriter && res.readOnly && res.poolUses:
-		fix := fixReadOnlyWriter
-		if !in.inRecovery {
-			fix = fixFencedWriter
-		}
-		s.fail(detail+"; the writer is expected here, and every write would fail (SQLSTATE 25006)", fix)
+		s.fail(detail+"; the writer is expected here, and every write would fail (SQLSTATE 25006)", res.fix)
 	case pooled && badBehindPooler(mode):
 		s.warn(detail+"; the query exec mode of SQL on Pool() is "+queryExecModeName(mode)+", which fails behind transaction pooling (42P05 prepared statement already exists, 26000, 08P01); the Store's own statements adapt by themselves",
 			"for your own SQL on Pool(), set "+execModeSetting)

@@ -116,8 +116,9 @@ func (e endpoint) connConfig(pool *pgxpool.Config) *pgx.ConnConfig {
 type hostResult struct {
 	serverStep int  // index of its server step in d.steps; -1 if it did not run
 	loggedIn   bool // auth succeeded
-	readOnly   bool // the node does not accept writes
-	poolUses   bool // the pool's own check (target_session_attrs) accepts it
+	readOnly   bool   // the node does not accept writes
+	poolUses   bool   // the pool's own node check (ValidateConnect) accepts it
+	fix        string // for a read-only node: how to point the writer elsewhere
 }
 
 // hostSteps runs dns, tcp, tls, auth and server for every endpoint of t and
@@ -149,7 +150,7 @@ func (d *diagnosis) hostSteps(ctx context.Context, t *diagTarget) bool {
 			s := &d.steps[r.serverStep]
 			s.Status = StepFailed
 			s.Detail += "; no host of the writer accepts writes"
-			s.Fix = fixReadOnlyWriter
+			s.Fix = r.fix
 		}
 	}
 	return false
