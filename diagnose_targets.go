@@ -149,7 +149,7 @@ func (d *diagnosis) hostSteps(ctx context.Context, t *diagTarget) bool {
 		if r.serverStep >= 0 && r.readOnly {
 			s := &d.steps[r.serverStep]
 			s.Status = StepFailed
-			s.Detail += "; no host of the writer accepts writes"
+			s.Detail += "; no host of the writer accepts writes, so the Manager finds no writer and falls back to memory (reason read-only)"
 			s.Fix = r.fix
 		}
 	}

@@ -112,9 +112,10 @@ func TestDiagnoseWithSecretSource(t *testing.T) {
 }
 
 // TestDiagnoseMultiHostWriter: a writer DSN that lists a read-only node
-// and then the primary. With target_session_attrs=read-write the pool
-// skips the read-only node and the diagnosis passes; without it, pgx stops
-// at the first node that answers, and the diagnosis fails there.
+// and then the primary. The Manager's pool asks for a writer (by default,
+// as with target_session_attrs=read-write), so it skips the read-only node
+// and the diagnosis passes; with target_session_attrs=any, pgx stops at
+// the first node that answers, and the diagnosis fails there.
 func TestDiagnoseMultiHostWriter(t *testing.T) {
 	fenced := pgtest.NewServer(t)
 	primary := pgtest.NewServer(t)
@@ -122,31 +123,33 @@ func TestDiagnoseMultiHostWriter(t *testing.T) {
 	for _, s := range []*pgtest.Server{fenced, primary} {
 		s.Exec(t, "CREATE ROLE "+role+" LOGIN SUPERUSER PASSWORD '"+pw+"'")
 	}
-	fenced.Exec(t, "ALTER SYSTEM SET default_transaction_read_only = on")
-	fenced.Exec(t, "SELECT pg_reload_conf()")
+	fenced.Fence(t)
 	url := "postgres://" + role + ":" + pw + "@" + fenced.Host() + ":" + itoa(fenced.Port()) + "," + primary.Host() + ":" + itoa(primary.Port()) + "/postgres?sslmode=disable"
 	ctx := context.Background()
 
-	r := Diagnose(ctx, envConfig(t, "DATABASE_URL", url+"&target_session_attrs=read-write"))
-	if !r.OK {
-		t.Fatalf("with target_session_attrs=read-write:\n%s", r)
-	}
-	var servers []Step
-	for _, s := range r.Steps {
-		if s.Name == "server" {
-			servers = append(servers, s)
+	for _, params := range []string{"", "&target_session_attrs=read-write"} {
+		r := Diagnose(ctx, envConfig(t, "DATABASE_URL", url+params))
+		if !r.OK {
+			t.Fatalf("with %q:\n%s", params, r)
 		}
-	}
-	if len(servers) != 2 || !strings.Contains(servers[0].Detail, "skips it") || !strings.Contains(servers[1].Detail, "accepts writes") {
-		t.Errorf("server steps: %+v", servers)
-	}
-	if s := stepNamed(t, r, "store"); s.Status != StepOK {
-		t.Errorf("store: %+v", s)
+		var servers []Step
+		for _, s := range r.Steps {
+			if s.Name == "server" {
+				servers = append(servers, s)
+			}
+		}
+		if len(servers) != 2 || !strings.Contains(servers[0].Detail, "skips it") || !strings.Contains(servers[1].Detail, "accepts writes") {
+			t.Errorf("with %q, server steps: %+v", params, servers)
+		}
+		if s := stepNamed(t, r, "store"); s.Status != StepOK {
+			t.Errorf("with %q, store: %+v", params, s)
+		}
+		noLeak(t, r, pw)
 	}
 
-	r = Diagnose(ctx, envConfig(t, "DATABASE_URL", url))
-	if s := stepNamed(t, r, "server"); s.Status != StepFailed || s.Target != fenced.Host()+":"+itoa(fenced.Port()) {
-		t.Errorf("without target_session_attrs, the first (read-only) node: %+v", s)
+	r := Diagnose(ctx, envConfig(t, "DATABASE_URL", url+"&target_session_attrs=any"))
+	if s := stepNamed(t, r, "server"); s.Status != StepFailed || s.Target != fenced.Host()+":"+itoa(fenced.Port()) || !strings.Contains(s.Detail, "25006") {
+		t.Errorf("with target_session_attrs=any, the first (read-only) node: %+v", s)
 	}
 	if s := stepNamed(t, r, "store"); s.Status != StepSkipped {
 		t.Errorf("store: %+v", s)

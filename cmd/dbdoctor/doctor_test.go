@@ -202,7 +202,7 @@ func TestDoctorReadOnlyWriter(t *testing.T) {
 	srv.Fence(t)
 	r := runDoctor(t, d.env())
 	r.want(t, 1, "auth", ok)
-	r.want(t, 1, "server", failed, "read-only: default_transaction_read_only is on", "25006", "writer endpoint")
+	r.want(t, 1, "server", failed, "read-only: default_transaction_read_only is on", "no host of the writer accepts writes", "writer endpoint")
 	r.want(t, 1, "store", skipped)
 	r.noSecret(t, d.password)
 }
