@@ -114,8 +114,8 @@ func (e endpoint) connConfig(pool *pgxpool.Config) *pgx.ConnConfig {
 
 // hostResult is what the per-host steps found on one endpoint.
 type hostResult struct {
-	serverStep int  // index of its server step in d.steps; -1 if it did not run
-	loggedIn   bool // auth succeeded
+	serverStep int    // index of its server step in d.steps; -1 if it did not run
+	loggedIn   bool   // auth succeeded
 	readOnly   bool   // the node does not accept writes
 	poolUses   bool   // the pool's own node check (ValidateConnect) accepts it
 	fix        string // for a read-only node: how to point the writer elsewhere
