@@ -83,6 +83,7 @@ func (w *writerWatch) install(pc *pgxpool.Config) {
 	pc.ConnConfig.OnPgError = func(c *pgconn.PgConn, e *pgconn.PgError) bool {
 		if e.Code == sqlStateReadOnly {
 			w.found()
+			markPgClose(c, closeReadOnly)
 			return false // close it: pgxpool destroys a closed connection on release
 		}
 		return inner == nil || inner(c, e)
@@ -91,6 +92,7 @@ func (w *writerWatch) install(pc *pgxpool.Config) {
 	pc.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
 		if w.reportsReadOnly(c.PgConn()) {
 			w.found()
+			markClose(c, closeReadOnly)
 			return false, nil
 		}
 		if prepare != nil {
@@ -114,6 +116,7 @@ func (w *writerWatch) wrapAfterRelease(inner func(*pgx.Conn) bool) func(*pgx.Con
 	return func(c *pgx.Conn) bool {
 		if w.reportsReadOnly(c.PgConn()) {
 			w.found()
+			markClose(c, closeReadOnly)
 			return false
 		}
 		return inner == nil || inner(c)
