@@ -181,3 +181,40 @@ func testCloseLeavesNothing(t *testing.T, c *pgtest.Cluster) {
 		}
 	}
 }
+
+// testUpdateAfterAnotherProcessWrote: another process's write is not
+// covered by this process's position, so the first read of an Update may
+// come from a replica that lacks it; the conditional write then fails,
+// and that failure raises the position, so the retry reads the newer
+// version (here the only replica is 1 s behind and would serve the old
+// one for a second: without that rule every retry would conflict).
+func testUpdateAfterAnotherProcessWrote(t *testing.T, c *pgtest.Cluster) {
+	type counter struct{ N int }
+	delayed := c.Nodes()[2]
+	db := c.Database(t)
+	m, logs := newReplicaManager(t, append(replicaEnv(c, db, delayed), "DB_READ_MAX_LAG", "-1"))
+	other, _ := newReplicaManager(t, []string{"DATABASE_URL", c.NodeURL(c.Primary(), db)})
+	ctx := t.Context()
+	mine := NewCollection[counter](m.Store(), "counters")
+	theirs := NewCollection[counter](other.Store(), "counters")
+	if _, err := mine.Put(ctx, "k", counter{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitCaughtUp(t)
+	waitInRotation(t, m, 1, 10*time.Second)
+	eventually(t, 5*time.Second, "the replica known to have the first version", func() bool {
+		return m.primaryReplicas().poolFor() != nil
+	})
+	if _, err := theirs.Put(ctx, "k", counter{N: 10}); err != nil { // version 2, on the writer only for now
+		t.Fatal(err)
+	}
+	reads := m.Info().Replicas[0].Reads
+	doc, err := mine.Update(ctx, "k", func(c *counter) error { c.N++; return nil })
+	if err != nil {
+		t.Fatalf("Update: %v\n%s", err, logs)
+	}
+	if doc.Value.N != 11 || doc.Version != 3 {
+		t.Fatalf("Update built on a stale read: %+v (version %d), want N=11 version 3", doc.Value, doc.Version)
+	}
+	t.Logf("Update: %+v version %d; reads on the replica during it: %d", doc.Value, doc.Version, m.Info().Replicas[0].Reads-reads)
+}

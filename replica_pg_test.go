@@ -27,6 +27,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("ReadOnlyPhaseOnReplicas", func(t *testing.T) { testReadOnlyPhaseOnReplicas(t, c) })
 	t.Run("HealthInfoAndSecrets", func(t *testing.T) { testHealthInfoAndSecrets(t, c) })
 	t.Run("ReadFromWriterAndReadPool", func(t *testing.T) { testReadFromWriterAndReadPool(t, c) })
+	t.Run("UpdateAfterAnotherProcessWrote", func(t *testing.T) { testUpdateAfterAnotherProcessWrote(t, c) })
 	t.Run("StatementsPerCall", func(t *testing.T) { testStatementsPerCall(t, c) })
 	t.Run("Metrics", func(t *testing.T) { testMetrics(t, c) })
 	t.Run("BehindPgBouncer", func(t *testing.T) { testBehindPgBouncer(t, c) })
