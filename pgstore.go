@@ -158,10 +158,7 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 }
 
 func (b *pgBackend) list(ctx context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
-	sql, args := b.sql.list, []any{collection, opts.After, opts.Prefix, opts.Limit + 1}
-	if upper, ok := prefixUpperBound(opts.Prefix); ok {
-		sql, args = b.sql.listBounded, append(args, upper)
-	}
+	sql, args := b.sql.listQuery(collection, opts, opts.Limit+1)
 	var records []Record
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
 		records = records[:0]
