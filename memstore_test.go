@@ -57,3 +57,40 @@ func TestMemStoreCloseDropsData(t *testing.T) {
 		t.Fatalf("Backend() = %q", s.Backend())
 	}
 }
+
+func TestMemStoreManyCollections(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemStore()
+	const n = 3 * firstCollections
+	for round := range 2 {
+		for i := range n {
+			if _, err := s.Put(ctx, fmt.Sprintf("c%02d", i), "k", []byte(fmt.Sprint(i*10+round))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range n {
+		r, err := s.Get(ctx, fmt.Sprintf("c%02d", i), "k")
+		if err != nil || string(r.Value) != fmt.Sprint(i*10+1) || r.Version != 2 {
+			t.Fatalf("collection %d: %+v %v", i, r, err)
+		}
+	}
+	if got := len(s.snapshot()); got != n {
+		t.Fatalf("snapshot has %d records, want %d", got, n)
+	}
+}
+
+func TestShardIndexSpreadsKeys(t *testing.T) {
+	var counts [memShards]int
+	for _, k := range benchKeyNames(memShards * 64) {
+		counts[shardIndex(k)]++
+	}
+	for _, k := range []string{"", "a", "ab", "abcdefg", "abcdefgh", "\xf4\x8f\xbf\xbf"} {
+		counts[shardIndex(k)]++ // in range for every length
+	}
+	for i, c := range counts {
+		if c < 16 || c > 160 {
+			t.Fatalf("shard %d holds %d of %d sequential keys: %v", i, c, memShards*64, counts)
+		}
+	}
+}
