@@ -14,6 +14,8 @@ type pgStatements struct {
 	delete, deleteVersion       string
 	// List, one statement per shape of page (see listQuery).
 	listAfter, listFrom, listRange, listRangeAfter string
+	// analyze refreshes the planner's statistics of the table.
+	analyze string
 }
 
 func newPGStatements(schema string) pgStatements {
@@ -47,6 +49,7 @@ func newPGStatements(schema string) pgStatements {
 		listFrom:       r.Replace(page + `(collection, key) >= ($1, $2) AND collection <= $1` + pageOrder + `$3`),
 		listRange:      r.Replace(page + `(collection, key) >= ($1, $2) AND (collection, key) < ($1, $3)` + pageOrder + `$4`),
 		listRangeAfter: r.Replace(page + `(collection, key) > ($1, $2) AND (collection, key) < ($1, $3)` + pageOrder + `$4`),
+		analyze:        r.Replace(`ANALYZE $T`),
 	}
 }
 
