@@ -103,8 +103,11 @@ type Config struct {
 	// RequireSSL is AWS_REQUIRE_SSL: TLS with verify-full (chain and host
 	// name). A weaker sslmode in the URL is an error.
 	RequireSSL bool
-	// SSLRootCert is AWS_SSLROOTCERT: a PEM CA bundle added to the trusted
-	// roots (RDS's global-bundle.pem in practice).
+	// SSLRootCert is AWS_SSLROOTCERT: which roots verified TLS trusts.
+	// Empty (the default): the system roots plus the Amazon RDS roots
+	// built into the library, which is all RDS, Aurora and RDS Proxy
+	// need. A path: that PEM CA file and nothing else (it becomes the
+	// sslrootcert). SSLRootCertSystem ("system"): the system roots only.
 	SSLRootCert string
 	// IAMAuth is AWS_DB_IAM_AUTH: log in with RDS IAM tokens instead of a
 	// password. It implies RequireSSL.

@@ -129,6 +129,10 @@ type ConnectionInfo struct {
 	Recoveries   int `json:"recoveries"`
 	RecordsMoved int `json:"records_moved"`
 	Conflicts    int `json:"conflicts"`
+	// TLS is how the connections to the primary are secured: the mode,
+	// and which roots verified the server and when its certificate
+	// expires (see TLSInfo). Nil when not on the primary.
+	TLS *TLSInfo `json:"tls,omitempty"`
 }
 
 // Info returns the connection's description without any I/O. The target
@@ -153,6 +157,8 @@ func (m *Manager) Info() ConnectionInfo {
 	}
 	if info.UsingPrimary {
 		info.DatabaseType = BackendPostgreSQL
+		tls := m.primary.tlsInfo()
+		info.TLS = &tls
 	}
 	return info
 }

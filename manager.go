@@ -186,7 +186,7 @@ func (m *Manager) init(ctx context.Context) error {
 			return ErrClosed
 		}
 		m.log.InfoContext(ctx, "Primary database initialized successfully",
-			slog.Any("target", p.target), slog.Duration("took", time.Since(start)))
+			slog.Any("target", p.target), slog.Any("tls", p.tlsInfo()), slog.Duration("took", time.Since(start)))
 		m.log.InfoContext(ctx, "Database initialized: postgresql (primary=True)")
 		return nil
 	}

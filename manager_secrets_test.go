@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,29 +148,8 @@ func TestManagerWithIAMConnectsOverVerifiedTLS(t *testing.T) {
 	ctx := context.Background()
 	ca := testcert.NewCA(t, "iam-manager-ca")
 	certFile, keyFile := ca.Localhost(t)
-	dir := t.TempDir()
-	for _, d := range []string{dir, filepath.Dir(dir)} { // the server runs as the postgres user
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hba := filepath.Join(dir, "pg_hba.conf")
-	rules := "hostssl all iam_app 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
-	if err := os.WriteFile(hba, []byte(rules), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srv := pgtest.NewServer(t, pgtest.WithTLS(certFile, keyFile), pgtest.WithSetting("hba_file", hba))
-	admin := srv.URL(t)
-	u, _ := url.Parse(admin)
-	db := strings.TrimPrefix(u.Path, "/")
-	srv.Exec(t, "CREATE ROLE iam_app LOGIN")
-	srv.Exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO iam_app")
-
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+	srv, db := iamTLSServer(t, certFile, keyFile)
+	setTestAWSCredentials(t)
 	vars := []string{"AWS_DB_HOST", "localhost", "AWS_DB_PORT", strconv.Itoa(srv.Port()), "AWS_DB_NAME", db,
 		"AWS_DB_USER", "iam_app", "AWS_DB_IAM_AUTH", "true", "AWS_REGION", "us-east-1",
 		"AWS_SSLROOTCERT", ca.File, "DB_CONNECT_TIMEOUT", "3"}

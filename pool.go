@@ -73,6 +73,7 @@ type PoolOption func(*poolOptions)
 type poolOptions struct {
 	logger        *slog.Logger
 	beforeConnect func(context.Context, *pgx.ConnConfig) error
+	tls           *tlsRecorder // records verified handshakes (the Manager's Info)
 }
 
 // WithPoolLogger sets the logger for SQL_ECHO and pool warnings
@@ -103,7 +104,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	if !t.DSN.IsSet() {
 		return nil, &ConfigError{Var: "target", Problem: "no connection string (source " + string(t.Source) + ")"}
 	}
-	dsn, certs, err := prepareTLS(cfg, t.DSN.Reveal())
+	dsn, trust, err := prepareTLS(cfg, t.DSN.Reveal())
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	if err != nil {
 		return nil, safeError(err)
 	}
-	if err := finishTLS(cfg, &pc.ConnConfig.Config, certs); err != nil {
+	if err := finishTLS(cfg, &pc.ConnConfig.Config, trust, o.tls); err != nil {
 		return nil, err
 	}
 	applyConnectTimeout(cfg, dsn, pc.ConnConfig)

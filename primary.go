@@ -17,6 +17,7 @@ type primary struct {
 	target Target
 	pool   *pgxpool.Pool
 	store  *PGStore
+	tls    *tlsRecorder // what the pool's verified TLS handshakes showed
 }
 
 // close releases what connectPrimary opened.
@@ -55,7 +56,8 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := NewPoolConfig(m.cfg, target, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect))
+	tlsRec := &tlsRecorder{}
+	pc, err := NewPoolConfig(m.cfg, target, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withTLSRecorder(tlsRec))
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +66,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if err != nil {
 		return nil, safeError(err)
 	}
-	p := &primary{target: target, pool: pool}
+	p := &primary{target: target, pool: pool, tls: tlsRec}
 	acquire := func(ctx context.Context) (*pgxpool.Conn, error) {
 		var conn *pgxpool.Conn
 		open := func(ctx context.Context) (err error) {

@@ -144,7 +144,7 @@ func TestTLSAgainstServer(t *testing.T) {
 	t.Run("wrong host name fails", func(t *testing.T) {
 		wantReason(t, connect(env("127.0.0.1", ca.File)), ReasonTLS)
 	})
-	t.Run("system roots do not trust the test CA", func(t *testing.T) {
+	t.Run("neither the system nor the embedded RDS roots trust the test CA", func(t *testing.T) {
 		cfg := env("localhost", ca.File)
 		cfg.SSLRootCert = ""
 		wantReason(t, connect(cfg), ReasonTLS)

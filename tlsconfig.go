@@ -3,12 +3,14 @@ package dbmanager
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatewaykit/dbmanager/internal/rdsca"
 )
 
 // TLS policy.
@@ -23,11 +25,14 @@ import (
 // Without it, the connection string keeps libpq's semantics (its sslmode,
 // default prefer, and its sslrootcert).
 //
-// AWS_SSLROOTCERT names a PEM CA bundle (RDS's global-bundle.pem). When the
-// connection string has no sslrootcert, it becomes the sslrootcert (libpq
-// semantics: only those CAs are trusted); when it has one, the bundle's
-// CAs are trusted in addition. A missing, unreadable or non-PEM file is a
-// configuration error naming the path.
+// Whenever a host's TLS verifies the server (verify-ca or verify-full),
+// its trusted roots follow the table in tlsroots.go: by default the system
+// roots plus the embedded Amazon RDS roots, so RDS, Aurora and RDS Proxy
+// verify with no file; AWS_SSLROOTCERT=<file> trusts that file only
+// (libpq semantics: it becomes the sslrootcert; with the URL's own
+// sslrootcert both are trusted); AWS_SSLROOTCERT=system the system roots
+// only. A missing, unreadable or non-PEM file is a configuration error
+// naming the path.
 
 // loadCAFile reads a PEM bundle and returns its certificates.
 func loadCAFile(path string) ([]*x509.Certificate, error) {
@@ -45,44 +50,30 @@ func loadCAFile(path string) ([]*x509.Certificate, error) {
 			return nil, bad("cannot read the file")
 		}
 	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, bad("contains a certificate that cannot be parsed")
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
+	certs, err := rdsca.Parse(data)
+	switch {
+	case errors.Is(err, rdsca.ErrNoCertificate):
 		return nil, bad("not a PEM certificate bundle (no CERTIFICATE block)")
+	case err != nil:
+		return nil, bad("contains a certificate that cannot be parsed")
 	}
 	return certs, nil
 }
 
 // prepareTLS applies the TLS policy to dsn before pgx parses it and
-// returns the extra CA certificates to trust.
-func prepareTLS(cfg Config, dsn string) (string, []*x509.Certificate, error) {
+// returns the trust decision for finishTLS.
+func prepareTLS(cfg Config, dsn string) (string, *trustPlan, error) {
 	params, err := dsnParams(dsn)
 	if err != nil {
 		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
 	}
+	plan, err := planTrust(cfg, params["sslrootcert"])
+	if err != nil {
+		return "", nil, err
+	}
 	set := map[string]string{}
-	var certs []*x509.Certificate
-	if cfg.SSLRootCert != "" {
-		if certs, err = loadCAFile(cfg.SSLRootCert); err != nil {
-			return "", nil, err
-		}
-		if params["sslrootcert"] == "" {
-			set["sslrootcert"] = cfg.SSLRootCert
-		}
+	if plan.kind == rootsFile && params["sslrootcert"] == "" {
+		set["sslrootcert"] = cfg.SSLRootCert
 	}
 	if cfg.RequiresTLS() {
 		switch mode := params["sslmode"]; mode {
@@ -102,18 +93,24 @@ func prepareTLS(cfg Config, dsn string) (string, []*x509.Certificate, error) {
 	if err != nil {
 		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot set its TLS parameters"}
 	}
-	return dsn, certs, nil
+	return dsn, plan, nil
 }
 
-// finishTLS adds the extra CAs to every host's TLS settings and, when TLS
-// is required, checks that each one verifies chain and host name.
-func finishTLS(cfg Config, cc *pgconn.Config, certs []*x509.Certificate) error {
+// finishTLS gives every host's TLS settings (pgx's Fallbacks included) the
+// plan's trusted roots, checks, when TLS is required, that each one
+// verifies chain and host name, and makes rec (if not nil) record each
+// verified handshake.
+func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder) error {
 	configs := []*tls.Config{cc.TLSConfig}
 	for _, fb := range cc.Fallbacks {
 		configs = append(configs, fb.TLSConfig)
 	}
+	var rdsPool *x509.CertPool // shared by the hosts: built once
+	mode := ""
 	for _, tc := range configs {
-		if tc != nil && len(certs) > 0 {
+		switch {
+		case tc == nil:
+		case plan.kind == rootsFile:
 			roots := tc.RootCAs
 			if roots == nil {
 				if sys, err := x509.SystemCertPool(); err == nil {
@@ -124,14 +121,32 @@ func finishTLS(cfg Config, cc *pgconn.Config, certs []*x509.Certificate) error {
 			} else {
 				roots = roots.Clone()
 			}
-			for _, c := range certs {
+			for _, c := range plan.fileCerts {
 				roots.AddCert(c)
 			}
 			tc.RootCAs = roots
+		case plan.kind == rootsSystemAndRDS && verifies(tc):
+			if rdsPool == nil {
+				pool, err := systemAndRDSPool()
+				if err != nil {
+					return err
+				}
+				rdsPool = pool
+			}
+			tc.RootCAs = rdsPool
 		}
 		if cfg.RequiresTLS() && (tc == nil || tc.InsecureSkipVerify || tc.ServerName == "") {
 			return &ConfigError{Var: "sslmode", Problem: "TLS is required (verify-full) but a host of the connection string would connect without verified TLS (a Unix socket, or PGSSLMODE)"}
 		}
+		if mode == "" || mode == TLSModeOff {
+			mode = tlsModeOf(tc)
+		}
+		if rec != nil && verifies(tc) {
+			rec.watch(tc, plan, tlsModeOf(tc))
+		}
+	}
+	if rec != nil {
+		rec.mode = mode
 	}
 	return nil
 }
@@ -141,7 +156,13 @@ func finishTLS(cfg Config, cc *pgconn.Config, certs []*x509.Certificate) error {
 // connect_timeout and the environment did not set DB_CONNECT_TIMEOUT).
 // Errors are redacted and wrap ErrConfig.
 func NewConnConfig(cfg Config, dsn string) (*pgx.ConnConfig, error) {
-	dsn, certs, err := prepareTLS(cfg, dsn)
+	return connConfig(cfg, dsn, nil)
+}
+
+// connConfig is NewConnConfig whose verified handshakes rec (if not nil)
+// records.
+func connConfig(cfg Config, dsn string, rec *tlsRecorder) (*pgx.ConnConfig, error) {
+	dsn, plan, err := prepareTLS(cfg, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +170,7 @@ func NewConnConfig(cfg Config, dsn string) (*pgx.ConnConfig, error) {
 	if err != nil {
 		return nil, safeError(err)
 	}
-	if err := finishTLS(cfg, &cc.Config, certs); err != nil {
+	if err := finishTLS(cfg, &cc.Config, plan, rec); err != nil {
 		return nil, err
 	}
 	applyConnectTimeout(cfg, dsn, cc)

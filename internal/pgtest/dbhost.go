@@ -51,38 +51,62 @@ func (h *dbHost) redacted() string {
 func (h *dbHost) freshDatabase(t testing.TB) string {
 	t.Helper()
 	name := databaseName(t.Name())
-	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE template0"
-	err := h.exec(func(ctx context.Context, c *pgx.Conn) error {
-		stmt := stmt
-		if serverMajor(c) >= 15 {
-			// Copying files beats WAL-logging every page (the PostgreSQL
-			// 15 default) for the small template0.
-			stmt += " STRATEGY FILE_COPY"
-		}
-		_, err := c.Exec(ctx, stmt)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // duplicate_database: our retry after a lost reply
-			return nil
-		}
-		return err
-	}, true)
-	if err != nil {
+	if err := h.createDatabase(name); err != nil {
 		t.Fatalf("pgtest: create database %s on %s: %v", name, h.redacted(), err)
 	}
 	t.Cleanup(func() {
 		if h.running != nil && !h.running() {
 			return // stopped or killed by the test; the server's own cleanup removes everything
 		}
-		drop := "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
-		err := h.exec(func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, drop)
-			return err
-		}, true)
+		err := h.dropDatabase(name)
 		if err != nil && (h.running == nil || h.running()) {
 			t.Errorf("pgtest: drop database %s on %s: %v", name, h.redacted(), err)
 		}
 	})
 	return h.urlFor(name)
+}
+
+// createDatabase creates the empty database name from template0.
+func (h *dbHost) createDatabase(name string) error {
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE template0"
+	return h.exec(func(ctx context.Context, c *pgx.Conn) error {
+		stmt := stmt
+		if serverMajor(c) >= 15 {
+			// Copying files beats WAL-logging every page (the PostgreSQL
+			// 15 default) for the small template0.
+			stmt += " STRATEGY FILE_COPY"
+		}
+		err := execAdmin(ctx, c, stmt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // duplicate_database: our retry after a lost reply
+			return nil
+		}
+		return err
+	}, true)
+}
+
+// dropDatabase drops database name, ending its sessions.
+func (h *dbHost) dropDatabase(name string) error {
+	drop := "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
+	return h.exec(func(ctx context.Context, c *pgx.Conn) error {
+		return execAdmin(ctx, c, drop)
+	}, true)
+}
+
+// execAdmin runs stmt (which may not run in a transaction block, like
+// CREATE DATABASE) so that a node fenced read-only with
+// default_transaction_read_only, or a primary whose synchronous standby
+// is down, does not stop pgtest's own bookkeeping: the session overrides
+// both settings for stmt only.
+func execAdmin(ctx context.Context, c *pgx.Conn, stmt string) error {
+	if _, err := c.Exec(ctx, "SET default_transaction_read_only = off; SET synchronous_commit = local"); err != nil {
+		return err
+	}
+	_, err := c.Exec(ctx, stmt)
+	if _, rerr := c.Exec(ctx, "RESET default_transaction_read_only; RESET synchronous_commit"); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // exec runs fn on the cached admin connection, connecting first if needed.

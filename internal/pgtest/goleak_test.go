@@ -13,5 +13,8 @@ func TestNoBackgroundGoroutines(t *testing.T) {
 	s := NewServer(t)
 	s.URL(t)
 	s.Exec(t, "SELECT 1")
+	c := NewCluster(t, WithStandbys(1))
+	c.Database(t)
+	c.Standbys()[0].Fence(t)
 	goleak.VerifyNone(t)
 }

@@ -327,9 +327,15 @@ password_encryption = 'scram-sha-256'
 // run runs one of the PostgreSQL binaries to completion as the postgres
 // user, returning its combined output.
 func (e *localEnv) run(name string, args ...string) ([]byte, error) {
+	return e.runEnv(nil, name, args...)
+}
+
+// runEnv is run with extra environment variables (such as PGPASSWORD, so
+// no password shows on a command line).
+func (e *localEnv) runEnv(extra []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.Command(filepath.Join(e.binDir, name), args...)
 	cmd.Dir = e.root
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), extra...)
 	var buf bytes.Buffer
 	cmd.Stdout = &buf
 	cmd.Stderr = &buf
@@ -340,6 +346,20 @@ func (e *localEnv) run(name string, args ...string) ([]byte, error) {
 
 // newServerDir copies the pristine cluster into a fresh server dir.
 func (e *localEnv) newServerDir() (dir, data string, err error) {
+	dir, data, err = e.newEmptyServerDir()
+	if err != nil {
+		return "", "", err
+	}
+	if err := copyTree(e.pristine, data, e.cred); err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("copy pristine cluster: %w", err)
+	}
+	return dir, data, nil
+}
+
+// newEmptyServerDir makes a fresh server dir, owned by the postgres user,
+// whose data dir (not created) a tool such as pg_basebackup fills.
+func (e *localEnv) newEmptyServerDir() (dir, data string, err error) {
 	local.mu.Lock()
 	local.seq++
 	n := local.seq
@@ -349,14 +369,10 @@ func (e *localEnv) newServerDir() (dir, data string, err error) {
 		return "", "", err
 	}
 	if err := own(dir, e.cred); err != nil {
+		os.RemoveAll(dir)
 		return "", "", err
 	}
-	data = filepath.Join(dir, "data")
-	if err := copyTree(e.pristine, data, e.cred); err != nil {
-		os.RemoveAll(dir)
-		return "", "", fmt.Errorf("copy pristine cluster: %w", err)
-	}
-	return dir, data, nil
+	return dir, filepath.Join(dir, "data"), nil
 }
 
 // shutdown removes the private temp dir and ends the reaper, which kills

@@ -76,7 +76,8 @@ func (s *Server) startOnce() error {
 	}
 	defer logf.Close()
 	logStart, _ := logf.Seek(0, 2)
-	cmd := exec.Command(filepath.Join(s.env.binDir, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port))
+	args := append([]string{"-D", s.data, "-p", strconv.Itoa(s.port)}, s.args...)
+	cmd := exec.Command(filepath.Join(s.env.binDir, "postgres"), args...)
 	cmd.Dir = s.dir
 	cmd.Env = childEnv()
 	cmd.Stdout = logf

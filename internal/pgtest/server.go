@@ -27,8 +27,10 @@ type Server struct {
 	log  string
 	tls  bool
 	host dbHost
+	name string // cluster node name (cluster_name), "" outside a Cluster
 
 	mu      sync.Mutex
+	args    []string // extra postgres command-line arguments (-c name=value)
 	port    int
 	pid     int // postmaster pid; 0 when not running
 	proc    *os.Process
