@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // The full contract is checked by storetest (conformance_test.go); these
@@ -92,5 +93,26 @@ func TestShardIndexSpreadsKeys(t *testing.T) {
 		if c < 16 || c > 160 {
 			t.Fatalf("shard %d holds %d of %d sequential keys: %v", i, c, memShards*64, counts)
 		}
+	}
+}
+
+func TestStampClockFollowsTheWallClock(t *testing.T) {
+	var c stampClock
+	last := int64(0)
+	deadline := time.Now().Add(stampRebase + 200*time.Millisecond) // across a new base
+	for i := 0; time.Now().Before(deadline); i++ {
+		before := time.Now().UnixMicro()
+		got := c.nowMicro()
+		after := time.Now().UnixMicro()
+		// One clock read plus the monotonic time since a wall-clock read
+		// agrees with the wall clock but for drift (1 ms is generous).
+		if got < before-1000 || got > after+1000 {
+			t.Fatalf("stamp %d outside [%d, %d]", got, before, after)
+		}
+		if got < last-1000 { // within a base never; at a new one by drift at most
+			t.Fatalf("stamp went back: %d after %d", got, last)
+		}
+		last = got
+		time.Sleep(time.Millisecond)
 	}
 }

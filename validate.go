@@ -74,7 +74,15 @@ func validateValue(v []byte) error {
 }
 
 // resolveWriteOptions applies opts and checks they make sense together.
+// Without options (most calls) it costs nothing: it is inlined.
 func resolveWriteOptions(op string, opts []WriteOption) (writeConditions, error) {
+	if len(opts) == 0 {
+		return writeConditions{}, nil
+	}
+	return applyWriteOptions(op, opts)
+}
+
+func applyWriteOptions(op string, opts []WriteOption) (writeConditions, error) {
 	var c writeConditions
 	for _, o := range opts {
 		if o != nil {
