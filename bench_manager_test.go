@@ -60,7 +60,7 @@ func newBenchManager(b *testing.B) *benchManager {
 		b.Fatal("the Manager is not on PostgreSQL")
 	}
 	pg := m.primary.store
-	bulkFillPadded(b, pool, pg.Schema(), "bench", benchRows, 200)
+	bulkFill(b, pool, pg.Schema(), "bench", benchRows, 200)
 	raw, err := pgxpool.New(ctx, withURLParams(dsn, "pool_max_conns="+strconv.Itoa(benchPoolSize)))
 	if err != nil {
 		b.Fatal(err)
@@ -176,7 +176,7 @@ func BenchmarkPGListFreshVsAnalyzed(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, s := range []*PGStore{fresh, analysed} {
-		bulkFill(b, pool, s.Schema(), "apis", bulkRows)
+		bulkFill(b, pool, s.Schema(), "apis", bulkRows, 0)
 	}
 	if _, err := pool.Exec(ctx, `ANALYZE `+pgx.Identifier{"analysed", "records"}.Sanitize()); err != nil {
 		b.Fatal(err)
@@ -195,16 +195,4 @@ func BenchmarkPGListFreshVsAnalyzed(b *testing.B) {
 		}
 	}
 	alternatingOn(b, 1, list(fresh), list(analysed))
-}
-
-// bulkFillPadded is bulkFill with values of about pad+20 bytes.
-func bulkFillPadded(t testing.TB, pool *pgxpool.Pool, schema, collection string, n, pad int) {
-	t.Helper()
-	table := pgx.Identifier{schema, "records"}.Sanitize()
-	_, err := pool.Exec(context.Background(), `INSERT INTO `+table+` (collection, key, value, version, created_at, updated_at)
-		SELECT $1, 'api-' || lpad(i::text, 6, '0'), convert_to('{"n":' || i || ',"pad":"' || repeat('x', $3) || '"}', 'UTF8'), 1, now(), now()
-		FROM generate_series(0, $2 - 1) AS i ORDER BY random()`, collection, n, pad)
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -19,16 +19,17 @@ const bulkRows = 200_000
 // bulkKey is the i-th key of a bulk-filled collection: api-000000 ...
 func bulkKey(i int) string { return fmt.Sprintf("api-%06d", i) }
 
-// bulkFill writes n records into collection in one statement, in random
-// physical order (a move writes them in map order), and leaves the table
-// without statistics: pgtest runs with autovacuum off and nothing here
-// analyses it.
-func bulkFill(t testing.TB, pool *pgxpool.Pool, schema, collection string, n int) {
+// bulkFill writes n records (keys bulkKey(0) ..., values of about pad+20
+// bytes) into collection in one statement, in random physical order (a
+// move writes them in map order), and leaves the table without
+// statistics: pgtest runs with autovacuum off and nothing here analyses
+// it.
+func bulkFill(t testing.TB, pool *pgxpool.Pool, schema, collection string, n, pad int) {
 	t.Helper()
 	table := pgx.Identifier{schema, "records"}.Sanitize()
 	_, err := pool.Exec(context.Background(), `INSERT INTO `+table+` (collection, key, value, version, created_at, updated_at)
-		SELECT $1, 'api-' || lpad(i::text, 6, '0'), convert_to('{"n":' || i || '}', 'UTF8'), 1, now(), now()
-		FROM generate_series(0, $2 - 1) AS i ORDER BY random()`, collection, n)
+		SELECT $1, 'api-' || lpad(i::text, 6, '0'), convert_to('{"n":' || i || ',"pad":"' || repeat('x', $3) || '"}', 'UTF8'), 1, now(), now()
+		FROM generate_series(0, $2 - 1) AS i ORDER BY random()`, collection, n, pad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestPGListPlansAreOrderedIndexScans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bulkFill(t, pool, s.Schema(), "apis", bulkRows)
+	bulkFill(t, pool, s.Schema(), "apis", bulkRows, 0)
 	if n := reltuples(t, pool, s.Schema()); n >= 0 {
 		t.Fatalf("the table has statistics (reltuples %v) before any ANALYZE", n)
 	}
@@ -196,7 +197,7 @@ func TestPGListPlansAreOrderedIndexScans(t *testing.T) {
 	check("analysed")
 	// Small collections on either side of the large one.
 	for _, c := range []string{"a", "zz"} {
-		bulkFill(t, pool, s.Schema(), c, 20)
+		bulkFill(t, pool, s.Schema(), c, 20, 0)
 	}
 	if _, err := pool.Exec(ctx, `ANALYZE `+pgx.Identifier{s.Schema(), "records"}.Sanitize()); err != nil {
 		t.Fatal(err)
