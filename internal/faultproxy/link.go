@@ -14,6 +14,7 @@ import (
 // dialled, the upstream end to the target.
 type link struct {
 	client *net.TCPConn
+	target string          // chosen when accepted; SetTarget does not move it
 	ctx    context.Context // cancelled when the link is closed
 	cancel context.CancelFunc
 	holed  atomic.Bool // black-holed: every chunk read is dropped
@@ -63,7 +64,7 @@ func (p *Proxy) serve(l *link) {
 		return
 	}
 	var d net.Dialer
-	c, err := d.DialContext(l.ctx, "tcp", p.target)
+	c, err := d.DialContext(l.ctx, "tcp", l.target)
 	if err != nil {
 		return // target down or link cut while dialling: the client sees a close
 	}

@@ -6,6 +6,24 @@
 // in force for every byte read afterwards. The proxy never sleeps except to
 // apply Latency, and Close (or the test's cleanup, with New) leaves no
 // goroutine behind.
+//
+// [Proxy.SetTarget] re-points the listener to another backend, as a DNS
+// name flipping to a new writer does: new connections go to the new
+// target, open ones stay where they are.
+//
+// # What the proxy cannot simulate
+//
+// The proxy is a user-space process on loopback: the client's kernel talks
+// TCP to the proxy's kernel, never to the target. So [Proxy.BlackHole]
+// makes a silent peer at the application level only: the proxy keeps
+// reading (the kernel ACKs every byte) and drops what it reads, and
+// nothing comes back. A client's TCP_USER_TIMEOUT therefore does NOT fire
+// through the proxy (no data stays unacknowledged), and TCP keepalive
+// probes are answered by the proxy's kernel, so keepalives do not fire
+// either. What ends a black-holed call is the client's own deadline
+// (context, statement or read deadline) or an application-level check. A
+// test of TCP_USER_TIMEOUT itself needs packets really dropped (a firewall
+// rule), which this package does not do.
 package faultproxy
 
 import (
@@ -21,13 +39,13 @@ import (
 // Proxy forwards TCP connections from a loopback port to a target address
 // and injects faults on request. All methods are safe for concurrent use.
 type Proxy struct {
-	target string
-	port   int
-	tb     testing.TB // set by New; receives errors Heal cannot return
+	port int
+	tb   testing.TB // set by New; receives errors Heal cannot return
 
 	wg sync.WaitGroup // accept loop and per-connection goroutines
 
 	mu        sync.Mutex
+	target    string       // where connections accepted now are forwarded
 	ln        net.Listener // nil while refused or after Close
 	closed    bool
 	blackHole bool
@@ -84,10 +102,33 @@ func (p *Proxy) Host() string { return "127.0.0.1" }
 // Port returns the port clients dial; it never changes.
 func (p *Proxy) Port() int { return p.port }
 
+// SetTarget re-points the proxy: connections accepted from now on are
+// forwarded to addr ("host:port"); connections already open stay on the
+// old target (like a DNS flip to a new writer, which clients only see when
+// they connect again). It does not change any fault in force. (The kernel
+// completes a dial before the proxy accepts it, so a dial racing with
+// SetTarget may go either way; one that has exchanged data has been
+// accepted.)
+func (p *Proxy) SetTarget(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = addr
+}
+
+// Target returns the address new connections are forwarded to.
+func (p *Proxy) Target() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
+}
+
 // BlackHole makes the network a partition: existing and new connections
-// stay open but no byte passes in either direction (bytes sent are dropped,
-// reads hang). New dials are accepted and then get nothing. Connections
-// black-holed this way are reset by Heal. BlackHole ends a Reset fault.
+// stay open but no byte passes in either direction (bytes sent are read
+// by the proxy and dropped, so the target never sees them; reads hang).
+// New dials are accepted and then get nothing. Connections black-holed
+// this way are reset by Heal. BlackHole ends a Reset fault. The client's
+// kernel still gets every byte ACKed and keepalive probes answered, so
+// only the client's deadlines end its calls (see the package doc).
 func (p *Proxy) BlackHole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -231,7 +272,7 @@ func (p *Proxy) admit(c *net.TCPConn) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &link{client: c, ctx: ctx, cancel: cancel}
+	l := &link{client: c, target: p.target, ctx: ctx, cancel: cancel}
 	l.holed.Store(p.blackHole)
 	p.links[l] = struct{}{}
 	p.wg.Add(1)

@@ -30,7 +30,16 @@ func TestChildProcess(t *testing.T) {
 	URL(t)
 	s := NewServer(t)
 	s.URL(t)
-	fmt.Printf("PGTEST_CHILD root=%s pids=%d,%d\n", s.env.root, shared.server.pid, s.pid)
+	pids := []string{strconv.Itoa(shared.server.pid), strconv.Itoa(s.pid)}
+	c := NewCluster(t, WithStandbys(1))
+	for _, n := range c.Nodes() {
+		pids = append(pids, strconv.Itoa(n.pid))
+	}
+	if _, err := findPgBouncer(); err == nil {
+		b := NewPgBouncer(t, s.host.admin.Host)
+		pids = append(pids, strconv.Itoa(b.pid))
+	}
+	fmt.Printf("PGTEST_CHILD root=%s pids=%s\n", s.env.root, strings.Join(pids, ","))
 	os.Stdout.Sync()
 	switch mode {
 	case "panic":
@@ -68,7 +77,7 @@ func TestNothingLeftBehindWhenTestBinaryDies(t *testing.T) {
 					return
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("after child died (%s): dir %s stat=%v, postmasters alive=%v", mode, root, statErr, alive)
+					t.Fatalf("after child died (%s): dir %s stat=%v, postmasters or pgbouncers alive=%v", mode, root, statErr, alive)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -100,7 +109,7 @@ func parseChild(t *testing.T, out []byte, stderr string) (root string, pids []in
 			}
 		}
 	}
-	if root == "" || len(pids) != 2 {
+	if root == "" || len(pids) < 4 {
 		t.Fatalf("child did not report its servers; stdout:\n%s\nstderr:\n%s", out, stderr)
 	}
 	return root, pids

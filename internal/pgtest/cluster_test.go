@@ -18,6 +18,7 @@ func rowsIn(t *testing.T, c *Cluster, s *Server, db, table string) int {
 }
 
 func TestClusterReplicates(t *testing.T) {
+	localEnvironment() // initdb of the pristine cluster, once per test binary: not part of the timing
 	start := time.Now()
 	c := NewCluster(t, WithStandbys(2))
 	t.Logf("NewCluster with 2 standbys: %v", time.Since(start))

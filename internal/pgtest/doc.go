@@ -55,14 +55,23 @@
 // from the local binaries: with only TEST_DATABASE_URL or Docker,
 // [NewServer] skips (or fails) saying fault tests need local binaries.
 //
+// # Clusters and PgBouncer
+//
+// [NewCluster] starts a streaming-replication cluster from the local
+// binaries: a primary copied from the pristine cluster and standbys made
+// from it with pg_basebackup, for failover tests ([Cluster.Promote],
+// [Cluster.Rebuild], [Server.Fence]). Its nodes are Servers, so Stop,
+// Start and Kill work on them. [NewPgBouncer] runs a PgBouncer of the
+// test's own in front of any server. Both are cleaned up like servers.
+//
 // # Cleanup
 //
 // Nothing is left behind, however the test binary ends: servers are stopped
 // by t.Cleanup and [Main]; the postgres processes get SIGQUIT when the test
 // binary dies (Pdeathsig); and a tiny reaper process (sh), started once per
 // test binary, waits on a pipe from it and, when the pipe closes (normal
-// exit, panic, os.Exit or SIGKILL), kills any postmaster still running in
-// pgtest's temp dir and removes that dir. pgtest keeps no goroutine running
+// exit, panic, os.Exit or SIGKILL), kills any postmaster or PgBouncer still
+// running in pgtest's temp dir and removes that dir. pgtest keeps no goroutine running
 // between calls, so packages that check for leaks with goleak can use it.
 //
 // # Use

@@ -16,5 +16,6 @@ func TestNoBackgroundGoroutines(t *testing.T) {
 	c := NewCluster(t, WithStandbys(1))
 	c.Database(t)
 	c.Standbys()[0].Fence(t)
+	NewPgBouncer(t, s.host.admin.Host)
 	goleak.VerifyNone(t)
 }

@@ -13,8 +13,9 @@ import (
 // a pipe whose only writer is the test binary. The pipe closes when the
 // test binary finishes or dies in any way (panic, os.Exit, SIGKILL); then
 // the script stops every postmaster whose data dir is under $1 (checked
-// against the process's command line, so a stale pid is never killed) and
-// removes $1.
+// against the process's command line, so a stale pid is never killed),
+// every PgBouncer whose pidfile is $1/*/pgbouncer.pid (checked the same way
+// against its ini file), and removes $1.
 const reaperScript = `
 trap '' HUP INT QUIT TERM PIPE
 root=$1
@@ -26,6 +27,14 @@ for f in "$root"/*/data/postmaster.pid; do
 	case "$pid" in ''|*[!0-9]*) continue ;; esac
 	if tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qxF "${f%/postmaster.pid}"; then
 		kill -QUIT "$pid" 2>/dev/null && pids="$pids $pid"
+	fi
+done
+for f in "$root"/*/pgbouncer.pid; do
+	[ -f "$f" ] || continue
+	pid=$(head -n 1 "$f")
+	case "$pid" in ''|*[!0-9]*) continue ;; esac
+	if tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qxF "${f%/pgbouncer.pid}/pgbouncer.ini"; then
+		kill -TERM "$pid" 2>/dev/null && pids="$pids $pid"
 	fi
 done
 i=0

@@ -161,6 +161,8 @@ func (s *Server) installFile(src, name string, perm os.FileMode) error {
 // URL creates a fresh empty database on s for t and returns its postgres://
 // URL, logging in as the superuser (sslmode=require with TLS, else
 // sslmode=disable). The database is dropped when t ends, if s still runs.
+// On a standby of a [Cluster] it fails t (a standby cannot create a
+// database): use [Cluster.Database] there.
 func (s *Server) URL(t testing.TB) string {
 	t.Helper()
 	if !s.isRunning() {
