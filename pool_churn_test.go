@@ -89,9 +89,10 @@ func steadyGets(store Store, goroutines int, stop <-chan struct{}) (wait func() 
 // Store().Get after a warm-up, at 1, 4, 8, 15 and 32 goroutines: none, by
 // the pool's own count and by the server's. It asserts counts, never
 // times. DBMANAGER_MEASURE=1 runs the 2 s warm-up and 10 s window
-// and also waits, on the default settings, for the pool to shrink back to
-// DB_POOL_SIZE once the load stops; by default the shrink is checked by
-// TestPoolShrinksToSizeWhenIdle with a short idle time.
+// and, wherever the load grew the pool, also waits for it to shrink back
+// to DB_POOL_SIZE on the default settings (up to 90 s each); by default
+// the shrink is checked by TestPoolShrinksToSizeWhenIdle with a short idle
+// time.
 func TestPoolSteadyLoadOpensNoConnections(t *testing.T) {
 	warmUp, window, long := churnTimes()
 	for _, goroutines := range []int{1, 4, 8, 15, 32} {
@@ -141,7 +142,9 @@ func TestPoolSteadyLoadOpensNoConnections(t *testing.T) {
 			if haveSessions && sessionsAfter != sessionsBefore {
 				t.Errorf("the server counted %d new sessions during %v of steady load after warm-up", sessionsAfter-sessionsBefore, window)
 			}
-			if long {
+			if long && st.Total > DefaultPoolSize {
+				// The default idle policy: back to DB_POOL_SIZE within
+				// overflowIdleTime + healthCheckPeriod of the load stopping.
 				waitForPoolSize(t, pool, DefaultPoolSize, overflowIdleTime+healthCheckPeriod+10*time.Second)
 			}
 		})
