@@ -63,7 +63,8 @@ func alternatingOn(b *testing.B, goroutines int, store, baseline func(i int)) {
 
 // BenchmarkMemRatio is the memory benchmark the README reports: the
 // store against a single RWMutex map doing the same copies and checks
-// (see bench_mem_test.go), interleaved.
+// (see bench_mem_test.go), interleaved. PutSameValidator is Put against a
+// baseline that validates with the store's own validator.
 func BenchmarkMemRatio(b *testing.B) {
 	ctx := context.Background()
 	keys := benchKeyNames(benchKeys)
@@ -88,17 +89,25 @@ func BenchmarkMemRatio(b *testing.B) {
 				}
 			})
 	})
-	b.Run("Put", func(b *testing.B) {
-		alternating(b,
-			func(i int) {
-				if _, err := s.Put(ctx, "apis", keys[i%benchKeys], benchValue); err != nil {
-					b.Error(err)
-				}
-			},
-			func(i int) {
-				if _, err := m.put(ctx, keys[i%benchKeys], benchValue); err != nil {
-					b.Error(err)
-				}
-			})
-	})
+	put := func(m *rwMap) func(*testing.B) {
+		return func(b *testing.B) {
+			alternating(b,
+				func(i int) {
+					if _, err := s.Put(ctx, "apis", keys[i%benchKeys], benchValue); err != nil {
+						b.Error(err)
+					}
+				},
+				func(i int) {
+					if _, err := m.put(ctx, keys[i%benchKeys], benchValue); err != nil {
+						b.Error(err)
+					}
+				})
+		}
+	}
+	b.Run("Put", put(m))
+	same := &rwMap{m: map[string][]byte{}, sameValidator: true}
+	for _, k := range keys {
+		_, _ = same.put(ctx, k, benchValue)
+	}
+	b.Run("PutSameValidator", put(same))
 }

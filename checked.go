@@ -161,10 +161,19 @@ func (s *checkedStore) precheckCollection(ctx context.Context, collection string
 	return s.liveness(ctx)
 }
 
-// normalizeTimes gives r's times the form both backends return.
+// normalizeTimes gives r's times the form both backends return. Times
+// already in that form (the memory store keeps them so) are left as they
+// are without a call.
 func normalizeTimes(r *Record) {
-	r.CreatedAt = normalizeTime(r.CreatedAt)
-	r.UpdatedAt = normalizeTime(r.UpdatedAt)
+	if !isNormalTime(r.CreatedAt) || !isNormalTime(r.UpdatedAt) {
+		r.CreatedAt = normalizeTime(r.CreatedAt)
+		r.UpdatedAt = normalizeTime(r.UpdatedAt)
+	}
+}
+
+// isNormalTime reports whether t is in UTC with whole microseconds.
+func isNormalTime(t time.Time) bool {
+	return t.Location() == time.UTC && t.Nanosecond()%1000 == 0
 }
 
 // normalizeTime gives the time form both backends return: UTC, whole
