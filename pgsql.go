@@ -44,11 +44,11 @@ func newPGStatements(schema string) pgStatements {
 		deleteVersion: r.Replace(`DELETE FROM $T
 			WHERE collection = $1 AND key = $2 AND version = $3`),
 		// List: keyset pagination over the primary key, one key range per
-		// statement (see listQuery).
+		// statement; see listQuery for why each has the form it has.
 		listAfter:      r.Replace(page + `(collection, key) > ($1, $2) AND collection <= $1` + pageOrder + `$3`),
 		listFrom:       r.Replace(page + `(collection, key) >= ($1, $2) AND collection <= $1` + pageOrder + `$3`),
-		listRange:      r.Replace(page + `(collection, key) >= ($1, $2) AND (collection, key) < ($1, $3)` + pageOrder + `$4`),
-		listRangeAfter: r.Replace(page + `(collection, key) > ($1, $2) AND (collection, key) < ($1, $3)` + pageOrder + `$4`),
+		listRange:      r.Replace(page + `collection = (SELECT $1::text) AND key >= (SELECT $2::text) AND key < (SELECT $3::text) ORDER BY key LIMIT (SELECT $4::bigint)`),
+		listRangeAfter: r.Replace(page + `collection = (SELECT $1::text) AND key > (SELECT $2::text) AND key < (SELECT $3::text) ORDER BY key LIMIT (SELECT $4::bigint)`),
 		analyze:        r.Replace(`ANALYZE $T`),
 	}
 }
@@ -57,25 +57,39 @@ func newPGStatements(schema string) pgStatements {
 // collection; limit is the page size plus one, to learn whether more
 // follow.
 //
-// Each statement reads one range of the primary key (collection, key),
-// both COLLATE "C", so bytewise: row comparisons bound it on both sides,
-// for example (collection, key) >= (c, lo) AND (collection, key) < (c, hi)
-// for c's keys in [lo, hi), and nothing else is in the WHERE clause. The
-// only plan worth having is then an ordered scan of the primary key index
-// that stops after limit rows, O(log n + limit), and the planner picks it
-// with or without statistics and as a generic plan (pglist_test.go checks
-// the plans on a never analysed table). The form matters because of how
-// the planner estimates rows it has no statistics for: collection = c
-// counts as 0.5 % of the table and a pair key >= lo AND key < hi as
-// another 0.5 %, so on a freshly filled table it expects a handful of rows
-// where there are thousands, no longer expects the LIMIT to cut the scan
-// short, and prefers a bitmap scan of the whole range plus a sort: O(n)
-// per page until ANALYZE. A row comparison is estimated from its first
-// column alone (a third of the table without statistics, never paired
-// into a range), so the estimate stays above the limit and the ordered
-// scan wins; with statistics the estimate follows the data, and the
-// ordered scan wins again (also checked, with small collections on either
-// side of a large one).
+// Every statement reads one range of the primary key (collection, key),
+// both COLLATE "C", so bytewise, with nothing else in the WHERE clause,
+// and is planned as an ordered scan of the primary key index that stops
+// after limit rows or at the end of the range, O(log n + limit), with or
+// without statistics and as a generic plan (pglist_test.go checks the
+// plans, and the pages each page reads, on a never analysed table). The
+// form is chosen for the planner's estimates. With no statistics it
+// counts collection = c as 0.5 % of the table and a pair key >= lo AND
+// key < hi as another 0.5 %: on a freshly filled table it expects a
+// handful of rows where there are thousands, no longer expects the LIMIT
+// to cut the scan short, and prefers a bitmap scan of the whole range
+// plus a sort, O(n) per page until ANALYZE. So:
+//
+//   - From a cursor to the end of the collection (no prefix, or a prefix
+//     without an upper bound), the range is bounded by a row comparison,
+//     (collection, key) > (c, after), and ends with collection <= c. A
+//     row comparison is estimated from its first column alone, a third of
+//     the table without statistics, and is never paired into a range, so
+//     the estimate stays above the limit and the LIMIT makes the ordered
+//     scan the cheapest; with statistics the estimate follows the data.
+//     collection <= c on the index's first column ends the scan at the
+//     end of the collection.
+//   - A prefix range [lo, hi) needs plain bounds: an index scan stops at a
+//     bound on its second column only after an equality on the first, and
+//     not at a row comparison decided by the second column, so a row
+//     comparison would read on to the end of the collection whenever the
+//     range holds fewer rows than the limit. Its values are passed through
+//     scalar subqueries, (SELECT $1::text), which the planner cannot look
+//     into: it plans as it would for unknown values (a range is 0.5 % of
+//     the rows, and of a LIMIT it assumes a tenth of them are wanted), the
+//     same plan with or without statistics, in which the ordered index
+//     scan wins by a wide margin even on a table much larger than the
+//     cache. The subqueries run once per statement.
 //
 // A prefix is the range [prefix, prefixUpperBound(prefix)): literal, as
 // LIKE (whose %, _ and \ are special) would not be, and exact for valid
