@@ -147,6 +147,9 @@ func (s *checkedStore) liveness(ctx context.Context) error {
 
 // precheck validates the names of a single-key call and checks liveness.
 func (s *checkedStore) precheck(ctx context.Context, collection, key string) error {
+	if plainName(key, MaxKeyLen) && plainName(collection, MaxCollectionLen) {
+		return s.liveness(ctx) // the common case: both ASCII, in one call each
+	}
 	if err := validateName("key", key, MaxKeyLen); err != nil {
 		return err
 	}
