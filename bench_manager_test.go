@@ -29,10 +29,10 @@ const (
 	benchRows       = 10_000 // keys in the benchmark collection
 )
 
-// benchManager is a Manager on a fresh database holding benchRows records
+// managerBench is a Manager on a fresh database holding benchRows records
 // of about 230 bytes in collection "bench", and a raw pgx pool of the same
 // size on the same database.
-type benchManager struct {
+type managerBench struct {
 	m    *Manager
 	pg   *PGStore // the store behind m.Store(), for its SQL text
 	raw  *pgxpool.Pool
@@ -40,7 +40,7 @@ type benchManager struct {
 	keys []string
 }
 
-func newBenchManager(b *testing.B) *benchManager {
+func newManagerBench(b *testing.B) *managerBench {
 	b.Helper()
 	ctx := context.Background()
 	dsn := pgtest.URL(b)
@@ -70,21 +70,21 @@ func newBenchManager(b *testing.B) *benchManager {
 	for i := range keys {
 		keys[i] = bulkKey(i)
 	}
-	return &benchManager{m: m, pg: pg, raw: raw, dsn: dsn, keys: keys}
+	return &managerBench{m: m, pg: pg, raw: raw, dsn: dsn, keys: keys}
 }
 
-func (bm *benchManager) key(i int) string { return bm.keys[i%len(bm.keys)] }
+func (bm *managerBench) key(i int) string { return bm.keys[i%len(bm.keys)] }
 
 // rawGet is Get in hand-written pgx: the store's statement, scanned into a
 // Record.
-func (bm *benchManager) rawGet(ctx context.Context, key string) (Record, error) {
+func (bm *managerBench) rawGet(ctx context.Context, key string) (Record, error) {
 	r := Record{Collection: "bench", Key: key}
 	err := bm.raw.QueryRow(ctx, bm.pg.pg.sql.get, "bench", key).Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
 }
 
 // rawPut is an unconditional Put in hand-written pgx.
-func (bm *benchManager) rawPut(ctx context.Context, key string, value []byte) (Record, error) {
+func (bm *managerBench) rawPut(ctx context.Context, key string, value []byte) (Record, error) {
 	r := Record{Collection: "bench", Key: key, Value: value}
 	err := bm.raw.QueryRow(ctx, bm.pg.pg.sql.upsert, "bench", key, value).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
@@ -92,8 +92,8 @@ func (bm *benchManager) rawPut(ctx context.Context, key string, value []byte) (R
 
 // rawList is List in hand-written pgx: the statement the store picks for
 // the same page, scanned into Records.
-func (bm *benchManager) rawList(ctx context.Context, opts ListOptions) ([]Record, error) {
-	sql, args := bm.pg.pg.sql.listQuery("bench", opts, opts.Limit+1)
+func (bm *managerBench) rawList(ctx context.Context, opts ListOptions) ([]Record, error) {
+	sql, args := bm.pg.pg.sql.listQuery(bm.pg.pg.execMode(), "bench", opts, opts.Limit+1)
 	rows, err := bm.raw.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func (bm *benchManager) rawList(ctx context.Context, opts ListOptions) ([]Record
 }
 
 func BenchmarkManagerGet(b *testing.B) {
-	bm := newBenchManager(b)
+	bm := newManagerBench(b)
 	ctx, s := context.Background(), bm.m.Store()
 	alternatingOn(b, benchGoroutines,
 		func(i int) {
@@ -122,7 +122,7 @@ func BenchmarkManagerGet(b *testing.B) {
 }
 
 func BenchmarkManagerPut(b *testing.B) {
-	bm := newBenchManager(b)
+	bm := newManagerBench(b)
 	ctx, s := context.Background(), bm.m.Store()
 	alternatingOn(b, benchGoroutines,
 		func(i int) {
@@ -140,7 +140,7 @@ func BenchmarkManagerPut(b *testing.B) {
 // BenchmarkManagerList pages 100 records from places spread over the
 // collection.
 func BenchmarkManagerList(b *testing.B) {
-	bm := newBenchManager(b)
+	bm := newManagerBench(b)
 	ctx, s := context.Background(), bm.m.Store()
 	const page = 100
 	after := func(i int) string { return bm.keys[(i*7919)%(len(bm.keys)-page-1)] }

@@ -22,7 +22,12 @@ import (
 // keys, all written once.
 func newBenchPGStore(b *testing.B) (*PGStore, *pgxpool.Pool, []string) {
 	b.Helper()
-	pool := newTestPool(b)
+	return benchPGStoreOn(b, newTestPool(b))
+}
+
+// benchPGStoreOn is newBenchPGStore on a pool of the caller's.
+func benchPGStoreOn(b *testing.B, pool *pgxpool.Pool) (*PGStore, *pgxpool.Pool, []string) {
+	b.Helper()
 	s, err := NewPGStore(context.Background(), pool)
 	if err != nil {
 		b.Fatal(err)

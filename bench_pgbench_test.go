@@ -28,7 +28,7 @@ func BenchmarkManagerVsPgbench(b *testing.B) {
 	if pgbench == "" {
 		b.Skip("pgbench not found (PATH, PGTEST_BINDIR, /usr/lib/postgresql/*/bin)")
 	}
-	bm := newBenchManager(b)
+	bm := newManagerBench(b)
 	env, err := libpqEnv(bm.dsn)
 	if err != nil {
 		b.Fatal(err)

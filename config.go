@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrConfig is wrapped by every error that reports a misconfiguration: a
@@ -60,17 +62,25 @@ const (
 // Limits on pool sizes accepted from the environment.
 const maxPoolConns = 10000
 
+// minLeakDetectionMS is the shortest DB_LEAK_DETECTION_MS accepted (as
+// HikariCP's leakDetectionThreshold): shorter ones flag ordinary work.
+const minLeakDetectionMS = 2000
+
+// maxThresholdMS bounds DB_SLOW_QUERY_MS and DB_LEAK_DETECTION_MS (a day).
+const maxThresholdMS = 24 * 60 * 60 * 1000
+
 // ExplicitSettings records which settings the environment set explicitly.
-// A pool_* (or connect_timeout) parameter in DATABASE_URL is honoured
-// unless the matching field here is true. A Config built in code has all
-// false, so parameters in its URL win over its pool fields; set the flag to
-// make the Config field win.
+// A pool_* (or connect_timeout, default_query_exec_mode) parameter in
+// DATABASE_URL is honoured unless the matching field here is true. A
+// Config built in code has all false, so parameters in its URL win over
+// its pool fields; set the flag to make the Config field win.
 type ExplicitSettings struct {
 	PoolSize       bool // DB_POOL_SIZE  (vs pool_max_conns in the URL, with MaxOverflow)
 	MaxOverflow    bool // DB_MAX_OVERFLOW (vs pool_max_conns)
 	PoolPrePing    bool // DB_POOL_PRE_PING (vs pool_ping_timeout)
 	PoolRecycle    bool // DB_POOL_RECYCLE (vs pool_max_conn_lifetime[_jitter])
 	ConnectTimeout bool // DB_CONNECT_TIMEOUT (vs connect_timeout)
+	QueryExecMode  bool // DB_QUERY_EXEC_MODE (vs default_query_exec_mode)
 }
 
 // Config is everything that decides where and how the library connects.
@@ -129,6 +139,14 @@ type Config struct {
 	// connection attempt (dial, TLS, authentication) and on start-up.
 	ConnectTimeout time.Duration
 
+	// QueryExecMode is DB_QUERY_EXEC_MODE: the pool's DefaultQueryExecMode,
+	// how pgx runs SQL on Manager.Pool() (the Store's own statements choose
+	// their mode themselves). The zero value keeps the connection string's
+	// default_query_exec_mode, else pgx's default, cache_statement. Behind
+	// a transaction pooler (PgBouncer in transaction mode, RDS Proxy) use
+	// pgx.QueryExecModeExec or pgx.QueryExecModeCacheDescribe.
+	QueryExecMode pgx.QueryExecMode
+
 	// Fallback is DB_FALLBACK (memory): what to do when the primary is
 	// unreachable at start-up.
 	Fallback Fallback
@@ -140,6 +158,21 @@ type Config struct {
 	// connections keep re-fetching the secret and retrying after an
 	// authentication failure (RDS's rotation window).
 	RotationBudget time.Duration
+
+	// SlowQueryThreshold is DB_SLOW_QUERY_MS (0, off): a statement that
+	// takes longer is logged once at WARN (never its arguments) and
+	// counted in dbmanager.slow_queries.
+	SlowQueryThreshold time.Duration
+	// LeakDetectionThreshold is DB_LEAK_DETECTION_MS (0, off; at least
+	// 2000 ms when set): a connection taken from Manager.Pool and held
+	// longer is logged at WARN with the stack that took it, and at INFO
+	// when it comes back.
+	LeakDetectionThreshold time.Duration
+	// TraceSQL is DB_TRACE_SQL: the spans of your own SQL on Pool() also
+	// record its text and argument values (off by default: they may be
+	// personal data or secrets). The Store's keys and values are never
+	// recorded.
+	TraceSQL bool
 
 	// Explicit records which settings came from the environment, so that
 	// pool_* parameters in DATABASE_URL are honoured otherwise.
@@ -227,6 +260,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	boolVar("AWS_DB_IAM_AUTH", &cfg.IAMAuth)
 	boolVar("SQL_ECHO", &cfg.SQLEcho)
 	boolVar("SQL_ECHO_ARGS", &cfg.SQLEchoArgs)
+	boolVar("DB_TRACE_SQL", &cfg.TraceSQL)
 	cfg.Explicit.PoolPrePing = boolVar("DB_POOL_PRE_PING", &cfg.PoolPrePing)
 	cfg.SSLRootCert = get("AWS_SSLROOTCERT")
 
@@ -272,6 +306,32 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.Explicit.ConnectTimeout = durVar("DB_CONNECT_TIMEOUT", false, &cfg.ConnectTimeout)
 	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
 	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
+
+	msVar := func(name string, least int, dst *time.Duration) {
+		v := get(name)
+		if v == "" {
+			return
+		}
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0 || n > maxThresholdMS:
+			bad(name, fmt.Sprintf("%q is not valid; want a whole number of milliseconds up to %d (0 turns it off)", v, maxThresholdMS))
+		case n > 0 && n < least:
+			bad(name, fmt.Sprintf("%d ms is too short; want at least %d ms, or 0 to turn it off", n, least))
+		default:
+			*dst = time.Duration(n) * time.Millisecond
+		}
+	}
+	msVar("DB_SLOW_QUERY_MS", 1, &cfg.SlowQueryThreshold)
+	msVar("DB_LEAK_DETECTION_MS", minLeakDetectionMS, &cfg.LeakDetectionThreshold)
+
+	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
+		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
+			cfg.QueryExecMode, cfg.Explicit.QueryExecMode = mode, true
+		} else {
+			bad("DB_QUERY_EXEC_MODE", fmt.Sprintf("%q is not valid; want cache_statement, cache_describe, describe_exec, exec or simple_protocol", v))
+		}
+	}
 
 	if v := get("DB_FALLBACK"); v != "" {
 		switch Fallback(strings.ToLower(v)) {
@@ -358,7 +418,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("recycle", c.PoolRecycle),
 		slog.Duration("pool_timeout", c.PoolTimeout),
 		slog.Duration("connect_timeout", c.ConnectTimeout),
+		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
+		slog.Duration("slow_query", c.SlowQueryThreshold),
+		slog.Duration("leak_detection", c.LeakDetectionThreshold),
 	)
 }
 

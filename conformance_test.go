@@ -16,8 +16,14 @@ func TestConformanceMemStore(t *testing.T) {
 }
 
 func TestConformancePGStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) dbmanager.Store {
-		pool, err := pgxpool.New(context.Background(), pgtest.URL(t))
+	storetest.Run(t, pgStoreOn(pgtest.URL))
+}
+
+// pgStoreOn returns a storetest constructor: a PGStore with the defaults
+// on a plain pgxpool of its own, on the database url(t) names.
+func pgStoreOn(url func(t testing.TB) string) func(t *testing.T) dbmanager.Store {
+	return func(t *testing.T) dbmanager.Store {
+		pool, err := pgxpool.New(context.Background(), url(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -27,5 +33,5 @@ func TestConformancePGStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}
 }

@@ -26,5 +26,9 @@ func peerHasClosed(c net.Conn) bool {
 // caller never meets a connection that died while idle in the pool (a
 // server restart, a reset).
 func dropClosedConns(_ context.Context, conn *pgx.Conn) (bool, error) {
-	return !peerHasClosed(conn.PgConn().Conn()), nil
+	if peerHasClosed(conn.PgConn().Conn()) {
+		markClose(conn, closeDeadPeer)
+		return false, nil
+	}
+	return true, nil
 }

@@ -78,6 +78,19 @@
 // token appears in a log line, an error, [Manager.Info] or health output;
 // connection strings are shown through [Redact].
 //
+// # Observability
+//
+// The Manager reports to OpenTelemetry (the API only; the SDK is the
+// application's): the pool and SQL round trips under the semantic
+// conventions' names (db.client.operation.duration, db.client.connection.*),
+// Store calls, fallbacks, recoveries, secret fetches and closed connections
+// under dbmanager.*, a span per Store call and, under a recording span, one
+// per SQL round trip. [WithMeterProvider] and [WithTracerProvider] choose
+// the providers (the globals by default, also when installed after New);
+// [WithCollectionAttribute] adds the collection name. DB_SLOW_QUERY_MS logs
+// slow statements, DB_LEAK_DETECTION_MS connections held too long from
+// [Manager.Pool]. No key, value, password or token is ever recorded.
+//
 // # Testing
 //
 // Unit tests of a service need no database: give it [NewMemStore], or a

@@ -9,22 +9,25 @@ import (
 )
 
 func FuzzLoadConfig(f *testing.F) {
-	f.Add("postgres://u:p@h:5432/db", "5432", "5", "true", "30", "memory", "secret")
-	f.Add("postgresql+asyncpg://u:p%40ss@h/db?ssl=true", "abc", "-1", "maybe", "-1", "none", "p@ss:w/rd?#%&=")
-	f.Add("mysql://u:p@h/db", "0", "0", "yes", "1h", "sqlite", "x")
-	f.Add("host=h password='x y' port=5432", "70000", "10001", "ON", "NaN", "MEMORY", "'")
-	f.Add("memory://", "", "", "", "", "", "")
-	f.Add("postgres://u:p@ss/word@h:99999/db", "1", "1", "0", "1e300", "none", "word")
-	f.Fuzz(func(t *testing.T, dbURL, port, size, boolean, dur, fallback, password string) {
+	f.Add("postgres://u:p@h:5432/db", "5432", "5", "true", "30", "memory", "secret", "exec")
+	f.Add("postgresql+asyncpg://u:p%40ss@h/db?ssl=true", "abc", "-1", "maybe", "-1", "none", "p@ss:w/rd?#%&=", "prepared")
+	f.Add("mysql://u:p@h/db", "0", "0", "yes", "1h", "sqlite", "x", "Cache_Describe")
+	f.Add("host=h password='x y' port=5432", "70000", "10001", "ON", "NaN", "MEMORY", "'", " simple_protocol ")
+	f.Add("memory://", "", "", "", "", "", "", "")
+	f.Add("postgres://u:p@ss/word@h:99999/db", "1", "1", "0", "1e300", "none", "word", "cache statement")
+	f.Add("postgres://u:p@h/db?default_query_exec_mode=exec", "5432", "5", "true", "30", "memory", "secret", "describe_exec")
+	f.Add("postgres://u:p@h/db", "5432", "5", "true", "30", "memory", "secret", "cache_statement\x00")
+	f.Fuzz(func(t *testing.T, dbURL, port, size, boolean, dur, fallback, password, mode string) {
 		pw := "Qz7" + password + "7zQ"
 		env := map[string]string{
 			"DATABASE_URL": dbURL, "AWS_DB_PORT": port, "DB_POOL_SIZE": size, "DB_MAX_OVERFLOW": size,
 			"AWS_REQUIRE_SSL": boolean, "SQL_ECHO": boolean, "DB_POOL_PRE_PING": boolean,
 			"DB_POOL_RECYCLE": dur, "DB_POOL_TIMEOUT": dur, "DB_CONNECT_TIMEOUT": dur,
 			"DB_FALLBACK": fallback, "AWS_DB_PASSWORD": pw, "AWS_DB_HOST": "h", "AWS_DB_USER": "u",
+			"DB_QUERY_EXEC_MODE": mode,
 		}
 		cfg, err := LoadConfig(envOf(env))
-		others := dbURL + port + size + boolean + dur + fallback
+		others := dbURL + port + size + boolean + dur + fallback + mode
 		if err != nil {
 			if strings.Contains(err.Error(), pw) && !strings.Contains(others, pw) {
 				t.Fatalf("error echoes AWS_DB_PASSWORD: %v", err)
@@ -36,6 +39,9 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 		if cfg.PoolSize < 1 || cfg.MaxOverflow < 0 || cfg.PoolTimeout <= 0 || cfg.ConnectTimeout <= 0 || cfg.PoolRecycle < 0 {
 			t.Fatalf("accepted an invalid setting: %+v", cfg)
+		}
+		if set := strings.TrimSpace(mode) != ""; set != cfg.Explicit.QueryExecMode || set != (queryExecModeName(cfg.QueryExecMode) != "") {
+			t.Fatalf("DB_QUERY_EXEC_MODE=%q accepted as %v (explicit %v)", mode, cfg.QueryExecMode, cfg.Explicit.QueryExecMode)
 		}
 		for _, s := range []string{cfg.LogValue().String(), sprintAll(cfg)} {
 			if strings.Contains(s, pw) && !strings.Contains(others, pw) {

@@ -27,6 +27,7 @@ type Manager struct {
 	cfgErr error // a configuration error found before New (Default)
 	opts   managerOptions
 	log    *slog.Logger
+	tel    *instrumentation // metrics and spans (telemetry.go)
 
 	router routingStore
 	mem    *MemStore
@@ -86,6 +87,9 @@ func New(cfg Config, opts ...Option) *Manager {
 	}
 	m := &Manager{cfg: cfg, opts: o, log: o.logger, mem: NewMemStore()}
 	m.bg, m.stop = context.WithCancel(context.Background())
+	m.tel = newTelemetry(cfg, o, o.logger)
+	m.tel.observeManager(m.servingBackend)
+	m.router.instrument = m.tel.instrumentStore
 	m.router.observe = m.observePrimary
 	m.router.callTimeout = cfg.ConnectTimeout + cfg.PoolTimeout
 	m.router.switchTo(notInitialized, false)
@@ -148,7 +152,9 @@ func (m *Manager) Init(ctx context.Context) error {
 	if m.isClosed() {
 		return ErrClosed
 	}
+	ctx, span := m.tel.span(ctx, "dbmanager.Init")
 	err := m.init(ctx)
+	m.tel.endInit(span, err, m.router.Backend())
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrConfig) {
 		return err // the caller gave up: let a later Init try again
 	}
@@ -205,6 +211,7 @@ func (m *Manager) init(ctx context.Context) error {
 	}
 	m.log.ErrorContext(ctx, "Primary database connection failed. Falling back to in-memory storage.",
 		slog.String("reason", reason), slog.Duration("took", time.Since(start)))
+	m.tel.fellBack(ctx, err)
 	if !m.startRecovery(reason) {
 		return ErrClosed
 	}
@@ -271,6 +278,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 
 	m.stop()
+	m.tel.close()
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()

@@ -2,9 +2,7 @@ package dbmanager
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,18 +20,7 @@ import (
 func TestManagerFromSecretSurvivesRotation(t *testing.T) {
 	ctx := context.Background()
 	f := newRotationFixture(t)
-	u, err := url.Parse(f.admin.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, _ := strconv.Atoi(u.Port())
-	db := strings.TrimPrefix(u.Path, "/")
-	f.exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+pgx.Identifier{f.role}.Sanitize())
-	secret := func(pw string) string {
-		b, _ := json.Marshal(map[string]any{"username": f.role, "password": pw, "engine": "postgres",
-			"host": u.Hostname(), "port": port, "dbname": db})
-		return string(b)
-	}
+	secret, db := f.managerSecret(t)
 	f.sm.SetSecretString(f.secretID, secret(rotOldPassword))
 
 	m, logs := newTestManager(t, envConfig(t, "AWS_DB_SECRET", f.secretID, "AWS_REGION", "us-east-1", "DB_CONNECT_TIMEOUT", "3"))

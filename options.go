@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a Manager (see New).
@@ -17,6 +20,10 @@ type managerOptions struct {
 	retryInitial  time.Duration
 	retryMax      time.Duration
 	healthTimeout time.Duration
+	// OpenTelemetry (telemetry.go); nil providers mean the globals.
+	meterProvider  metric.MeterProvider
+	tracerProvider trace.TracerProvider
+	collectionAttr bool
 }
 
 // Defaults of the Manager's background reconnect (see WithRecoveryBackoff)

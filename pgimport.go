@@ -36,26 +36,38 @@ const pgImportSQL = `INSERT INTO %[1]s AS t (collection, key, value, version, cr
 // pgDeleteOwnedSQL deletes a row the move wrote, if it is still as left.
 const pgDeleteOwnedSQL = `DELETE FROM %[1]s WHERE collection = $1 AND key = $2 AND version = $3`
 
-// importRecords implements recordImporter: one pipelined batch, so one
-// round trip for all of recs.
+// pgImportTypes are the parameter types of pgImportSQL, and
+// pgDeleteOwnedTypes those of pgDeleteOwnedSQL.
+var (
+	pgImportTypes      = []uint32{oidText, oidText, oidBytea, oidInt8, oidTimestamptz, oidTimestamptz, oidInt8}
+	pgDeleteOwnedTypes = []uint32{oidText, oidText, oidInt8}
+)
+
+// importRecords implements recordImporter: one round trip for all of recs
+// (sendStatements, which works behind a transaction pooler too).
 func (s *PGStore) importRecords(ctx context.Context, recs []Record, owned map[recordKey]int64) ([]importOutcome, error) {
 	if err := s.liveness(ctx); err != nil {
 		return nil, err
 	}
 	query := fmt.Sprintf(pgImportSQL, pgx.Identifier{s.pg.schema, "records"}.Sanitize())
+	args := make([][]any, len(recs))
+	for i, r := range recs {
+		args[i] = []any{r.Collection, r.Key, r.Value, r.Version, r.CreatedAt, r.UpdatedAt, owned[keyOf(r)]}
+	}
 	out := make([]importOutcome, len(recs))
 	err := s.pg.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		batch := &pgx.Batch{}
-		for _, r := range recs {
-			batch.Queue(query, r.Collection, r.Key, r.Value, r.Version, r.CreatedAt, r.UpdatedAt, owned[keyOf(r)])
-		}
-		results := conn.SendBatch(ctx, batch)
-		defer results.Close()
-		for i, r := range recs {
+		return sendStatements(ctx, conn.Conn(), query, pgImportTypes, args, func(i int, rows pgx.Rows) error {
+			r := recs[i]
 			var ours bool
 			var kept []byte
 			p := Record{Collection: r.Collection, Key: r.Key}
-			if err := results.QueryRow().Scan(&p.Version, &ours, &kept, &p.CreatedAt, &p.UpdatedAt); err != nil {
+			if !rows.Next() {
+				if err := rows.Err(); err != nil {
+					return err
+				}
+				return pgx.ErrNoRows // the statement always returns its row
+			}
+			if err := rows.Scan(&p.Version, &ours, &kept, &p.CreatedAt, &p.UpdatedAt); err != nil {
 				return err
 			}
 			out[i] = importOutcome{version: p.Version}
@@ -64,8 +76,8 @@ func (s *PGStore) importRecords(ctx context.Context, recs []Record, owned map[re
 				p.CreatedAt, p.UpdatedAt = normalizeTime(p.CreatedAt), normalizeTime(p.UpdatedAt)
 				out[i].conflict, out[i].primary = true, p
 			}
-		}
-		return results.Close()
+			return nil
+		})
 	})
 	return out, err
 }
@@ -76,11 +88,11 @@ func (s *PGStore) deleteOwned(ctx context.Context, keys map[recordKey]int64) err
 		return err
 	}
 	query := fmt.Sprintf(pgDeleteOwnedSQL, pgx.Identifier{s.pg.schema, "records"}.Sanitize())
+	args := make([][]any, 0, len(keys))
+	for k, v := range keys {
+		args = append(args, []any{k.collection, k.key, v})
+	}
 	return s.pg.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		batch := &pgx.Batch{}
-		for k, v := range keys {
-			batch.Queue(query, k.collection, k.key, v)
-		}
-		return conn.SendBatch(ctx, batch).Close()
+		return sendStatements(ctx, conn.Conn(), query, pgDeleteOwnedTypes, args, func(int, pgx.Rows) error { return nil })
 	})
 }

@@ -181,7 +181,8 @@ func TestPGListPlansAreOrderedIndexScans(t *testing.T) {
 	check := func(stats string) {
 		for _, o := range listPageShapes() {
 			o, _ := resolveListOptions(o)
-			sql, args := s.pg.sql.listQuery("apis", o, o.Limit+1)
+			sql, args := s.pg.sql.listQuery(s.pg.execMode(), "apis", o, o.Limit+1)
+			args = args[1:] // the exec mode
 			for _, cache := range []string{"4GB", "8MB"} {
 				// 8MB: as if the table were much larger than the cache,
 				// where reading it whole looks cheap next to random reads.
@@ -245,7 +246,11 @@ func TestListQueryShapes(t *testing.T) {
 		{ListOptions{Prefix: "\U0010FFFF"}, q.listFrom, []any{"c", "\U0010FFFF", 101}},
 		{ListOptions{Prefix: "\U0010FFFF", After: "\U0010FFFFx"}, q.listAfter, []any{"c", "\U0010FFFFx", 101}},
 	} {
-		sql, args := q.listQuery("c", c.opts, 101)
+		sql, args := q.listQuery(directExecMode, "c", c.opts, 101)
+		if args[0] != directExecMode {
+			t.Errorf("listQuery(%+v): the exec mode is not the first argument: %v", c.opts, args)
+		}
+		args = args[1:]
 		if sql != c.sql || fmt.Sprint(args) != fmt.Sprint(c.args) {
 			t.Errorf("listQuery(%+v) = %s %q; want %s %q", c.opts, sql, args, c.sql, c.args)
 		}

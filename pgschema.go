@@ -75,8 +75,10 @@ func validateSchemaName(name string) error {
 // keyed on the schema name, so that processes starting together queue up
 // instead of racing on CREATE ... IF NOT EXISTS (which is not safe against
 // a concurrent creator). It fails if the database holds a newer layout than
-// this code knows.
-func migrate(ctx context.Context, conn *pgxpool.Conn, schema string) error {
+// this code knows. Every statement runs in mode (the store's exec mode), so
+// none leaves a named prepared statement behind on a server connection
+// that a transaction pooler hands to another client.
+func migrate(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.QueryExecMode) error {
 	quoted := pgx.Identifier{schema}.Sanitize()
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		steps := []string{
@@ -86,9 +88,9 @@ func migrate(ctx context.Context, conn *pgxpool.Conn, schema string) error {
 			fmt.Sprintf(pgCreateVersionTable, pgx.Identifier{schema, "schema_version"}.Sanitize()),
 		}
 		for i, sql := range steps {
-			var args []any
+			args := []any{mode}
 			if i == 0 {
-				args = []any{schema}
+				args = append(args, schema)
 			}
 			if _, err := tx.Exec(ctx, sql, args...); err != nil {
 				return err
@@ -98,7 +100,7 @@ func migrate(ctx context.Context, conn *pgxpool.Conn, schema string) error {
 		err := tx.QueryRow(ctx, fmt.Sprintf(
 			`WITH ins AS (INSERT INTO %[1]s (version) VALUES ($1) ON CONFLICT DO NOTHING RETURNING version)
 			 SELECT version FROM ins UNION ALL SELECT version FROM %[1]s LIMIT 1`,
-			pgx.Identifier{schema, "schema_version"}.Sanitize()), pgSchemaVersion).Scan(&version)
+			pgx.Identifier{schema, "schema_version"}.Sanitize()), mode, pgSchemaVersion).Scan(&version)
 		if err != nil {
 			return err
 		}

@@ -54,8 +54,8 @@ func newPGStatements(schema string) pgStatements {
 }
 
 // listQuery returns the statement and arguments for one List page of
-// collection; limit is the page size plus one, to learn whether more
-// follow.
+// collection, the arguments led by the exec mode (see pgexecmode.go);
+// limit is the page size plus one, to learn whether more follow.
 //
 // Every statement reads one range of the primary key (collection, key),
 // both COLLATE "C", so bytewise, with nothing else in the WHERE clause,
@@ -98,17 +98,17 @@ func newPGStatements(schema string) pgStatements {
 // is the range [prefix, end of the collection): no valid UTF-8 string at
 // or above it fails to start with it. The cursor After only raises the
 // lower bound.
-func (q *pgStatements) listQuery(collection string, opts ListOptions, limit int) (string, []any) {
+func (q *pgStatements) listQuery(mode pgx.QueryExecMode, collection string, opts ListOptions, limit int) (string, []any) {
 	upper, bounded := prefixUpperBound(opts.Prefix)
 	switch {
 	case opts.Prefix == "" || (!bounded && opts.After >= opts.Prefix):
-		return q.listAfter, []any{collection, opts.After, limit}
+		return q.listAfter, []any{mode, collection, opts.After, limit}
 	case !bounded:
-		return q.listFrom, []any{collection, opts.Prefix, limit}
+		return q.listFrom, []any{mode, collection, opts.Prefix, limit}
 	case opts.After >= opts.Prefix:
-		return q.listRangeAfter, []any{collection, opts.After, upper, limit}
+		return q.listRangeAfter, []any{mode, collection, opts.After, upper, limit}
 	default:
-		return q.listRange, []any{collection, opts.Prefix, upper, limit}
+		return q.listRange, []any{mode, collection, opts.Prefix, upper, limit}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,7 +51,12 @@ func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption 
 }
 
 // NewPGStore creates the schema and table if they are missing (safe when
-// several processes start at once) and returns a store on pool. It fails
+// several processes start at once) and returns a store on pool. It also
+// finds out whether a connection pooler or proxy (PgBouncer, RDS Proxy)
+// stands in front of PostgreSQL: the store's statements then avoid named
+// prepared statements, which transaction pooling breaks, whatever the
+// pool's DefaultQueryExecMode (see the README, "PgBouncer and RDS Proxy").
+// It fails
 // with ErrInvalid for a bad option, ErrUnavailable when the database cannot
 // be reached, and an error naming the problem when the schema cannot be
 // created or was made by a newer release.
@@ -69,7 +75,14 @@ func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...PGOption) (*PGS
 	}
 	b := newPGBackend(o)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return migrate(ctx, conn, o.schema)
+		proxied, err := behindProxy(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if proxied {
+			b.mode.Store(int32(proxiedExecMode))
+		}
+		return migrate(ctx, conn, o.schema, b.execMode())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dbmanager: NewPGStore: create schema %s: %w", pgx.Identifier{o.schema}.Sanitize(), err)
@@ -87,11 +100,25 @@ type pgBackend struct {
 	schema  string
 	acquire func(context.Context) (*pgxpool.Conn, error)
 	sql     pgStatements
+	// mode is the pgx.QueryExecMode passed as the first argument of every
+	// statement, whatever the pool's DefaultQueryExecMode (pgexecmode.go).
+	mode atomic.Int32
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
-	return &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+	b := &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+	b.mode.Store(int32(directExecMode))
+	return b
 }
+
+// execMode is how the store's statements run now.
+func (b *pgBackend) execMode() pgx.QueryExecMode { return pgx.QueryExecMode(b.mode.Load()) }
+
+// proxied reports whether the store found a connection pooler or proxy
+// between it and PostgreSQL (at NewPGStore, or from a statement that
+// failed as only a transaction pooler makes it fail). Its statements then
+// run without named prepared statements, which such a pooler breaks.
+func (s *PGStore) proxied() bool { return s.pg.execMode() != directExecMode }
 
 func (b *pgBackend) name() string { return BackendPostgreSQL }
 
@@ -105,7 +132,7 @@ func (b *pgBackend) ping(ctx context.Context) error {
 func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, error) {
 	r := Record{Collection: collection, Key: key}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, b.sql.get, collection, key).
+		return conn.QueryRow(ctx, b.sql.get, b.execMode(), collection, key).
 			Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -115,7 +142,7 @@ func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, er
 }
 
 func (b *pgBackend) put(ctx context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
-	sql, args := b.sql.upsert, []any{collection, key, value}
+	sql, args := b.sql.upsert, []any{b.execMode(), collection, key, value}
 	switch {
 	case cond.ifAbsent:
 		sql = b.sql.insert
@@ -124,6 +151,7 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 	}
 	r := Record{Collection: collection, Key: key, Value: value}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		args[0] = b.execMode()
 		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -135,12 +163,13 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 }
 
 func (b *pgBackend) delete(ctx context.Context, collection, key string, cond writeConditions) error {
-	sql, args := b.sql.delete, []any{collection, key}
+	sql, args := b.sql.delete, []any{b.execMode(), collection, key}
 	if cond.versionSet {
 		sql, args = b.sql.deleteVersion, append(args, cond.ifVersion)
 	}
 	var deleted int64
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+		args[0] = b.execMode()
 		tag, err := conn.Exec(ctx, sql, args...)
 		deleted = tag.RowsAffected()
 		return err
@@ -158,10 +187,11 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 }
 
 func (b *pgBackend) list(ctx context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
-	sql, args := b.sql.listQuery(collection, opts, opts.Limit+1)
+	sql, args := b.sql.listQuery(b.execMode(), collection, opts, opts.Limit+1)
 	var records []Record
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
 		records = records[:0]
+		args[0] = b.execMode()
 		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return err
@@ -210,5 +240,19 @@ func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) 
 		return err, true
 	}
 	defer conn.Release()
-	return run(conn), false
+	return b.runOn(ctx, conn, run), false
+}
+
+// runOn runs one statement on conn. If the server refused it because a
+// named prepared statement was not where pgx left it (42P05, 26000: the
+// sign of a transaction pooler NewPGStore did not detect), the statement
+// did not run: the store switches to the pooler-safe mode for good and
+// runs it once more, on the same connection (an ERROR leaves it usable).
+func (b *pgBackend) runOn(ctx context.Context, conn *pgxpool.Conn, run func(*pgxpool.Conn) error) error {
+	err := run(conn)
+	if err == nil || ctx.Err() != nil || !isStatementCacheMiss(err) {
+		return err
+	}
+	b.mode.Store(int32(proxiedExecMode))
+	return run(conn)
 }

@@ -29,13 +29,14 @@ import (
 //	                                         bounded by it through the pool's AcquireTracer
 //	connect_args timeout DB_CONNECT_TIMEOUT  ConnConfig.ConnectTimeout
 //	echo                SQL_ECHO             a pgx QueryTracer logging via slog
+//	(none)              DB_QUERY_EXEC_MODE   ConnConfig.DefaultQueryExecMode: SQL on Pool()
 //
 // pool_max_conns, pool_max_conn_lifetime, pool_max_conn_lifetime_jitter,
-// pool_ping_timeout and connect_timeout in the connection string win over
-// the defaults, but not over a variable the environment set
-// (Config.Explicit); so do pool_min_conns, pool_max_conn_idle_time and
-// pool_health_check_period (no variable sets those). pool_min_idle_conns
-// keeps pgxpool's meaning.
+// pool_ping_timeout, connect_timeout and default_query_exec_mode in the
+// connection string win over the defaults, but not over a variable the
+// environment set (Config.Explicit); so do pool_min_conns,
+// pool_max_conn_idle_time and pool_health_check_period (no variable sets
+// those). pool_min_idle_conns keeps pgxpool's meaning.
 //
 // Why overflow connections live on for a while: a pool that closes a
 // connection as soon as it is released with enough others idle (QueuePool's
@@ -148,6 +149,10 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		pc.MaxConnLifetimeJitter = pc.MaxConnLifetime / 10
 	}
 
+	if err := applyQueryExecMode(cfg, params, pc.ConnConfig); err != nil {
+		return nil, err
+	}
+
 	if cfg.PoolPrePing {
 		pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
 			return p.IdleDuration > preDelayIdle
@@ -164,6 +169,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	}
 
 	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout}
+	h.statements.mode = pc.ConnConfig.DefaultQueryExecMode
 	if cfg.SQLEcho {
 		pc.ConnConfig.Tracer = &echoHooks{poolHooks: h, args: cfg.SQLEchoArgs}
 	} else {
@@ -178,6 +184,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 type poolHooks struct {
 	logger         *slog.Logger
 	acquireTimeout time.Duration
+	statements     poolerWarning // warns once when a pooler breaks statements
 }
 
 func (h *poolHooks) log() *slog.Logger {
@@ -224,8 +231,10 @@ func (h *poolHooks) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.Trac
 	return ctx
 }
 
-// TraceQueryEnd does nothing without SQL_ECHO.
-func (h *poolHooks) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+// TraceQueryEnd watches for errors a transaction pooler causes.
+func (h *poolHooks) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	h.statements.observe(ctx, h.log(), data.Err)
+}
 
 // echoHooks adds SQL_ECHO logging to poolHooks.
 type echoHooks struct {
@@ -247,7 +256,8 @@ func (h *echoHooks) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.T
 }
 
 // TraceQueryEnd logs the statement, its duration and outcome.
-func (h *echoHooks) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+func (h *echoHooks) TraceQueryEnd(ctx context.Context, c *pgx.Conn, data pgx.TraceQueryEndData) {
+	h.poolHooks.TraceQueryEnd(ctx, c, data)
 	q, ok := ctx.Value(queryKey{}).(*queryState)
 	if !ok {
 		return
@@ -262,7 +272,8 @@ func (h *echoHooks) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Trac
 
 // TraceBatchQuery logs one statement of a batch (duration since the batch
 // started).
-func (h *echoHooks) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+func (h *echoHooks) TraceBatchQuery(ctx context.Context, c *pgx.Conn, data pgx.TraceBatchQueryData) {
+	h.poolHooks.TraceBatchQuery(ctx, c, data)
 	start := time.Now()
 	if q, ok := ctx.Value(queryKey{}).(*queryState); ok {
 		start = q.start
@@ -270,8 +281,11 @@ func (h *echoHooks) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.T
 	h.logStatement(ctx, data.SQL, data.Args, time.Since(start), data.CommandTag, data.Err)
 }
 
-// TraceBatchEnd does nothing: each statement was logged.
-func (h *echoHooks) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+// TraceBatchEnd logs nothing (each statement was logged) but watches for
+// errors a transaction pooler causes.
+func (h *echoHooks) TraceBatchEnd(ctx context.Context, c *pgx.Conn, data pgx.TraceBatchEndData) {
+	h.poolHooks.TraceBatchEnd(ctx, c, data)
+}
 
 func (h *echoHooks) logStatement(ctx context.Context, sql string, args []any, d time.Duration, tag pgconn.CommandTag, err error) {
 	attrs := []slog.Attr{slog.String("sql", sql), slog.Duration("duration", d)}

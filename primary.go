@@ -18,6 +18,7 @@ type primary struct {
 	pool   *pgxpool.Pool
 	store  *PGStore
 	tls    *tlsRecorder // what the pool's verified TLS handshakes showed
+	tel    *poolTelemetry
 }
 
 // close releases what connectPrimary opened.
@@ -28,7 +29,7 @@ func (p *primary) close() {
 	if p.store != nil {
 		_ = p.store.Close()
 	}
-	p.pool.Close()
+	p.tel.closePool(p.pool)
 }
 
 // connectPrimary resolves the target, opens a pool, proves it answers and
@@ -62,11 +63,12 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		return nil, err
 	}
 	m.checkSuspects(pc)
+	pt := m.tel.instrumentPool(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, safeError(err)
 	}
-	p := &primary{target: target, pool: pool, tls: tlsRec}
+	p := &primary{target: target, pool: pool, tls: tlsRec, tel: pt.observe(pool)}
 	acquire := func(ctx context.Context) (*pgxpool.Conn, error) {
 		var conn *pgxpool.Conn
 		open := func(ctx context.Context) (err error) {
@@ -86,6 +88,9 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if err != nil {
 		p.close()
 		return nil, err
+	}
+	if p.store.proxied() {
+		logBehindProxy(ctx, m.log, pc.ConnConfig.DefaultQueryExecMode)
 	}
 	return p, nil
 }
@@ -113,7 +118,8 @@ func (m *Manager) secretCache(ctx context.Context) (*SecretCache, error) {
 	m.secrets = NewSecretCache(src, m.cfg.SecretID,
 		WithSecretTTL(m.cfg.SecretCacheTTL),
 		WithRotationBudget(m.cfg.RotationBudget),
-		WithSecretLogger(m.log))
+		WithSecretLogger(m.log),
+		withSecretObserver(m.tel))
 	return m.secrets, nil
 }
 

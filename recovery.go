@@ -47,15 +47,20 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
+		actx, at := m.tel.startAttempt(ctx, attempt)
+		cctx, cancel := context.WithTimeout(actx, m.cfg.ConnectTimeout)
 		p, err := m.connectPrimary(cctx)
 		cancel()
 		if err != nil {
+			at.failed(ctx, err)
 			m.noteRecoveryFailure(attempt, err)
 			continue
 		}
 		answered := time.Now()
-		if err := mv.run(ctx, &m.router.gate, m.mem, p.store, func() bool { return m.promoted(p, mv) }); err != nil {
+		mctx, span, moveStart := at.moveSpan(actx)
+		err = mv.run(mctx, &m.router.gate, m.mem, p.store, func() bool { return m.promoted(p, mv) })
+		at.moved(ctx, span, moveStart, err, len(mv.owned), len(mv.conflicts))
+		if err != nil {
 			p.close()
 			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return

@@ -120,6 +120,9 @@ func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) er
 		if cerr := ctx.Err(); cerr != nil {
 			return c.authGaveUp(err, attempt, c.opts.now().Sub(start), cerr)
 		}
+		if c.opts.observer != nil {
+			c.opts.observer.rotationRetried(ctx)
+		}
 		last := err
 		err = op(ctx)
 		if err != nil && !IsAuthFailure(err) && ctx.Err() != nil {

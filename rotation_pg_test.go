@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -229,4 +231,24 @@ func TestRotationConnectHelper(t *testing.T) {
 	for _, s := range []string{err.Error(), string(js)} {
 		assertSecretAbsent(t, s, rotNewPassword)
 	}
+}
+
+// managerSecret lets the fixture's role create the Store's schema in its
+// database and returns that database and a function giving the RDS
+// secret (host, port, database, the role) with a password: what a Manager
+// reads from AWS_DB_SECRET.
+func (f *rotationFixture) managerSecret(t *testing.T) (secret func(password string) string, db string) {
+	t.Helper()
+	u, err := url.Parse(f.admin.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	db = strings.TrimPrefix(u.Path, "/")
+	f.exec(t, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+pgx.Identifier{f.role}.Sanitize())
+	return func(pw string) string {
+		b, _ := json.Marshal(map[string]any{"username": f.role, "password": pw, "engine": "postgres",
+			"host": u.Hostname(), "port": port, "dbname": db})
+		return string(b)
+	}, db
 }

@@ -21,6 +21,8 @@ type routingStore struct {
 	// deadline, so that no call hangs on a network that silently drops
 	// packets (0: no bound).
 	callTimeout time.Duration
+	// instrument wraps each backend switched to (telemetry); may be nil.
+	instrument func(s Store, primary bool) Store
 }
 
 // route is one backend the router can send calls to.
@@ -33,6 +35,9 @@ func (r *routingStore) target() *route { return r.current.Load() }
 
 // switchTo makes s the backend for calls that start from now on.
 func (r *routingStore) switchTo(s Store, primary bool) {
+	if r.instrument != nil {
+		s = r.instrument(s, primary)
+	}
 	r.current.Store(&route{store: s, primary: primary})
 }
 

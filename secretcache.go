@@ -62,6 +62,7 @@ type secretCacheOptions struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	parse       func(string) (Credentials, error)
+	observer    secretObserver // the Manager's telemetry; may be nil
 }
 
 // SecretCacheOption configures a SecretCache.
@@ -108,6 +109,11 @@ func WithSecretLogger(l *slog.Logger) SecretCacheOption {
 			o.logger = l
 		}
 	}
+}
+
+// withSecretObserver reports fetches and rotation retries to o.
+func withSecretObserver(o secretObserver) SecretCacheOption {
+	return func(so *secretCacheOptions) { so.observer = o }
 }
 
 // withSecretClock replaces time.Now (tests).
@@ -218,6 +224,9 @@ func (c *SecretCache) fetch(ctx context.Context, f *secretFetch) {
 		if err != nil {
 			err = fmt.Errorf("dbmanager: secret %q: %w", c.secretID, err)
 		}
+	}
+	if c.opts.observer != nil {
+		c.opts.observer.secretFetched(ctx, err)
 	}
 	c.mu.Lock()
 	if err == nil {

@@ -1,6 +1,7 @@
 // Command gateway is the Gateway Management API of the seed design, built
 // on dbmanager: CRUD over API definitions at /apis and a health check at
-// /health. With DATABASE_URL (or the AWS_* variables) set it keeps the
+// /health, and its metrics (pool, SQL, Store, fallback) in the Prometheus
+// text format at /metrics. With DATABASE_URL (or the AWS_* variables) set it keeps the
 // APIs in PostgreSQL; without, or while PostgreSQL is down, it serves from
 // memory and moves back when PostgreSQL returns.
 //
@@ -46,7 +47,13 @@ func run() int {
 		logger.Error("invalid database configuration", "err", err)
 		return 1
 	}
-	m := dbmanager.New(cfg, dbmanager.WithLogger(logger))
+	mp, metrics, shutdownMetrics, err := newMetrics()
+	if err != nil {
+		logger.Error("cannot set up metrics", "err", err)
+		return 1
+	}
+	defer func() { _ = shutdownMetrics(context.Background()) }()
+	m := dbmanager.New(cfg, dbmanager.WithLogger(logger), dbmanager.WithMeterProvider(mp))
 	if err := m.Init(ctx); err != nil {
 		logger.Error("database initialisation failed", "err", err)
 		return 1
@@ -59,7 +66,7 @@ func run() int {
 		return 1
 	}
 	srv := &http.Server{
-		Handler:           newServer(m.Store(), dbmanager.HealthHandler(m, serviceName, serviceVersion), logger),
+		Handler:           withMetrics(metrics, newServer(m.Store(), dbmanager.HealthHandler(m, serviceName, serviceVersion), logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -1,0 +1,276 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gatewaykit/dbmanager/internal/telemetry"
+)
+
+// The Store's operations, as the dbmanager.operation attribute names them.
+type storeOp int
+
+const (
+	opGet storeOp = iota
+	opPut
+	opDelete
+	opList
+	opPing
+	numOps
+)
+
+var (
+	opNames     = [numOps]string{"get", "put", "delete", "list", "ping"}
+	opSpanNames = [numOps]string{"dbmanager.Get", "dbmanager.Put", "dbmanager.Delete", "dbmanager.List", "dbmanager.Ping"}
+)
+
+// The outcomes that are not failures: they carry no error.type and leave
+// the span's status unset (a missing key or a failed condition is an
+// answer, not an error).
+const (
+	outcomeOK       = "ok"
+	outcomeNotFound = "not_found"
+	outcomeConflict = "conflict"
+)
+
+// libraryCall marks a context as the library's own work: a Store call (op
+// and collection set), or Init, recovery and moves (nil call). The pool's
+// tracer reads it to leave out the library's short acquires from leak
+// detection, to name the Store operation in slow-query logs, and to never
+// record the arguments of the Store's statements (keys and values).
+type libraryCall struct {
+	op         string
+	collection string
+}
+
+type libraryCallKey struct{}
+
+func withLibraryCall(ctx context.Context, c *libraryCall) context.Context {
+	if c == nil {
+		c = &libraryCall{}
+	}
+	return context.WithValue(ctx, libraryCallKey{}, c)
+}
+
+// libraryCallOf returns the mark of ctx, or nil for the caller's own work.
+func libraryCallOf(ctx context.Context) *libraryCall {
+	c, _ := ctx.Value(libraryCallKey{}).(*libraryCall)
+	return c
+}
+
+// storeSets caches the attribute sets of Store metrics: the common
+// outcomes are built up front, failures on first use.
+type storeSets struct {
+	common [2][numOps][3]measureOpts // backend (0 postgresql, 1 memory), op, ok/not_found/conflict
+	failed sync.Map                  // storeSetKey -> measureOpts
+}
+
+type storeSetKey struct {
+	backend int
+	op      storeOp
+	errType string
+}
+
+var backendNames = [2]string{BackendPostgreSQL, BackendMemory}
+
+func newStoreSets() *storeSets {
+	s := &storeSets{}
+	for b := range 2 {
+		for op := range numOps {
+			for i, outcome := range []string{outcomeOK, outcomeNotFound, outcomeConflict} {
+				s.common[b][op][i] = optsFor(attribute.NewSet(storeAttrs(b, op, outcome, "")...))
+			}
+		}
+	}
+	return s
+}
+
+func storeAttrs(backend int, op storeOp, outcome, errType string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		attribute.String(telemetry.AttrOperation, opNames[op]),
+		attribute.String(telemetry.AttrBackend, backendNames[backend]),
+		attribute.String(telemetry.AttrOutcome, outcome),
+	}
+	if errType != "" {
+		attrs = append(attrs, attribute.String("error.type", errType))
+	}
+	return attrs
+}
+
+func (s *storeSets) set(backend int, op storeOp, outcome, errType string) measureOpts {
+	switch outcome {
+	case outcomeOK:
+		return s.common[backend][op][0]
+	case outcomeNotFound:
+		return s.common[backend][op][1]
+	case outcomeConflict:
+		return s.common[backend][op][2]
+	}
+	k := storeSetKey{backend, op, errType}
+	if v, ok := s.failed.Load(k); ok {
+		return v.(measureOpts)
+	}
+	o := optsFor(attribute.NewSet(storeAttrs(backend, op, outcome, errType)...))
+	s.failed.Store(k, o)
+	return o
+}
+
+// storeOutcome classifies a Store call's result: the outcome attribute,
+// and the error.type (empty unless the call failed).
+func storeOutcome(err error) (outcome, errType string) {
+	switch {
+	case err == nil:
+		return outcomeOK, ""
+	case errors.Is(err, ErrNotFound):
+		return outcomeNotFound, ""
+	case errors.Is(err, ErrConflict):
+		return outcomeConflict, ""
+	}
+	t := errorType(err)
+	return t, t
+}
+
+// instrumentedStore records a span and the dbmanager.store.* metrics for
+// every call of the backend it wraps. The router wraps each backend it
+// switches to (instrumentStore), so every Store call is seen once.
+type instrumentedStore struct {
+	s       Store
+	t       *instrumentation
+	backend int // index in backendNames
+	kind    trace.SpanKind
+	system  bool // add db.system.name (PostgreSQL)
+}
+
+// instrumentStore wraps s, the backend the router is switching to. The
+// refusing stores (before Init, after Close) stay bare: nothing is
+// recorded for them.
+func (t *instrumentation) instrumentStore(s Store, primary bool) Store {
+	if _, refusing := s.(refusingStore); refusing || t == nil {
+		return s
+	}
+	is := &instrumentedStore{s: s, t: t, backend: 1, kind: trace.SpanKindInternal}
+	if primary {
+		is.backend, is.kind, is.system = 0, trace.SpanKindClient, true
+	}
+	return is
+}
+
+// storeCallState is one Store call in progress.
+type storeCallState struct {
+	start time.Time
+	span  trace.Span
+	op    storeOp
+	coll  string
+}
+
+func (is *instrumentedStore) begin(ctx context.Context, op storeOp, collection string) (context.Context, storeCallState) {
+	ctx = withLibraryCall(ctx, &libraryCall{op: opNames[op], collection: collection})
+	ctx, span := is.t.tracer.Start(ctx, opSpanNames[op], trace.WithSpanKind(is.kind))
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 4)
+		attrs = append(attrs,
+			attribute.String(telemetry.AttrOperation, opNames[op]),
+			attribute.String(telemetry.AttrBackend, backendNames[is.backend]))
+		if is.system {
+			attrs = append(attrs, telemetry.SystemPostgreSQL)
+		}
+		if is.t.collections && collection != "" {
+			attrs = append(attrs, attribute.String(telemetry.AttrCollection, collection))
+		}
+		span.SetAttributes(attrs...)
+	}
+	return ctx, storeCallState{start: time.Now(), span: span, op: op, coll: collection}
+}
+
+// end records the call's metrics and ends its span. key is scrubbed from
+// the span's status message (the collection too unless opted in).
+func (is *instrumentedStore) end(ctx context.Context, c storeCallState, key string, err error) {
+	d := time.Since(c.start).Seconds()
+	outcome, errType := storeOutcome(err)
+	var o measureOpts
+	if is.t.collections && c.coll != "" {
+		attrs := append(storeAttrs(is.backend, c.op, outcome, errType), attribute.String(telemetry.AttrCollection, c.coll))
+		o = optsFor(attribute.NewSet(attrs...))
+	} else {
+		o = is.t.store.set(is.backend, c.op, outcome, errType)
+	}
+	is.t.inst.StoreOperations.Add(ctx, 1, o.add...)
+	is.t.inst.StoreDuration.Record(ctx, d, o.rec...)
+	if c.span.IsRecording() {
+		c.span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcome))
+		if errType != "" {
+			c.span.SetAttributes(attribute.String("error.type", errType))
+			scrub := []string{key}
+			if !is.t.collections {
+				scrub = append(scrub, c.coll)
+			}
+			c.span.SetStatus(codes.Error, storeErrorText(err, scrub))
+		}
+	}
+	c.span.End()
+}
+
+// storeErrorText is the redacted one-line text of a Store error without
+// the names the OpError adds, and with each of names (a key, a
+// collection) masked wherever the cause mentions it.
+func storeErrorText(err error, names []string) string {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		err = errors.Join(errors.New(oe.Op), oe.Err)
+	}
+	text := errorText(err)
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		text = strings.ReplaceAll(text, quote(n), `"?"`)
+		if len(n) >= 4 {
+			text = strings.ReplaceAll(text, n, "?")
+		}
+	}
+	return text
+}
+
+func (is *instrumentedStore) Get(ctx context.Context, collection, key string) (Record, error) {
+	ctx, c := is.begin(ctx, opGet, collection)
+	r, err := is.s.Get(ctx, collection, key)
+	is.end(ctx, c, key, err)
+	return r, err
+}
+
+func (is *instrumentedStore) Put(ctx context.Context, collection, key string, value []byte, opts ...WriteOption) (Record, error) {
+	ctx, c := is.begin(ctx, opPut, collection)
+	r, err := is.s.Put(ctx, collection, key, value, opts...)
+	is.end(ctx, c, key, err)
+	return r, err
+}
+
+func (is *instrumentedStore) Delete(ctx context.Context, collection, key string, opts ...WriteOption) error {
+	ctx, c := is.begin(ctx, opDelete, collection)
+	err := is.s.Delete(ctx, collection, key, opts...)
+	is.end(ctx, c, key, err)
+	return err
+}
+
+func (is *instrumentedStore) List(ctx context.Context, collection string, opts ListOptions) (Page, error) {
+	ctx, c := is.begin(ctx, opList, collection)
+	p, err := is.s.List(ctx, collection, opts)
+	is.end(ctx, c, opts.After, err)
+	return p, err
+}
+
+func (is *instrumentedStore) Ping(ctx context.Context) error {
+	ctx, c := is.begin(ctx, opPing, "")
+	err := is.s.Ping(ctx)
+	is.end(ctx, c, "", err)
+	return err
+}
+
+func (is *instrumentedStore) Backend() string { return is.s.Backend() }
