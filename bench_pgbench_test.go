@@ -20,7 +20,10 @@ import (
 // prepared -c 8 -j 2, one primary-key SELECT per transaction, as a
 // subprocess. The two run in alternating rounds of the same length;
 // "throughput-ratio" is Manager calls per second over pgbench
-// transactions per second (the target: 0.75 or more). It skips
+// transactions per second (the target: 0.75 or more);
+// "rawpgx/pgbench" is hand-written pgx on its own pool of 8, run in the
+// same rounds, against pgbench, to show how much of the distance is Go and
+// pgx rather than the library. It skips
 // when pgbench is not installed (it comes with PostgreSQL's client
 // packages).
 func BenchmarkManagerVsPgbench(b *testing.B) {
@@ -60,7 +63,8 @@ func BenchmarkManagerVsPgbench(b *testing.B) {
 		return tps
 	}
 	s := bm.m.Store()
-	managerRound := func() float64 {
+	// goRound runs get on 8 goroutines for one round and returns calls/s.
+	goRound := func(get func(key string) error) float64 {
 		var calls atomic.Int64
 		var wg sync.WaitGroup
 		deadline := time.Now().Add(length)
@@ -70,7 +74,7 @@ func BenchmarkManagerVsPgbench(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for i := g * 7919; time.Now().Before(deadline); i++ {
-					if _, err := s.Get(ctx, "bench", bm.key(i)); err != nil {
+					if err := get(bm.key(i)); err != nil {
 						b.Error(err)
 						return
 					}
@@ -81,19 +85,25 @@ func BenchmarkManagerVsPgbench(b *testing.B) {
 		wg.Wait()
 		return float64(calls.Load()) / time.Since(start).Seconds()
 	}
-	var manager, native float64
+	managerGet := func(key string) error { _, err := s.Get(ctx, "bench", key); return err }
+	rawGet := func(key string) error { _, err := bm.rawGet(ctx, key); return err }
+	var manager, raw, native float64
 	b.ResetTimer()
 	for r := range rounds {
 		if r%2 == 0 {
-			manager += managerRound()
+			manager += goRound(managerGet)
 			native += pgbenchRound()
+			raw += goRound(rawGet)
 		} else {
+			raw += goRound(rawGet)
 			native += pgbenchRound()
-			manager += managerRound()
+			manager += goRound(managerGet)
 		}
 	}
 	b.ReportMetric(manager/float64(rounds), "manager-calls/s")
+	b.ReportMetric(raw/float64(rounds), "rawpgx-calls/s")
 	b.ReportMetric(native/float64(rounds), "pgbench-tps")
+	b.ReportMetric(raw/native, "rawpgx/pgbench")
 	b.ReportMetric(manager/native, "throughput-ratio")
 }
 
