@@ -56,11 +56,20 @@ const (
 	DefaultPoolRecycle    = time.Hour
 	DefaultPoolTimeout    = 30 * time.Second
 	DefaultConnectTimeout = 5 * time.Second
+	DefaultTCPKeepAlive   = 5 * time.Second
+	DefaultTCPUserTimeout = 8 * time.Second
 	DefaultFallback       = FallbackMemory
 )
 
 // Limits on pool sizes accepted from the environment.
 const maxPoolConns = 10000
+
+// Limits of the kernel's socket options: TCP_KEEPIDLE in seconds,
+// TCP_USER_TIMEOUT in milliseconds (a C int).
+const (
+	maxTCPKeepAlive   = 32767 * time.Second
+	maxTCPUserTimeout = math.MaxInt32 * time.Millisecond
+)
 
 // minLeakDetectionMS is the shortest DB_LEAK_DETECTION_MS accepted (as
 // HikariCP's leakDetectionThreshold): shorter ones flag ordinary work.
@@ -139,6 +148,18 @@ type Config struct {
 	// connection attempt (dial, TLS, authentication) and on start-up.
 	ConnectTimeout time.Duration
 
+	// TCPKeepAlive is DB_TCP_KEEPALIVE (5 s): how long a pool connection
+	// may be silent before TCP keepalive probes start (then one a
+	// second), so that a peer that vanished is noticed while the
+	// connection is idle. 0 turns keepalives off (-1 in the variable).
+	TCPKeepAlive time.Duration
+	// TCPUserTimeout is DB_TCP_USER_TIMEOUT (8 s, Linux only): how long
+	// data sent on a pool connection (a statement, a keepalive probe) may
+	// stay unacknowledged before the kernel closes the connection, so
+	// that a statement in flight on a node that went silent fails instead
+	// of waiting for its deadline. 0 leaves the kernel's default (about 15
+	// minutes; -1 in the variable).
+	TCPUserTimeout time.Duration
 	// QueryExecMode is DB_QUERY_EXEC_MODE: the pool's DefaultQueryExecMode,
 	// how pgx runs SQL on Manager.Pool() (the Store's own statements choose
 	// their mode themselves). The zero value keeps the connection string's
@@ -190,6 +211,8 @@ func DefaultConfig() Config {
 		PoolRecycle:    DefaultPoolRecycle,
 		PoolTimeout:    DefaultPoolTimeout,
 		ConnectTimeout: DefaultConnectTimeout,
+		TCPKeepAlive:   DefaultTCPKeepAlive,
+		TCPUserTimeout: DefaultTCPUserTimeout,
 		Fallback:       DefaultFallback,
 		SecretCacheTTL: DefaultSecretTTL,
 		RotationBudget: DefaultRotationBudget,
@@ -304,6 +327,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.Explicit.PoolRecycle = durVar("DB_POOL_RECYCLE", true, &cfg.PoolRecycle)
 	durVar("DB_POOL_TIMEOUT", false, &cfg.PoolTimeout)
 	cfg.Explicit.ConnectTimeout = durVar("DB_CONNECT_TIMEOUT", false, &cfg.ConnectTimeout)
+	if durVar("DB_TCP_KEEPALIVE", true, &cfg.TCPKeepAlive) && cfg.TCPKeepAlive > maxTCPKeepAlive {
+		bad("DB_TCP_KEEPALIVE", fmt.Sprintf("want at most %d seconds (the kernel's limit); -1 turns keepalives off", int(maxTCPKeepAlive/time.Second)))
+	}
+	if durVar("DB_TCP_USER_TIMEOUT", true, &cfg.TCPUserTimeout) && cfg.TCPUserTimeout > maxTCPUserTimeout {
+		bad("DB_TCP_USER_TIMEOUT", fmt.Sprintf("want at most %d seconds; -1 leaves the kernel's default", int(maxTCPUserTimeout/time.Second)))
+	}
 	durVar("DB_SECRET_CACHE_TTL", false, &cfg.SecretCacheTTL)
 	durVar("DB_ROTATION_BUDGET", false, &cfg.RotationBudget)
 
@@ -418,6 +447,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("recycle", c.PoolRecycle),
 		slog.Duration("pool_timeout", c.PoolTimeout),
 		slog.Duration("connect_timeout", c.ConnectTimeout),
+		slog.Duration("tcp_keepalive", c.TCPKeepAlive),
+		slog.Duration("tcp_user_timeout", c.TCPUserTimeout),
 		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
 		slog.Duration("slow_query", c.SlowQueryThreshold),

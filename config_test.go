@@ -19,7 +19,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := DefaultConfig()
 	if cfg.PoolSize != 5 || cfg.MaxOverflow != 10 || !cfg.PoolPrePing || cfg.PoolRecycle != time.Hour ||
 		cfg.PoolTimeout != 30*time.Second || cfg.ConnectTimeout != 5*time.Second || cfg.Fallback != FallbackMemory ||
-		cfg.DBPort != 5432 || cfg.SecretCacheTTL != time.Hour || cfg.RotationBudget != time.Minute {
+		cfg.DBPort != 5432 || cfg.SecretCacheTTL != time.Hour || cfg.RotationBudget != time.Minute ||
+		cfg.TCPKeepAlive != 5*time.Second || cfg.TCPUserTimeout != 8*time.Second {
 		t.Fatalf("defaults: got %+v", cfg)
 	}
 	if cfg.Source() != SourceNone || cfg.MemoryOnly || cfg.Explicit != (ExplicitSettings{}) {
@@ -55,6 +56,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"DB_FALLBACK":         "NONE",
 		"DB_SECRET_CACHE_TTL": "10m",
 		"DB_ROTATION_BUDGET":  "90",
+		"DB_TCP_KEEPALIVE":    "-1",
+		"DB_TCP_USER_TIMEOUT": "2.5",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -86,6 +89,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		{"DB_FALLBACK", cfg.Fallback == FallbackNone},
 		{"DB_SECRET_CACHE_TTL", cfg.SecretCacheTTL == 10*time.Minute},
 		{"DB_ROTATION_BUDGET", cfg.RotationBudget == 90*time.Second},
+		{"DB_TCP_KEEPALIVE -1 = off", cfg.TCPKeepAlive == 0},
+		{"DB_TCP_USER_TIMEOUT", cfg.TCPUserTimeout == 2500*time.Millisecond},
 		{"source", cfg.Source() == SourceDatabaseURL},
 	}
 	for _, c := range checks {
@@ -119,6 +124,12 @@ func TestLoadConfigWrongValuesNameTheVariable(t *testing.T) {
 		{"DB_CONNECT_TIMEOUT", "Inf"},
 		{"DB_SECRET_CACHE_TTL", "forever"},
 		{"DB_ROTATION_BUDGET", "-1"},
+		{"DB_TCP_KEEPALIVE", "0"},
+		{"DB_TCP_KEEPALIVE", "40000"},
+		{"DB_TCP_KEEPALIVE", "often"},
+		{"DB_TCP_USER_TIMEOUT", "0"},
+		{"DB_TCP_USER_TIMEOUT", "-2"},
+		{"DB_TCP_USER_TIMEOUT", "3000000"},
 		{"DB_FALLBACK", "sqlite"},
 		{"DATABASE_URL", "mysql://u:p@h/db"},
 		{"DATABASE_URL", "sqlite:///tmp/x.db"},

@@ -27,6 +27,7 @@ const (
 	ReasonAuth           Reason = "authentication"   // wrong user or password (SQLSTATE 28P01, 28000)
 	ReasonNoDatabase     Reason = "missing database" // the database does not exist (3D000)
 	ReasonServerStarting Reason = "server starting"  // the server is starting or shutting down (57P03, 57P01)
+	ReasonReadOnly       Reason = "read-only"        // the server answers but refuses writes (a standby, a fenced writer)
 	ReasonServer         Reason = "server error"     // another error reported by the server (e.g. too many connections)
 	ReasonCanceled       Reason = "canceled"         // the caller's context was cancelled
 	ReasonNetwork        Reason = "network"          // another network error (reset, unreachable)
@@ -84,6 +85,9 @@ func ClassifyConnectError(err error, target string) error {
 
 // classify decides the Reason of a connection failure.
 func classify(err error) Reason {
+	if isReadOnlyError(err) {
+		return ReasonReadOnly
+	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		switch pg.Code {

@@ -63,9 +63,27 @@
 //   - a misconfiguration ([ErrConfig], a malformed or missing secret): Init
 //     fails whatever DB_FALLBACK says.
 //
-// A primary that fails while running is not replaced by memory: calls fail
-// fast with ErrUnavailable, health turns "unhealthy", and the pool serves
-// again when the server returns.
+// A primary that fails while running is not replaced by memory: a call
+// that did not run is tried again for up to DB_CONNECT_TIMEOUT (within its
+// deadline), then fails with ErrUnavailable; health turns "unhealthy"; and
+// the pool serves again when the server, or a new writer, answers.
+//
+// # Clusters and failover
+//
+// DATABASE_URL may list several hosts (postgres://u@hostA:5432,hostB:5433/db,
+// or host=hostA,hostB port=5432,5433), shown host by host in
+// [ConnectionInfo].Hosts, logs and [Redact]. The pool only serves from a
+// node that accepts writes: without target_session_attrs it asks for
+// read-write, and a connection found on a node that turned read-only (a
+// failover, Aurora fencing its old writer, stale DNS) is closed, the other
+// idle connections are checked, and new ones resolve the host name again.
+// A write that certainly did not run is retried on the new writer within
+// the call's deadline; a write sent before the connection was lost fails
+// with [ErrOutcomeUnknown], which also matches ErrUnavailable, so that the
+// caller can read the key again. TCP keepalives (DB_TCP_KEEPALIVE) and
+// TCP_USER_TIMEOUT (DB_TCP_USER_TIMEOUT) give up a node that went silent.
+// Health runs a statement a read-only node refuses like a write, so it is
+// never "healthy" while the Store's writes fail.
 //
 // # Configuration
 //

@@ -70,8 +70,10 @@ func parseKV(s string) ([]kvPair, error) {
 			}
 		} else {
 			for i < len(s) && !isSpace(s[i]) {
-				if s[i] == '\\' && i+1 < len(s) {
-					b.WriteByte(s[i+1])
+				if s[i] == '\\' { // a trailing backslash is dropped, as in libpq
+					if i+1 < len(s) {
+						b.WriteByte(s[i+1])
+					}
 					i += 2
 					continue
 				}
@@ -99,11 +101,11 @@ func quoteKV(v string) string {
 func dsnParams(dsn string) (map[string]string, error) {
 	params := map[string]string{}
 	if isURLForm(dsn) {
-		u, err := url.Parse(dsn)
+		u, err := parsePGURL(dsn)
 		if err != nil {
 			return nil, err
 		}
-		q, err := url.ParseQuery(u.RawQuery)
+		q, err := u.query()
 		if err != nil {
 			return nil, err
 		}
@@ -131,18 +133,18 @@ func setDSNParams(dsn string, set map[string]string) (string, error) {
 		return dsn, nil
 	}
 	if isURLForm(dsn) {
-		u, err := url.Parse(dsn)
+		u, err := parsePGURL(dsn)
 		if err != nil {
 			return "", err
 		}
-		q, err := url.ParseQuery(u.RawQuery)
+		q, err := u.query()
 		if err != nil {
 			return "", err
 		}
 		for k, v := range set {
 			q.Set(k, v)
 		}
-		u.RawQuery = q.Encode()
+		u.setQuery(q)
 		return u.String(), nil
 	}
 	if _, err := parseKV(dsn); err != nil {
@@ -175,11 +177,11 @@ func sortedKeys(m map[string]string) []string {
 func dsnPasswords(dsn string) []string {
 	var out []string
 	if isURLForm(dsn) {
-		if u, err := url.Parse(dsn); err == nil && !strings.Contains(u.Path+u.RawQuery+u.Fragment, "@") {
+		if u, err := parsePGURL(dsn); err == nil && !strings.Contains(u.Path+u.RawQuery+u.Fragment, "@") {
 			if pw, ok := u.User.Password(); ok {
 				out = append(out, pw)
 			}
-			if q, err := url.ParseQuery(u.RawQuery); err == nil {
+			if q, err := u.query(); err == nil {
 				for k, vs := range q {
 					if isPasswordKey(k) {
 						out = append(out, vs...)

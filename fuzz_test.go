@@ -17,12 +17,16 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add("postgres://u:p@ss/word@h:99999/db", "1", "1", "0", "1e300", "none", "word", "cache statement")
 	f.Add("postgres://u:p@h/db?default_query_exec_mode=exec", "5432", "5", "true", "30", "memory", "secret", "describe_exec")
 	f.Add("postgres://u:p@h/db", "5432", "5", "true", "30", "memory", "secret", "cache_statement\x00")
+	f.Add("postgres://u:p@h1:5432,h2:5433/db", "5432", "5", "true", "32768", "memory", "x", "")
+	f.Add("host=h1,h2 port=1,2", "5432", "5", "true", "2147484", "memory", "x", "exec")
+	f.Add("postgres://u:p@h/db", "5432", "5", "true", "0.001", "memory", "x", "")
 	f.Fuzz(func(t *testing.T, dbURL, port, size, boolean, dur, fallback, password, mode string) {
 		pw := "Qz7" + password + "7zQ"
 		env := map[string]string{
 			"DATABASE_URL": dbURL, "AWS_DB_PORT": port, "DB_POOL_SIZE": size, "DB_MAX_OVERFLOW": size,
 			"AWS_REQUIRE_SSL": boolean, "SQL_ECHO": boolean, "DB_POOL_PRE_PING": boolean,
 			"DB_POOL_RECYCLE": dur, "DB_POOL_TIMEOUT": dur, "DB_CONNECT_TIMEOUT": dur,
+			"DB_TCP_KEEPALIVE": dur, "DB_TCP_USER_TIMEOUT": dur,
 			"DB_FALLBACK": fallback, "AWS_DB_PASSWORD": pw, "AWS_DB_HOST": "h", "AWS_DB_USER": "u",
 			"DB_QUERY_EXEC_MODE": mode,
 		}
@@ -37,7 +41,8 @@ func FuzzLoadConfig(f *testing.F) {
 		if cfg.DBPassword.Reveal() != pw {
 			t.Fatal("password not kept verbatim")
 		}
-		if cfg.PoolSize < 1 || cfg.MaxOverflow < 0 || cfg.PoolTimeout <= 0 || cfg.ConnectTimeout <= 0 || cfg.PoolRecycle < 0 {
+		if cfg.PoolSize < 1 || cfg.MaxOverflow < 0 || cfg.PoolTimeout <= 0 || cfg.ConnectTimeout <= 0 || cfg.PoolRecycle < 0 ||
+			cfg.TCPKeepAlive < 0 || cfg.TCPKeepAlive > maxTCPKeepAlive || cfg.TCPUserTimeout < 0 || cfg.TCPUserTimeout > maxTCPUserTimeout {
 			t.Fatalf("accepted an invalid setting: %+v", cfg)
 		}
 		if set := strings.TrimSpace(mode) != ""; set != cfg.Explicit.QueryExecMode || set != (queryExecModeName(cfg.QueryExecMode) != "") {
@@ -63,6 +68,10 @@ func FuzzParseDatabaseURL(f *testing.F) {
 		"postgres://u:%zz@h/db",
 		"postgres://[::1]:5432/db",
 		"postgres://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write",
+		"postgres://u:pw@h1:5432,h2/db?password=pw2",
+		"postgres://u:pw@[::1]:5432,[::2]:5433/db",
+		"postgres://u:p#w@h1,h2/db",
+		"host=a,b port=5432,5433 password='x y' sslmode=disable",
 		"postgres://u:pw@h/db?pool_max_conns=2&pool_max_conn_lifetime=1m",
 		"",
 	} {

@@ -3,8 +3,11 @@ package dbmanager
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -12,7 +15,7 @@ import (
 const (
 	StatusHealthy   = "healthy"   // on the primary and it answers, or memory chosen on purpose
 	StatusDegraded  = "degraded"  // serving from memory because the primary is missing or down
-	StatusUnhealthy = "unhealthy" // the primary is configured and failing, or the Manager is closed
+	StatusUnhealthy = "unhealthy" // the primary is configured and its writes fail (down, read-only, silent), or the Manager is closed
 )
 
 // Health is the state of the Manager's database, as Manager.Health finds
@@ -38,10 +41,13 @@ func (h Health) MarshalJSON() ([]byte, error) {
 	}{plain(h), float64(h.Latency.Microseconds()) / 1000})
 }
 
-// Health reports the database's state. On PostgreSQL it pings, bounded by
-// the health timeout (WithHealthTimeout, default 2 s) and ctx. A change of
-// status is logged once, in the seed's words ("Database health: healthy -
-// Primary database connection is healthy").
+// Health reports the database's state. On PostgreSQL it checks that the
+// Store's writes can succeed: one round trip of a statement of the Store's
+// shape on its table that a read-only node refuses like a write (so it is
+// never "healthy" on a standby, a fenced writer or with no writer at
+// all), bounded by the health timeout (WithHealthTimeout, default 2 s) and
+// ctx. A change of status is logged once, in the seed's words ("Database
+// health: healthy - Primary database connection is healthy").
 func (m *Manager) Health(ctx context.Context) Health {
 	m.mu.Lock()
 	md, p, reason := m.mode, m.primary, m.fallbackReason
@@ -66,20 +72,31 @@ func (m *Manager) Health(ctx context.Context) Health {
 	return h
 }
 
-// pingPrimary pings the pool and reports the primary's health.
+// pingPrimary checks that the primary takes the Store's writes (see
+// healthStatement: one round trip) and reports its health.
 func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
 	h := Health{Type: BackendPostgreSQL, UsingPrimary: true}
 	pctx, cancel := context.WithTimeout(ctx, m.opts.healthTimeout)
 	defer cancel()
 	start := time.Now()
-	err := p.store.Ping(pctx)
+	epoch := m.router.epoch.Load()
+	err := p.store.pg.checkWritable(pctx)
 	h.Latency = time.Since(start)
 	stats := StatsOf(p.pool)
 	h.Pool = &stats
-	m.observePrimary(err)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+		// The health timeout, not the caller, ended it: the primary is silent.
+		err = fmt.Errorf("%w: no answer within %s: %w", ErrUnavailable, m.opts.healthTimeout, err)
+	}
+	if err == nil || ctx.Err() == nil {
+		m.observePrimary(epoch, true, err)
+	}
 	if err != nil {
 		h.Status = StatusUnhealthy
 		h.Message = "Primary database connection failed: " + errorText(err)
+		if isReadOnlyError(err) {
+			h.Message = "Primary database is read-only; writes fail until a writable node answers: " + errorText(err)
+		}
 		return h
 	}
 	h.Status = StatusHealthy
@@ -109,11 +126,18 @@ type ConnectionInfo struct {
 	UsingPrimary bool   `json:"is_using_primary"`
 	DatabaseType string `json:"database_type"` // BackendPostgreSQL or BackendMemory
 	// Source is where the connection settings came from.
-	Source   Source `json:"source"`
-	Host     string `json:"host,omitempty"`
-	Port     int    `json:"port,omitempty"`
-	Database string `json:"database,omitempty"`
-	User     string `json:"user,omitempty"`
+	Source Source `json:"source"`
+	// Host and Port are the target's host and port. With several hosts
+	// (a multi-host DATABASE_URL), Host is their names joined by commas
+	// and Port the port they share, 0 when their ports differ; Hosts then
+	// lists each host with its own port.
+	Host string `json:"host,omitempty"`
+	Port int    `json:"port,omitempty"`
+	// Hosts lists every host of the target as "host:port", in the order
+	// they are tried (one element for a single host).
+	Hosts    []string `json:"hosts,omitempty"`
+	Database string   `json:"database,omitempty"`
+	User     string   `json:"user,omitempty"`
 	// FallbackReason says why the Store serves from memory ("" on the
 	// primary or when memory was chosen).
 	FallbackReason string `json:"fallback_reason,omitempty"`
@@ -146,6 +170,7 @@ func (m *Manager) Info() ConnectionInfo {
 		Source:         m.cfg.Source(),
 		Host:           m.target.Host,
 		Port:           m.target.Port,
+		Hosts:          slices.Clone(m.target.Hosts),
 		Database:       m.target.Database,
 		User:           m.target.User,
 		FallbackReason: m.fallbackReason,

@@ -49,6 +49,8 @@ type Manager struct {
 
 	primaryDown  atomic.Bool  // a call on the running primary failed for want of a connection
 	suspectSince atomic.Int64 // unix nanos of the last such failure (see checkSuspects)
+	lastReadOnly atomic.Int64 // unix nanos the pool last found a connection on a read-only node
+	outage       outage       // the state behind the lost/restored log pair
 
 	stop context.CancelFunc // ends background goroutines
 	bg   context.Context
@@ -247,6 +249,13 @@ func (m *Manager) usePrimary(p *primary) bool {
 // with ErrClosed after Close. A call on PostgreSQL whose context has no
 // deadline gets one of DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT (35 s by
 // default), so that no call hangs on a network that drops packets.
+//
+// Through a failover, a call that certainly did not run (no connection, a
+// node that refused it as read-only) is tried again on the new writer for
+// up to DB_CONNECT_TIMEOUT, within its deadline, before it fails with
+// ErrUnavailable; a write sent before its connection was lost fails with
+// ErrOutcomeUnknown (which matches ErrUnavailable too): read the key
+// again to learn whether it applied.
 func (m *Manager) Store() Store { return &m.router }
 
 // Pool returns the PostgreSQL pool and true while the Store serves from
@@ -299,28 +308,6 @@ func (m *Manager) isClosed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.closed
-}
-
-// observePrimary hears the outcome of every call on the running primary.
-// A failure for want of a connection marks the primary down (logged once)
-// and makes the pool check its idle connections; the next success marks it
-// up again.
-func (m *Manager) observePrimary(err error) {
-	if err == nil {
-		if m.primaryDown.Load() && m.primaryDown.CompareAndSwap(true, false) {
-			m.log.Info("Primary database connection restored")
-		}
-		return
-	}
-	var exhausted *PoolExhaustedError
-	if !errors.Is(err, ErrUnavailable) || errors.As(err, &exhausted) {
-		return // a busy pool is not a lost connection
-	}
-	m.suspectSince.Store(time.Now().UnixNano())
-	if m.primaryDown.CompareAndSwap(false, true) {
-		m.log.Error("Primary database connection lost; calls fail with ErrUnavailable until it returns",
-			slog.String("reason", errorText(err)))
-	}
 }
 
 // notInitialized answers calls made before Init (or after it failed).

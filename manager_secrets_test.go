@@ -92,11 +92,11 @@ func TestManagerSecretWithoutRegionIsMisconfigured(t *testing.T) {
 
 func TestBusyPoolIsNotALostConnection(t *testing.T) {
 	m, logs := newTestManager(t, envConfig(t))
-	m.observePrimary(&PoolExhaustedError{})
+	m.observePrimary(0, true, &PoolExhaustedError{})
 	if m.primaryDown.Load() || strings.Contains(logs.String(), "connection lost") {
 		t.Error("an exhausted pool was taken for a lost connection")
 	}
-	m.observePrimary(&ConnectionError{Reason: ReasonRefused})
+	m.observePrimary(0, true, &ConnectionError{Reason: ReasonRefused})
 	if !m.primaryDown.Load() {
 		t.Error("a refused connection did not mark the primary down")
 	}

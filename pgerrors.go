@@ -54,18 +54,3 @@ func serverUnavailable(code string) bool {
 	}
 	return false
 }
-
-// retryable reports whether a failed attempt certainly sent nothing the
-// server could have run, so that running it again cannot apply it twice.
-// A failed Acquire never sent the statement (pgconn.SafeToRetry is false
-// for a refused dial, but no statement existed yet); after that, only
-// errors pgconn marks SafeToRetry qualify.
-func retryable(ctx context.Context, err error, acquireFailed bool) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	if acquireFailed && errors.Is(err, context.DeadlineExceeded) {
-		return false // the wait for a connection ran out: another wait would too
-	}
-	return acquireFailed || pgconn.SafeToRetry(err)
-}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,8 +28,9 @@ type PGStore struct {
 type PGOption func(*pgOptions)
 
 type pgOptions struct {
-	schema  string
-	acquire func(context.Context) (*pgxpool.Conn, error)
+	schema      string
+	acquire     func(context.Context) (*pgxpool.Conn, error)
+	retryBudget time.Duration
 }
 
 // WithSchema puts the store's table in the named schema instead of
@@ -48,6 +50,14 @@ func WithSchema(name string) PGOption {
 // the store may call acquire a second time for the same operation.
 func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption {
 	return func(o *pgOptions) { o.acquire = acquire }
+}
+
+// withRetryBudget lets a statement that certainly did not run (no
+// connection, a read-only node, a server shutting down) be tried again,
+// with a short backoff, for up to d after the call started (within its
+// deadline). 0, the default, tries such a statement once more at once.
+func withRetryBudget(d time.Duration) PGOption {
+	return func(o *pgOptions) { o.retryBudget = d }
 }
 
 // NewPGStore creates the schema and table if they are missing (safe when
@@ -97,16 +107,19 @@ func (s *PGStore) Schema() string { return s.pg.schema }
 
 // pgBackend is the storage half of PGStore.
 type pgBackend struct {
-	schema  string
-	acquire func(context.Context) (*pgxpool.Conn, error)
-	sql     pgStatements
+	schema      string
+	acquire     func(context.Context) (*pgxpool.Conn, error)
+	retryBudget time.Duration // see withRetryBudget
+	sql         pgStatements
+	health      string // see healthStatement
 	// mode is the pgx.QueryExecMode passed as the first argument of every
 	// statement, whatever the pool's DefaultQueryExecMode (pgexecmode.go).
 	mode atomic.Int32
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
-	b := &pgBackend{schema: o.schema, acquire: o.acquire, sql: newPGStatements(o.schema)}
+	b := &pgBackend{schema: o.schema, acquire: o.acquire, retryBudget: o.retryBudget, sql: newPGStatements(o.schema),
+		health: healthStatement(o.schema)}
 	b.mode.Store(int32(directExecMode))
 	return b
 }
@@ -150,7 +163,7 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 		sql, args = b.sql.update, append(args, cond.ifVersion)
 	}
 	r := Record{Collection: collection, Key: key, Value: value}
-	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
 		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
@@ -168,7 +181,7 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 		sql, args = b.sql.deleteVersion, append(args, cond.ifVersion)
 	}
 	var deleted int64
-	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
+	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
 		tag, err := conn.Exec(ctx, sql, args...)
 		deleted = tag.RowsAffected()
@@ -213,34 +226,6 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 		return records[:opts.Limit], true, nil
 	}
 	return records, false, nil
-}
-
-// withConn runs one statement on a connection of its own and maps the
-// error. If retry is set and the first attempt certainly sent nothing (the
-// acquire failed, or pgconn says SafeToRetry), it tries once more on a
-// fresh connection; a statement that may have run is never repeated.
-func (b *pgBackend) withConn(ctx context.Context, retry bool, run func(*pgxpool.Conn) error) error {
-	for attempt := 0; ; attempt++ {
-		err, acquireFailed := b.attempt(ctx, run)
-		if err == nil || errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if !retry || attempt > 0 || !retryable(ctx, err, acquireFailed) {
-			return pgError(ctx, err)
-		}
-	}
-}
-
-// attempt acquires a connection, runs one statement on it and releases it.
-// A connection the statement broke is closed by pgx and dropped from the
-// pool on release.
-func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) (err error, acquireFailed bool) {
-	conn, err := b.acquire(ctx)
-	if err != nil {
-		return err, true
-	}
-	defer conn.Release()
-	return b.runOn(ctx, conn, run), false
 }
 
 // runOn runs one statement on conn. If the server refused it because a

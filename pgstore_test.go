@@ -180,8 +180,9 @@ func TestPGStoreRetriesWhenNothingWasSent(t *testing.T) {
 	}
 }
 
-// TestPGStoreDoesNotRetryWhatMayHaveRun breaks the connection during the
-// statement: the error is ErrUnavailable and the statement is not repeated.
+// TestPGStoreDoesNotRetryWhatMayHaveRun breaks the connection during a
+// write: the error is ErrOutcomeUnknown (which is ErrUnavailable) and the
+// write is not repeated.
 func TestPGStoreDoesNotRetryWhatMayHaveRun(t *testing.T) {
 	pool := newTestPool(t)
 	var acquires int
@@ -200,12 +201,12 @@ func TestPGStoreDoesNotRetryWhatMayHaveRun(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
-	err = s.pg.withConn(context.Background(), true, func(conn *pgxpool.Conn) error {
+	err = s.pg.withWrite(context.Background(), func(conn *pgxpool.Conn) error {
 		_, err := conn.Exec(context.Background(), `SELECT pg_terminate_backend(pg_backend_pid())`)
 		return err
 	})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Errorf("a connection killed mid-statement gives ErrUnavailable: %v", err)
+	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("a connection killed mid-write gives ErrOutcomeUnknown and ErrUnavailable: %v", err)
 	}
 	if acquires != 2 {
 		t.Errorf("a statement that reached the server is not retried: %d acquires, want 2 (one get, one attempt)", acquires)

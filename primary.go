@@ -50,7 +50,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		return nil, err
 	}
 	m.mu.Lock()
-	m.target = Target{Source: target.Source, Host: target.Host, Port: target.Port,
+	m.target = Target{Source: target.Source, Host: target.Host, Port: target.Port, Hosts: target.Hosts,
 		Database: target.Database, User: target.User, Redacted: target.Redacted} // no DSN: Info only
 	m.mu.Unlock()
 	beforeConnect, err := m.credentialHook(ctx, cache)
@@ -58,7 +58,8 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		return nil, err
 	}
 	tlsRec := &tlsRecorder{}
-	pc, err := NewPoolConfig(m.cfg, target, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withTLSRecorder(tlsRec))
+	pc, err := NewPoolConfig(m.cfg, target, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withTLSRecorder(tlsRec),
+		withReadOnlyNotice(m.noteReadOnlyNode))
 	if err != nil {
 		return nil, err
 	}
@@ -80,13 +81,19 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		}
 		return conn, open(ctx)
 	}
-	if err := pool.Ping(ctx); err != nil {
+	if err := reachWriter(ctx, pool, target.Addr()); err != nil {
 		p.close()
-		return nil, ClassifyConnectError(ExplainAcquireError(ctx, pool, err), target.Addr())
+		return nil, err
 	}
-	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire))
+	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout))
 	if err != nil {
 		p.close()
+		if isReadOnlyError(err) {
+			// A node that turned read-only after the ping, or one the
+			// connection string accepts as it is (target_session_attrs=any):
+			// say so, not "cannot create the schema".
+			return nil, &ConnectionError{Reason: ReasonReadOnly, Target: target.Addr(), err: errNodeReadOnly}
+		}
 		return nil, err
 	}
 	if p.store.proxied() {
@@ -94,6 +101,56 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	}
 	return p, nil
 }
+
+// reachWriter pings until the pool holds a connection to a node that
+// accepts writes. A node that answers but is read-only is tried again,
+// with backoff, until ctx ends (DB_CONNECT_TIMEOUT at Init): a failover
+// may be under way, or a single endpoint's DNS may still name the old
+// writer, and each new connection resolves it again. The error is then
+// the read-only one, never the context's; any other failure returns at
+// once.
+func reachWriter(ctx context.Context, pool *pgxpool.Pool, addr string) error {
+	var readOnly error
+	wait := 50 * time.Millisecond
+	for {
+		err := pool.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		err = ClassifyConnectError(ExplainAcquireError(ctx, pool, err), addr)
+		if !isReadOnlyError(err) {
+			if readOnly != nil && ctx.Err() != nil {
+				return readOnly
+			}
+			return err
+		}
+		readOnly = err
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			wait = time.Until(dl) / 2 // one last try before the deadline
+			if wait < 10*time.Millisecond {
+				return readOnly
+			}
+		}
+		if sleepCtx(ctx, wait) != nil {
+			return readOnly
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// noteReadOnlyNode hears the pool find a connection on a read-only node
+// (a failover, a fenced writer, stale DNS): the pool closes it and checks
+// the others. It is logged once per episode (10 s without one ends it).
+func (m *Manager) noteReadOnlyNode() {
+	now := time.Now().UnixNano()
+	if prev := m.lastReadOnly.Swap(now); now-prev > int64(readOnlyEpisode) {
+		m.log.Warn("Primary database connection found on a read-only node; reconnecting to the writer")
+	}
+}
+
+// readOnlyEpisode is how long without a read-only finding ends an episode
+// of them (one log line each).
+const readOnlyEpisode = 10 * time.Second
 
 // secretCache returns the Manager's secret cache when the configuration
 // names a secret, creating it (and the AWS client) on first use.

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const modulePath = "github.com/gatewaykit/dbmanager"
@@ -467,6 +468,7 @@ func sampleErrors(t *testing.T) []string {
 		(&dbmanager.PoolExhaustedError{Wait: dbmanager.DefaultPoolTimeout, Stats: dbmanager.PoolStats{Max: 15, Acquired: 15}}).Error(),
 		dbmanager.ClassifyConnectError(context.DeadlineExceeded, "db.example.com:5432").Error(),
 		dbmanager.ClassifyConnectError(errors.Join(errors.New("dial"), fmt.Errorf("%w", os.ErrDeadlineExceeded)), "db.example.com:5432").Error(),
+		dbmanager.ClassifyConnectError(fmt.Errorf("ValidateConnect failed: %w", pgconn.ErrReadOnlyConnection), "db.example.com:5432").Error(),
 	}
 }
 

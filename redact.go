@@ -55,7 +55,7 @@ func quoteKVIfNeeded(v string) string {
 }
 
 func redactURL(dsn string) string {
-	u, err := url.Parse(dsn)
+	u, err := parsePGURL(dsn)
 	if err != nil || strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.Fragment, "@") {
 		// Mask the whole authority up to the last '@' and any password
 		// parameter.
@@ -70,7 +70,7 @@ func redactURL(dsn string) string {
 		u.User = url.UserPassword(u.User.Username(), redactedMark)
 	}
 	if u.RawQuery != "" {
-		q, err := url.ParseQuery(u.RawQuery)
+		q, err := u.query()
 		if err != nil {
 			u.RawQuery = kvPasswordRe.ReplaceAllString(u.RawQuery, "${1}${2}"+redactedMark)
 		} else {
@@ -82,7 +82,7 @@ func redactURL(dsn string) string {
 				}
 			}
 			if changed {
-				u.RawQuery = q.Encode()
+				u.setQuery(q)
 			}
 		}
 	}

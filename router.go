@@ -2,6 +2,8 @@ package dbmanager
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -14,9 +16,14 @@ import (
 type routingStore struct {
 	current atomic.Pointer[route]
 	gate    writeGate
-	// observe is told the outcome of every call on the primary, so the
-	// Manager can notice an outage and its end. It may be nil.
-	observe func(err error)
+	// observe is told the outcome of every call on the primary (the
+	// outages epoch when it started, whether it wrote), so the Manager can
+	// notice an outage and its end. It may be nil.
+	observe func(epoch uint64, write bool, err error)
+	// epoch counts the ends of outages of the primary (the Manager bumps
+	// it): a call that started in an earlier epoch belongs to an outage
+	// that is over.
+	epoch atomic.Uint64
 	// callTimeout bounds calls on the primary whose context has no
 	// deadline, so that no call hangs on a network that silently drops
 	// packets (0: no bound).
@@ -52,20 +59,59 @@ func (r *routingStore) bound(ctx context.Context, rt *route) (context.Context, c
 	return context.WithTimeout(ctx, r.callTimeout)
 }
 
-func (r *routingStore) note(rt *route, err error) {
-	if rt.primary && r.observe != nil {
-		r.observe(err)
+// call is one call on the current backend: its context bounded as bound
+// says, and its outcome told to observe.
+type call struct {
+	r      *routingStore
+	rt     *route
+	caller context.Context // the caller's own context
+	ctx    context.Context // caller, bounded
+	cancel context.CancelFunc
+	epoch  uint64
+	write  bool
+}
+
+func (r *routingStore) begin(ctx context.Context, write bool) call {
+	rt := r.target()
+	bctx, cancel := r.bound(ctx, rt)
+	return call{r: r, rt: rt, caller: ctx, ctx: bctx, cancel: cancel, epoch: r.epoch.Load(), write: write}
+}
+
+// end releases the call's timer and tells observe its outcome. A failure
+// that comes from the caller's own context (its deadline, a cancel) says
+// nothing about the primary and is not told. When the default bound ran
+// out, the error says so and wraps ErrUnavailable: the primary did not
+// answer within DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT.
+func (c call) end(err error) error {
+	bounded := c.ctx != c.caller && errors.Is(c.ctx.Err(), context.DeadlineExceeded) && c.caller.Err() == nil
+	c.cancel()
+	if err != nil && bounded && !errors.Is(err, ErrUnavailable) {
+		err = withCause(err, func(cause error) error {
+			return fmt.Errorf("%w: no answer within %s (DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT): %w", ErrUnavailable, c.r.callTimeout, cause)
+		})
 	}
+	if c.rt.primary && c.r.observe != nil && (err == nil || c.caller.Err() == nil) {
+		c.r.observe(c.epoch, c.write, err)
+	}
+	return err
+}
+
+// withCause rewrites the cause inside an *OpError (keeping the Store's
+// error type), or err itself.
+func withCause(err error, f func(error) error) error {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		oe.Err = f(oe.Err)
+		return err
+	}
+	return f(err)
 }
 
 // Get reads from the current backend.
 func (r *routingStore) Get(ctx context.Context, collection, key string) (Record, error) {
-	rt := r.target()
-	ctx, cancel := r.bound(ctx, rt)
-	defer cancel()
-	rec, err := rt.store.Get(ctx, collection, key)
-	r.note(rt, err)
-	return rec, err
+	c := r.begin(ctx, false)
+	rec, err := c.rt.store.Get(c.ctx, collection, key)
+	return rec, c.end(err)
 }
 
 // Put writes to the current backend; during a move between backends it
@@ -75,12 +121,9 @@ func (r *routingStore) Put(ctx context.Context, collection, key string, value []
 		return Record{}, opError("put", collection, key, err)
 	}
 	defer r.gate.leave()
-	rt := r.target()
-	ctx, cancel := r.bound(ctx, rt)
-	defer cancel()
-	rec, err := rt.store.Put(ctx, collection, key, value, opts...)
-	r.note(rt, err)
-	return rec, err
+	c := r.begin(ctx, true)
+	rec, err := c.rt.store.Put(c.ctx, collection, key, value, opts...)
+	return rec, c.end(err)
 }
 
 // Delete deletes from the current backend; during a move between backends
@@ -90,32 +133,21 @@ func (r *routingStore) Delete(ctx context.Context, collection, key string, opts 
 		return opError("delete", collection, key, err)
 	}
 	defer r.gate.leave()
-	rt := r.target()
-	ctx, cancel := r.bound(ctx, rt)
-	defer cancel()
-	err := rt.store.Delete(ctx, collection, key, opts...)
-	r.note(rt, err)
-	return err
+	c := r.begin(ctx, true)
+	return c.end(c.rt.store.Delete(c.ctx, collection, key, opts...))
 }
 
 // List pages through the current backend.
 func (r *routingStore) List(ctx context.Context, collection string, opts ListOptions) (Page, error) {
-	rt := r.target()
-	ctx, cancel := r.bound(ctx, rt)
-	defer cancel()
-	p, err := rt.store.List(ctx, collection, opts)
-	r.note(rt, err)
-	return p, err
+	c := r.begin(ctx, false)
+	p, err := c.rt.store.List(c.ctx, collection, opts)
+	return p, c.end(err)
 }
 
 // Ping pings the current backend.
 func (r *routingStore) Ping(ctx context.Context) error {
-	rt := r.target()
-	ctx, cancel := r.bound(ctx, rt)
-	defer cancel()
-	err := rt.store.Ping(ctx)
-	r.note(rt, err)
-	return err
+	c := r.begin(ctx, false)
+	return c.end(c.rt.store.Ping(c.ctx))
 }
 
 // Backend names the current backend.

@@ -25,7 +25,8 @@ import (
 // exported fields, so json.Marshal shows nothing, and %#v prints the
 // message. errors.Is and errors.As still reach the causes that classify a
 // failure: *net.OpError, *net.DNSError, *pgconn.PgError, context errors,
-// syscall errors and TLS / x509 errors; a parse error wraps ErrConfig.
+// syscall errors, TLS / x509 errors and pgx's read-only refusals; a parse
+// error wraps ErrConfig.
 type SafeError struct {
 	msg    string
 	causes []error
@@ -141,7 +142,8 @@ func keptCauses(err error) []error {
 	if errors.As(err, &ci) {
 		out = append(out, ci)
 	}
-	for _, sentinel := range []error{context.DeadlineExceeded, context.Canceled, os.ErrDeadlineExceeded, net.ErrClosed} {
+	for _, sentinel := range []error{context.DeadlineExceeded, context.Canceled, os.ErrDeadlineExceeded, net.ErrClosed,
+		pgconn.ErrReadOnlyConnection, pgconn.ErrStandbyConnection} { // a node refused as read-only
 		if errors.Is(err, sentinel) {
 			out = append(out, sentinel)
 		}

@@ -53,6 +53,9 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 	tlsCert, tlsKey := ca.ServerCert(t, []string{"localhost"}, nil)
 	tlsSrv := pgtest.NewServer(t, pgtest.WithTLS(tlsCert, tlsKey))
 	other := testcert.NewCA(t, "sec-other")
+	roSrv := pgtest.NewServer(t) // a node that answers but is read-only
+	roRole := roleWithPassword(t, roSrv.AdminURL(), pw)
+	roSrv.Fence(t)
 	awsEnv := func(h string, p int, extra ...string) map[string]string {
 		m := map[string]string{"AWS_DB_HOST": h, "AWS_DB_PORT": strconv.Itoa(p), "AWS_DB_NAME": db, "AWS_DB_USER": role,
 			"AWS_DB_PASSWORD": pw, "DB_CONNECT_TIMEOUT": "2"}
@@ -86,6 +89,12 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 		"bad pool param":      {env: map[string]string{"DATABASE_URL": "postgres://u:" + pw + "@h/db?pool_max_conns=x"}},
 		"bad config":          {env: map[string]string{"AWS_DB_HOST": "h", "AWS_DB_USER": "u", "AWS_DB_PASSWORD": pw, "AWS_DB_PORT": "abc", "DB_POOL_SIZE": "-1"}},
 		"secret without host": {env: map[string]string{"AWS_DB_SECRET": "s"}},
+		"read-only node": {env: map[string]string{"AWS_DB_HOST": "127.0.0.1", "AWS_DB_PORT": strconv.Itoa(roSrv.Port()),
+			"AWS_DB_NAME": "postgres", "AWS_DB_USER": roRole, "AWS_DB_PASSWORD": pw, "DB_CONNECT_TIMEOUT": "2"}},
+		"multi-host, all refused": {env: map[string]string{"DATABASE_URL": "postgres://u:" + pw + "@" + refusedAddr(t) + "," + refusedAddr(t) + "/db?sslmode=disable"}},
+		"multi-host, read-only then refused": {env: map[string]string{"DATABASE_URL": "postgres://" + roRole + ":" + pw + "@127.0.0.1:" +
+			strconv.Itoa(roSrv.Port()) + "," + refusedAddr(t) + "/postgres?sslmode=disable"}},
+		"bad multi-host URL": {env: map[string]string{"DATABASE_URL": "postgres://u:" + pw + "@h1:5432,h2:99999/db"}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

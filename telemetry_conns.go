@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -58,7 +59,18 @@ func statsOf(c *pgx.Conn) *connStats {
 // hook (PrepareConn, AfterRelease) that makes the pool close c. It does
 // nothing on a pool without the Manager's telemetry.
 func markClose(c *pgx.Conn, reason string) {
-	if cs := statsOf(c); cs != nil {
+	if c != nil {
+		markPgClose(c.PgConn(), reason)
+	}
+}
+
+// markPgClose is markClose for hooks that see only the *pgconn.PgConn
+// (OnPgError).
+func markPgClose(c *pgconn.PgConn, reason string) {
+	if c == nil {
+		return
+	}
+	if cs, _ := c.CustomData()[connStatsKey].(*connStats); cs != nil {
 		cs.mu.Lock()
 		cs.reason = reason
 		cs.mu.Unlock()

@@ -511,3 +511,29 @@ func TestTelemetryConnectionsClosedByReason(t *testing.T) {
 	})
 	checkShapes(t, h.collect(t))
 }
+
+func TestTelemetryConnectionClosedOnAReadOnlyNode(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.NewServer(t)
+	h := newOTelHarness(t)
+	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", srv.URL(t), "DB_CONNECT_TIMEOUT", "1"), h.options()...)
+	if err := m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := m.Store()
+	if _, err := s.Put(ctx, "apis", "k", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	// The node the pool is on turns read-only: the pooled connection's
+	// next write gets 25006 and the library closes it.
+	srv.Fence(t)
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := s.Put(wctx, "apis", "k", []byte(`2`)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Put on a read-only node = %v; want ErrUnavailable", err)
+	}
+	h.eventuallyMetric(t, 5*time.Second, "a connection closed as found on a read-only node", func(rm metricdata.ResourceMetrics) bool {
+		return sumWhere(rm, "dbmanager.connections.closed", "dbmanager.close.reason=read_only") >= 1
+	})
+	checkShapes(t, h.collect(t))
+}

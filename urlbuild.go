@@ -2,6 +2,7 @@ package dbmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,19 +30,35 @@ type CredentialsFunc func(ctx context.Context) (Credentials, error)
 // Target is a resolved connection: where it came from, the DSN to connect
 // with and the redacted parts to show. Printing a Target never shows a
 // password (DSN is a Secret).
+//
+// A connection string may list several hosts (postgres://u@hostA:5432,hostB:5433/db,
+// or host=hostA,hostB port=5432,5433): Hosts then lists each one with its
+// own port, in the order pgx tries them; Host holds the host names joined
+// by commas and Port the port they share (0 when their ports differ). For a
+// single host, Host and Port are that host and its port, and Hosts has one
+// element.
 type Target struct {
-	Source   Source
-	DSN      Secret // the connection string for pgx; may carry a password
-	Host     string // as shown in Info (may be "" for libpq defaults)
-	Port     int    // 0 when not known
+	Source Source
+	DSN    Secret // the connection string for pgx; may carry a password
+	Host   string // as shown in Info (may be "" for libpq defaults); "a,b" for several hosts
+	Port   int    // 0 when not known, or when several hosts have different ports
+	// Hosts lists every host as "host:port" (IPv6 in brackets, a Unix
+	// socket directory as is), in the order pgx tries them.
+	Hosts    []string
 	Database string
 	User     string
 	// Redacted is Redact(DSN): safe to log and show.
 	Redacted string
 }
 
-// Addr is the redacted "host:port" to show in messages ("" if unknown).
-func (t Target) Addr() string { return displayHostPort(t.Host, t.Port) }
+// Addr is the redacted address to show in messages: "host:port", or
+// "hostA:5432,hostB:5433" for several hosts ("" if unknown).
+func (t Target) Addr() string {
+	if len(t.Hosts) > 0 {
+		return joinHosts(t.Hosts)
+	}
+	return displayHostPort(t.Host, t.Port)
+}
 
 // LogValue describes the target for slog without secrets.
 func (t Target) LogValue() slog.Value {
@@ -49,6 +66,7 @@ func (t Target) LogValue() slog.Value {
 		slog.String("source", string(t.Source)),
 		slog.String("host", t.Host),
 		slog.Int("port", t.Port),
+		slog.String("hosts", joinHosts(t.Hosts)),
 		slog.String("database", t.Database),
 		slog.String("user", t.User),
 	)
@@ -105,7 +123,10 @@ func ParseDatabaseURL(raw string) (string, error) {
 		}
 		return bad(fmt.Sprintf("scheme %q is not PostgreSQL; want postgres://, postgresql://, postgresql+asyncpg:// or postgresql+psycopg2://", scheme))
 	}
-	u, err := url.Parse("postgres" + raw[i:])
+	u, err := parsePGURL("postgres" + raw[i:])
+	if errors.Is(err, errHostList) {
+		return bad("malformed host list: want host1:port1,host2:port2 (each port from 1 to 65535)")
+	}
 	if err != nil {
 		return bad("malformed URL: " + urlProblem(err) + " (percent-encode special characters in the password, e.g. @ as %40)")
 	}
@@ -115,7 +136,7 @@ func ParseDatabaseURL(raw string) (string, error) {
 	if u.Opaque != "" {
 		return bad("malformed URL: want postgresql://user:password@host:5432/dbname")
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := u.query()
 	if err != nil {
 		return bad("malformed query string (percent-encode special characters)")
 	}
@@ -133,15 +154,18 @@ func ParseDatabaseURL(raw string) (string, error) {
 	if m := q.Get("sslmode"); m != "" && !validSSLMode(m) {
 		return bad("sslmode must be disable, allow, prefer, require, verify-ca or verify-full")
 	}
-	if p := u.Port(); p != "" {
-		// Multi-host URLs (h1:5432,h2:5433) keep pgx's own parsing.
-		if !strings.Contains(u.Host, ",") {
-			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-				return bad("port is not a number from 1 to 65535")
-			}
+	if u.hostList == "" && unbracketedColon(u.URL) {
+		return bad("malformed URL: write an IPv6 address in brackets, e.g. [::1]:5432")
+	}
+	if p := u.Port(); p != "" && u.hostList == "" { // parsePGURL checked a list's ports
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return bad("port is not a number from 1 to 65535")
 		}
 	}
-	u.RawQuery = q.Encode()
+	if _, err := splitHostPortLists(u.hostPortLists()); err != nil {
+		return bad("the host and port lists do not match: give one port for all hosts or one per host")
+	}
+	u.setQuery(q)
 	return u.String(), nil
 }
 
@@ -263,29 +287,21 @@ func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Tar
 func newTarget(src Source, dsn string) Target {
 	t := Target{Source: src, DSN: NewSecret(dsn), Redacted: Redact(dsn)}
 	if isURLForm(dsn) {
-		if u, err := url.Parse(dsn); err == nil {
-			t.Host = u.Hostname()
-			t.Port, _ = strconv.Atoi(u.Port())
+		if u, err := parsePGURL(dsn); err == nil {
 			t.Database = strings.TrimPrefix(u.Path, "/")
 			t.User = u.User.Username()
-			if q := u.Query(); t.Host == "" && q.Get("host") != "" {
-				t.Host = q.Get("host")
-				t.Port, _ = strconv.Atoi(q.Get("port"))
-			}
-			if q := u.Query(); q.Get("dbname") != "" {
-				t.Database = q.Get("dbname")
-			}
-			if q := u.Query(); q.Get("user") != "" {
-				t.User = q.Get("user")
+			if q, err := u.query(); err == nil {
+				if v := q.Get("dbname"); v != "" {
+					t.Database = v
+				}
+				if v := q.Get("user"); v != "" {
+					t.User = v
+				}
 			}
 		}
 	} else if pairs, err := parseKV(dsn); err == nil {
 		for _, p := range pairs {
 			switch p.key {
-			case "host":
-				t.Host = p.value
-			case "port":
-				t.Port, _ = strconv.Atoi(p.value)
 			case "dbname":
 				t.Database = p.value
 			case "user":
@@ -293,8 +309,19 @@ func newTarget(src Source, dsn string) Target {
 			}
 		}
 	}
-	if t.Port == 0 && t.Host != "" && !strings.HasPrefix(t.Host, "/") && !strings.Contains(t.Host, ",") {
-		t.Port = DefaultDBPort
+	hosts, err := dsnHosts(dsn)
+	if err != nil || len(hosts) == 0 {
+		return t
 	}
+	t.Hosts = hostStrings(hosts)
+	names := make([]string, len(hosts))
+	t.Port = hosts[0].port
+	for i, h := range hosts {
+		names[i] = h.host
+		if h.port != t.Port {
+			t.Port = 0
+		}
+	}
+	t.Host = strings.Join(names, ",")
 	return t
 }
