@@ -210,3 +210,17 @@ func TestPoolShrinksToSizeWhenIdle(t *testing.T) {
 	}
 	waitForPoolSize(t, pool, DefaultPoolSize, 10*time.Second)
 }
+
+// resetPool drops every pooled connection, so that the next call must log
+// in again. It first waits (up to 5 s) for the connections the pool is
+// still opening in the background to keep DB_POOL_SIZE: a Reset does not
+// reach those, and one logged in before a password change would serve the
+// next call without a new login.
+func resetPool(t testing.TB, pool *pgxpool.Pool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pool.Stat().ConstructingConns() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	pool.Reset()
+}
