@@ -50,9 +50,11 @@ const firstCollections = 8
 
 // memShards is how many independently locked parts a collection's records
 // are spread over, so that calls on different keys rarely wait for each
-// other (a single lock is what the benchmark baseline uses). A power of
-// two (see shardIndex).
-const memShards = 32
+// other (a single lock is what the benchmark baseline uses).
+const (
+	memShardBits = 5
+	memShards    = 1 << memShardBits
+)
 
 // memCollection holds one collection's records. Point reads and writes go
 // to one shard, a hash map under its own lock. The ordered key set serves
@@ -207,7 +209,7 @@ func shardIndex(key string) uint64 {
 		}
 	}
 	h *= 0x9E3779B97F4A7C15
-	return h >> (64 - 5) // 5 = log2(memShards)
+	return h >> (64 - memShardBits)
 }
 
 // load64 reads the first eight bytes of s (len(s) >= 8), little endian.
