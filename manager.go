@@ -212,7 +212,8 @@ func (m *Manager) init(ctx context.Context) error {
 		return err
 	}
 	m.log.ErrorContext(ctx, "Primary database connection failed. Falling back to in-memory storage.",
-		slog.String("reason", reason), slog.Duration("took", time.Since(start)))
+		slog.String("reason", reason), slog.Duration("took", time.Since(start)),
+		slog.String("diagnose", doctorCommand+" finds the failing step and its fix"))
 	m.tel.fellBack(ctx, err)
 	if !m.startRecovery(reason) {
 		return ErrClosed

@@ -25,8 +25,12 @@ type CA struct {
 	Cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	// File is the CA certificate in PEM, for sslrootcert / AWS_SSLROOTCERT.
-	File string
+	File     string
+	validity time.Duration // of the CA and the certificates it issues
 }
+
+// DefaultValidity is how long NewCA's CA and its certificates are valid.
+const DefaultValidity = 24 * time.Hour
 
 var serial atomic.Int64
 
@@ -36,12 +40,19 @@ func nextSerial() *big.Int { return big.NewInt(time.Now().UnixNano() + serial.Ad
 // of t.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
+	return NewCAValidFor(t, name, DefaultValidity)
+}
+
+// NewCAValidFor is NewCA for a CA that, like the server certificates it
+// issues, is valid for d from now (for tests that look at expiry dates).
+func NewCAValidFor(t testing.TB, name string, d time.Duration) *CA {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber:          nextSerial(),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(d),
 		IsCA:                  true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
@@ -56,14 +67,14 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	file := filepath.Join(t.TempDir(), "ca.pem")
 	writePEM(t, file, "CERTIFICATE", der, 0o644)
-	return &CA{Cert: cert, key: key, File: file}
+	return &CA{Cert: cert, key: key, File: file, validity: d}
 }
 
 // ServerCert issues a server certificate for the given DNS names and IP
 // addresses and returns its certificate and key files.
 func (ca *CA) ServerCert(t testing.TB, dnsNames []string, ips []net.IP) (certFile, keyFile string) {
 	t.Helper()
-	return issue(t, dnsNames, ips, ca.Cert, ca.key)
+	return issue(t, dnsNames, ips, ca.Cert, ca.key, ca.validity)
 }
 
 // Localhost issues a server certificate for "localhost" and 127.0.0.1.
@@ -76,18 +87,18 @@ func (ca *CA) Localhost(t testing.TB) (certFile, keyFile string) {
 // 127.0.0.1 (for a server whose clients do not verify it).
 func SelfSigned(t testing.TB) (certFile, keyFile string) {
 	t.Helper()
-	return issue(t, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, nil, nil)
+	return issue(t, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, nil, nil, DefaultValidity)
 }
 
 // issue makes a server certificate signed by parent (self-signed when
 // parent is nil).
-func issue(t testing.TB, dnsNames []string, ips []net.IP, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (certFile, keyFile string) {
+func issue(t testing.TB, dnsNames []string, ips []net.IP, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, validity time.Duration) (certFile, keyFile string) {
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: nextSerial(),
 		Subject:      pkix.Name{CommonName: "server"},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     dnsNames,
