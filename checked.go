@@ -8,14 +8,19 @@ import (
 )
 
 // backend is the storage half of a Store. It only stores: checkedStore,
-// which every backend sits behind, validates arguments, copies slices,
-// checks the context and closed state and wraps errors, so that no two
-// backends can differ in those rules.
+// which every backend sits behind, validates arguments, copies the
+// caller's value, checks the context and closed state, normalises times
+// and wraps errors, so that no two backends can differ in those rules.
 //
-// A backend receives only valid arguments, a value slice it may keep, and
-// a context that was live when the call started. It returns bare errors
-// wrapping the sentinels (ErrNotFound, ErrConflict, ErrUnavailable, ...);
-// checkedStore adds the operation, collection and key.
+// A backend receives only valid arguments, a value slice it may keep
+// (checkedStore's copy, which nobody else holds), and a context that was
+// live when the call started. Every Record it returns is the caller's to
+// own: its Value is held by no one else (a backend that keeps a slice
+// returns a copy of it; one that decodes a fresh slice, as pgx does,
+// returns that), so each value is copied once on its way out, not twice.
+// It returns bare errors wrapping the sentinels (ErrNotFound, ErrConflict,
+// ErrUnavailable, ...); checkedStore adds the operation, collection and
+// key.
 type backend interface {
 	get(ctx context.Context, collection, key string) (Record, error)
 	put(ctx context.Context, collection, key string, value []byte, cond writeConditions) (Record, error)
@@ -44,7 +49,8 @@ func (s *checkedStore) Get(ctx context.Context, collection, key string) (Record,
 	if err != nil {
 		return Record{}, opError("get", collection, key, err)
 	}
-	return ownRecord(r), nil
+	normalizeTimes(&r)
+	return r, nil
 }
 
 // Put creates or replaces the record under key, subject to opts, and
@@ -64,7 +70,8 @@ func (s *checkedStore) Put(ctx context.Context, collection, key string, value []
 	if err != nil {
 		return Record{}, opError("put", collection, key, err)
 	}
-	return ownRecord(r), nil
+	normalizeTimes(&r)
+	return r, nil
 }
 
 // Delete removes the record under key, subject to opts. It fails with
@@ -96,10 +103,10 @@ func (s *checkedStore) List(ctx context.Context, collection string, opts ListOpt
 	if err != nil {
 		return Page{}, opError("list", collection, "", err)
 	}
-	page := Page{Records: make([]Record, len(records))}
-	for i, r := range records {
-		page.Records[i] = ownRecord(r)
+	for i := range records {
+		normalizeTimes(&records[i])
 	}
+	page := Page{Records: records}
 	if more && len(records) > 0 {
 		page.Next = records[len(records)-1].Key
 	}
@@ -140,6 +147,9 @@ func (s *checkedStore) liveness(ctx context.Context) error {
 
 // precheck validates the names of a single-key call and checks liveness.
 func (s *checkedStore) precheck(ctx context.Context, collection, key string) error {
+	if plainName(key, MaxKeyLen) && plainName(collection, MaxCollectionLen) {
+		return s.liveness(ctx) // the common case: both ASCII, in one call each
+	}
 	if err := validateName("key", key, MaxKeyLen); err != nil {
 		return err
 	}
@@ -154,17 +164,24 @@ func (s *checkedStore) precheckCollection(ctx context.Context, collection string
 	return s.liveness(ctx)
 }
 
-// ownRecord gives the caller a record it owns: a fresh value slice and
-// normalised times.
-func ownRecord(r Record) Record {
-	r.Value = slices.Clone(r.Value)
-	r.CreatedAt = normalizeTime(r.CreatedAt)
-	r.UpdatedAt = normalizeTime(r.UpdatedAt)
-	return r
+// normalizeTimes gives r's times the form both backends return. Times
+// already in that form (the memory store keeps them so) are left as they
+// are without a call.
+func normalizeTimes(r *Record) {
+	if !isNormalTime(r.CreatedAt) || !isNormalTime(r.UpdatedAt) {
+		r.CreatedAt = normalizeTime(r.CreatedAt)
+		r.UpdatedAt = normalizeTime(r.UpdatedAt)
+	}
+}
+
+// isNormalTime reports whether t is in UTC with whole microseconds.
+func isNormalTime(t time.Time) bool {
+	return t.Location() == time.UTC && t.Nanosecond()%1000 == 0
 }
 
 // normalizeTime gives the time form both backends return: UTC, whole
-// microseconds (PostgreSQL's timestamptz precision).
+// microseconds (PostgreSQL's timestamptz precision). A time already in
+// that form (the memory store keeps times so) costs two comparisons.
 func normalizeTime(t time.Time) time.Time {
 	if t.Location() != time.UTC {
 		t = t.UTC()

@@ -43,14 +43,14 @@ func TestManagerFromSecretSurvivesRotation(t *testing.T) {
 	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
 	f.sm.RotateAfter(f.secretID, secret(rotNewPassword), 1)
 	pool, _ := m.Pool()
-	pool.Reset() // every later call needs a new login
+	resetPool(t, pool) // every later call needs a new login
 	callsBefore := f.sm.Calls()
 	start = time.Now()
 	for i := range 5 {
 		if _, err := s.Put(ctx, "apis", "after", []byte(strconv.Itoa(i))); err != nil {
 			t.Fatalf("Put %d after the rotation: %v", i, err)
 		}
-		pool.Reset()
+		resetPool(t, pool)
 	}
 	t.Logf("5 logins across the rotation took %s", time.Since(start))
 	if n := f.sm.Calls() - callsBefore; n > 6 {

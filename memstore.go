@@ -3,8 +3,8 @@ package dbmanager
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,34 +24,48 @@ type MemStore struct {
 
 // NewMemStore returns an empty in-memory Store.
 func NewMemStore() *MemStore {
-	m := &memBackend{now: time.Now, seed: maphash.MakeSeed()}
+	m := &memBackend{}
 	return &MemStore{checkedStore: checkedStore{b: m}, mem: m}
 }
 
 // memBackend is MemStore's storage: one memCollection per collection name.
-// Collections are few and rarely created, so they live in a map that is
+// Collections are few and rarely created, so they live in a set that is
 // replaced, never changed: finding one takes no lock.
 type memBackend struct {
-	collections atomic.Pointer[map[string]*memCollection]
+	collections atomic.Pointer[collectionSet]
 	createMu    sync.Mutex // serialises creating collections
-	now         func() time.Time
-	seed        maphash.Seed
+	clock       stampClock
 }
+
+// collectionSet is an immutable set of collections. The first few are
+// found by comparing names in a short list, cheaper than hashing the name;
+// the rest are in a map.
+type collectionSet struct {
+	first []*memCollection
+	rest  map[string]*memCollection
+}
+
+// firstCollections is how many collections collectionSet keeps in its list.
+const firstCollections = 8
 
 // memShards is how many independently locked parts a collection's records
 // are spread over, so that calls on different keys rarely wait for each
 // other (a single lock is what the benchmark baseline uses).
-const memShards = 32
+const (
+	memShardBits = 5
+	memShards    = 1 << memShardBits
+)
 
 // memCollection holds one collection's records. Point reads and writes go
 // to one shard, a hash map under its own lock. The ordered key set serves
 // List, so a page costs O(log n + limit) instead of a sort of the whole
 // collection; it changes only when a key is created or deleted.
 //
-// Lock order: order, then a shard. A stored Record is never modified in
-// place (a write replaces it), so readers may use what they found after
+// Lock order: order, then a shard. A stored value slice is never modified
+// (a write stores a new one), so readers may copy what they found after
 // releasing a lock.
 type memCollection struct {
+	name   string
 	order  sync.RWMutex
 	keys   btree.Set[string]
 	shards [memShards]memShard
@@ -59,130 +73,242 @@ type memCollection struct {
 
 type memShard struct {
 	mu      sync.RWMutex
-	records map[string]Record
+	records map[string]memRecord
 	_       [32]byte // keep shards on separate cache lines
 }
 
-// collection returns the named collection, creating it if create is set.
-func (m *memBackend) collection(name string, create bool) *memCollection {
-	if all := m.collections.Load(); all != nil {
-		if c, ok := (*all)[name]; ok {
+// memRecord is what a shard keeps per key: the collection and key are the
+// map's, the times are Unix microseconds in UTC (the precision the
+// contract names), so a slot is 48 bytes with one pointer, and a Record is
+// assembled only for the caller.
+type memRecord struct {
+	value            []byte // owned by the store, never modified
+	version          int64
+	created, updated int64 // Unix microseconds
+}
+
+// record assembles the caller's Record, with a copy of the value the
+// caller owns. (get builds the same Record in its return statement: a
+// Record is 112 bytes, and returning one from a call that is not inlined
+// copies it once more.)
+func (r *memRecord) record(collection, key string) Record {
+	return Record{
+		Collection: collection, Key: key, Value: slices.Clone(r.value), Version: r.version,
+		CreatedAt: microTime(r.created), UpdatedAt: microTime(r.updated),
+	}
+}
+
+// microTime is the UTC time of Unix microseconds us.
+func microTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// stampClock gives write times in Unix microseconds from one clock read
+// instead of time.Now's two (wall and monotonic; each costs tens of
+// nanoseconds on a VM, a sixth of a Put): the wall clock read at a base
+// instant plus the monotonic time elapsed since. It takes a new base
+// every second, so a step of the wall clock shows within a second, and
+// between bases the stamps cannot go back.
+type stampClock struct {
+	base atomic.Pointer[clockBase]
+}
+
+type clockBase struct {
+	at       time.Time // with its monotonic reading
+	unixNano int64
+}
+
+// stampRebase is how long a base of stampClock is used.
+const stampRebase = time.Second
+
+func (c *stampClock) nowMicro() int64 {
+	if b := c.base.Load(); b != nil {
+		if d := time.Since(b.at); d >= 0 && d < stampRebase {
+			return (b.unixNano + int64(d)) / 1000
+		}
+	}
+	now := time.Now()
+	c.base.Store(&clockBase{at: now, unixNano: now.UnixNano()})
+	return now.UnixMicro()
+}
+
+// find returns the named collection, or nil.
+func (m *memBackend) find(name string) *memCollection {
+	set := m.collections.Load()
+	if set == nil {
+		return nil
+	}
+	for _, c := range set.first {
+		if c.name == name {
 			return c
 		}
 	}
-	if !create {
-		return nil
+	return set.rest[name]
+}
+
+// create returns the named collection, creating it if it is missing.
+func (m *memBackend) create(name string) *memCollection {
+	if c := m.find(name); c != nil {
+		return c
 	}
 	m.createMu.Lock()
 	defer m.createMu.Unlock()
-	old := m.collections.Load()
-	if old != nil {
-		if c, ok := (*old)[name]; ok {
-			return c
-		}
+	if c := m.find(name); c != nil {
+		return c
 	}
-	all := make(map[string]*memCollection, 1)
-	if old != nil {
-		maps.Copy(all, *old)
-	}
-	c := &memCollection{}
+	c := &memCollection{name: name}
 	for i := range c.shards {
-		c.shards[i].records = make(map[string]Record)
+		c.shards[i].records = make(map[string]memRecord)
 	}
-	all[name] = c
-	m.collections.Store(&all)
+	next := &collectionSet{}
+	if old := m.collections.Load(); old != nil {
+		next.first = slices.Clip(old.first)
+		next.rest = old.rest
+	}
+	if len(next.first) < firstCollections {
+		next.first = append(next.first, c)
+	} else {
+		next.rest = make(map[string]*memCollection, len(next.rest)+1)
+		if old := m.collections.Load(); old != nil {
+			maps.Copy(next.rest, old.rest)
+		}
+		next.rest[name] = c
+	}
+	m.collections.Store(next)
 	return c
 }
 
 // all returns every collection.
-func (m *memBackend) all() map[string]*memCollection {
-	if all := m.collections.Load(); all != nil {
-		return *all
+func (m *memBackend) all() []*memCollection {
+	set := m.collections.Load()
+	if set == nil {
+		return nil
 	}
-	return nil
+	all := slices.Clone(set.first)
+	for _, c := range set.rest {
+		all = append(all, c)
+	}
+	return all
 }
 
-func (m *memBackend) shard(c *memCollection, key string) *memShard {
-	return &c.shards[maphash.String(m.seed, key)%memShards]
+func (c *memCollection) shard(key string) *memShard {
+	return &c.shards[shardIndex(key)]
+}
+
+// shardIndex spreads keys over the shards from their first and last eight
+// bytes and their length: a few instructions, where a seeded hash of the
+// whole key costs more than the lock it avoids. Keys that share those
+// bytes share a shard, which costs only lock contention; each shard's map
+// hashes keys with the runtime's seeded hash as any Go map does.
+func shardIndex(key string) uint64 {
+	n := len(key)
+	h := uint64(n) * 0x9E3779B97F4A7C15
+	if n >= 8 {
+		h ^= load64(key[:8])*0xC2B2AE3D27D4EB4F ^ load64(key[n-8:])
+	} else {
+		for i := 0; i < n; i++ {
+			h = (h ^ uint64(key[i])) * 0x100000001B3
+		}
+	}
+	h *= 0x9E3779B97F4A7C15
+	return h >> (64 - memShardBits)
+}
+
+// load64 reads the first eight bytes of s (len(s) >= 8), little endian.
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 func (m *memBackend) get(_ context.Context, collection, key string) (Record, error) {
-	c := m.collection(collection, false)
+	c := m.find(collection)
 	if c == nil {
 		return Record{}, ErrNotFound
 	}
-	s := m.shard(c, key)
+	s := c.shard(key)
 	s.mu.RLock()
 	r, ok := s.records[key]
 	s.mu.RUnlock()
 	if !ok {
 		return Record{}, ErrNotFound
 	}
-	return r, nil
+	return Record{
+		Collection: collection, Key: key, Value: slices.Clone(r.value), Version: r.version,
+		CreatedAt: microTime(r.created), UpdatedAt: microTime(r.updated),
+	}, nil
 }
 
+// put keeps value (checkedStore hands over a copy nobody else holds) and
+// returns the record with a copy of its own.
 func (m *memBackend) put(_ context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
-	c := m.collection(collection, true)
-	s := m.shard(c, key)
-	now := normalizeTime(m.now()) // store keeps UpdatedAt from going back
+	c := m.create(collection)
+	s := c.shard(key)
+	now := m.clock.nowMicro() // stamped before the lock; stored never to go back
 	s.mu.Lock()
 	old, exists := s.records[key]
-	if exists || cond.versionSet {
-		// Replacing a key, or failing: the key set does not change.
-		defer s.mu.Unlock()
-		if err := checkCondition(cond, old.Version, exists); err != nil {
-			return Record{}, err
-		}
-		return m.store(s, collection, key, value, old, exists, now), nil
+	if !exists && !cond.versionSet {
+		// A new key: take the order lock first, as the lock order
+		// requires, and look again.
+		s.mu.Unlock()
+		return m.create1(c, s, collection, key, value, cond, now)
 	}
-	// A new key: take the order lock first, as the lock order requires,
-	// and look again.
-	s.mu.Unlock()
-	c.order.Lock()
-	defer c.order.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, exists = s.records[key]
-	if err := checkCondition(cond, old.Version, exists); err != nil {
+	if err := checkCondition(cond, old.version, exists); err != nil {
+		s.mu.Unlock()
 		return Record{}, err
 	}
-	if !exists {
-		c.keys.Insert(key)
-	}
-	return m.store(s, collection, key, value, old, exists, now), nil
+	r := s.store(key, value, old, exists, now)
+	s.mu.Unlock()
+	return r.record(collection, key), nil
 }
 
-// store writes the new record for key into s, whose lock the caller holds.
-// The record is stamped now, or with the old UpdatedAt if the wall clock
-// went back or a concurrent writer stamped later.
-func (m *memBackend) store(s *memShard, collection, key string, value []byte, old Record, exists bool, now time.Time) Record {
-	r := Record{Collection: collection, Key: key, Value: value, Version: 1, CreatedAt: now, UpdatedAt: now}
-	if exists {
-		r.Version = old.Version + 1
-		r.CreatedAt = old.CreatedAt
-		if now.Before(old.UpdatedAt) {
-			r.UpdatedAt = old.UpdatedAt
+// create1 is put for a key that was missing: under the order lock, so that
+// the key set changes with the record.
+func (m *memBackend) create1(c *memCollection, s *memShard, collection, key string, value []byte, cond writeConditions, now int64) (Record, error) {
+	c.order.Lock()
+	s.mu.Lock()
+	old, exists := s.records[key]
+	err := checkCondition(cond, old.version, exists)
+	var r memRecord
+	if err == nil {
+		if !exists {
+			c.keys.Insert(key)
 		}
+		r = s.store(key, value, old, exists, now)
+	}
+	s.mu.Unlock()
+	c.order.Unlock()
+	if err != nil {
+		return Record{}, err
+	}
+	return r.record(collection, key), nil
+}
+
+// store writes the new record for key, whose shard lock the caller holds.
+// It is stamped now, or with the old UpdatedAt if the wall clock went back
+// or a concurrent writer stamped later.
+func (s *memShard) store(key string, value []byte, old memRecord, exists bool, now int64) memRecord {
+	r := memRecord{value: value, version: 1, created: now, updated: now}
+	if exists {
+		r.version, r.created, r.updated = old.version+1, old.created, max(now, old.updated)
 	}
 	s.records[key] = r
 	return r
 }
 
 func (m *memBackend) delete(_ context.Context, collection, key string, cond writeConditions) error {
-	c := m.collection(collection, false)
+	c := m.find(collection)
 	if c == nil {
 		return checkDeleteMissing(cond)
 	}
 	c.order.Lock()
 	defer c.order.Unlock()
-	s := m.shard(c, key)
+	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, exists := s.records[key]
 	if !exists {
 		return checkDeleteMissing(cond)
 	}
-	if err := checkCondition(cond, old.Version, true); err != nil {
+	if err := checkCondition(cond, old.version, true); err != nil {
 		return err
 	}
 	delete(s.records, key)
@@ -191,7 +317,7 @@ func (m *memBackend) delete(_ context.Context, collection, key string, cond writ
 }
 
 func (m *memBackend) list(_ context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
-	c := m.collection(collection, false)
+	c := m.find(collection)
 	if c == nil {
 		return nil, false, nil
 	}
@@ -211,10 +337,11 @@ func (m *memBackend) list(_ context.Context, collection string, opts ListOptions
 			more = true
 			return false
 		}
-		s := m.shard(c, key)
+		s := c.shard(key)
 		s.mu.RLock()
-		records = append(records, s.records[key])
+		r := s.records[key]
 		s.mu.RUnlock()
+		records = append(records, r.record(collection, key))
 		return true
 	})
 	return records, more, nil
@@ -255,7 +382,8 @@ func checkDeleteMissing(cond writeConditions) error {
 // snapshot returns every record the store holds. Each collection is read
 // atomically (under its order lock, which every create and delete takes).
 // The Manager uses it to move what was written during an outage to
-// PostgreSQL.
+// PostgreSQL; the records share the store's value slices, which the move
+// only reads.
 func (s *MemStore) snapshot() []Record {
 	var all []Record
 	for _, c := range s.mem.all() {
@@ -263,8 +391,9 @@ func (s *MemStore) snapshot() []Record {
 		for i := range c.shards {
 			sh := &c.shards[i]
 			sh.mu.RLock()
-			for _, r := range sh.records {
-				all = append(all, r)
+			for key, r := range sh.records {
+				all = append(all, Record{Collection: c.name, Key: key, Value: r.value, Version: r.version,
+					CreatedAt: microTime(r.created), UpdatedAt: microTime(r.updated)})
 			}
 			sh.mu.RUnlock()
 		}

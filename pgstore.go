@@ -231,10 +231,7 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 			return records, more, err
 		}
 	}
-	sql, args := b.sql.list, []any{b.execMode(), collection, opts.After, opts.Prefix, opts.Limit + 1}
-	if upper, ok := prefixUpperBound(opts.Prefix); ok {
-		sql, args = b.sql.listBounded, append(args, upper)
-	}
+	sql, args := b.sql.listQuery(b.execMode(), collection, opts, opts.Limit+1)
 	var records []Record
 	scan := scanRecords(collection, &records)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,9 +15,11 @@ import (
 // Pool settings: the seed's SQLAlchemy engine mapped onto pgxpool.
 //
 //	SQLAlchemy          environment          pgxpool
-//	pool_size           DB_POOL_SIZE (5)     idle connections kept; MaxConns = size+overflow
-//	max_overflow        DB_MAX_OVERFLOW (10) MaxConns = size+overflow; a released connection is
-//	                                         closed when the pool already holds `size` idle ones
+//	pool_size           DB_POOL_SIZE (5)     MinConns = size: kept open (opened in the background
+//	                                         at start and after a loss); MaxConns = size+overflow
+//	max_overflow        DB_MAX_OVERFLOW (10) MaxConns = size+overflow; a connection above MinConns
+//	                                         is closed once idle for MaxConnIdleTime (60 s), seen
+//	                                         by the health check every HealthCheckPeriod (30 s)
 //	pool_pre_ping       DB_POOL_PRE_PING     ShouldPing: ping connections idle > 1 s before use,
 //	                                         bounded by PingTimeout (= DB_CONNECT_TIMEOUT); and
 //	                                         PrepareConn: on every acquire, a non-blocking peek
@@ -40,13 +41,39 @@ import (
 // pool_max_conns, pool_max_conn_lifetime, pool_max_conn_lifetime_jitter,
 // pool_ping_timeout, connect_timeout and default_query_exec_mode in the
 // connection string win over the defaults, but not over a variable the
-// environment set (Config.Explicit). pool_min_conns, pool_min_idle_conns,
-// pool_max_conn_idle_time and pool_health_check_period keep pgxpool's
-// meaning.
+// environment set (Config.Explicit); so do pool_min_conns,
+// pool_max_conn_idle_time and pool_health_check_period (no variable sets
+// those). pool_min_idle_conns keeps pgxpool's meaning.
+//
+// Why overflow connections live on for a while: a pool that closes a
+// connection as soon as it is released with enough others idle (QueuePool's
+// rule, which this package followed before) churns under steady load,
+// because "how many are idle" is stale by the time a release acts on it
+// (pgxpool runs AfterRelease in a goroutine of its own) and the next
+// acquire dials again: measured, 48 new connections a second with 8
+// goroutines on the default pool, each a TLS handshake, a login and a
+// server process on RDS. Closing only connections that stayed idle for a
+// minute, as HikariCP's idleTimeout does above minimumIdle, keeps a steady
+// load at any concurrency on the connections it warmed up, and still gives
+// the extra ones back when the load goes away (pool_churn_test.go counts
+// both). One rare exception: the health check takes every idle connection
+// for an instant to look at it, and an acquire in that instant finds none
+// idle and opens one (measured: about once in 500 checks at 4 to 8
+// goroutines, so about once in four hours at the 30 s period; the hourly
+// DB_POOL_RECYCLE opens far more).
 
 // preDelayIdle is how long a connection must have been idle before the
 // pre-ping checks it (pgxpool's own default rule).
 const preDelayIdle = time.Second
+
+// Defaults for closing connections above DB_POOL_SIZE: one that stayed idle
+// for overflowIdleTime is closed by the pool's health check, which runs
+// every healthCheckPeriod, so the pool is back to DB_POOL_SIZE within
+// overflowIdleTime + healthCheckPeriod (90 s) of the load going away.
+const (
+	overflowIdleTime  = time.Minute
+	healthCheckPeriod = 30 * time.Second
+)
 
 // PoolOption adjusts NewPoolConfig.
 type PoolOption func(*poolOptions)
@@ -82,9 +109,9 @@ func WithBeforeConnect(f func(context.Context, *pgx.ConnConfig) error) PoolOptio
 // find themselves on a read-only one. It does not dial. Errors are
 // redacted and wrap ErrConfig.
 //
-// The result's ConnConfig.Tracer and AfterRelease implement the acquire
-// timeout and the overflow release; to add a tracer or hook, wrap the
-// existing one rather than replacing it. Use one config for one pool.
+// The result's ConnConfig.Tracer implements the acquire timeout (and
+// SQL_ECHO); to add a tracer, wrap the existing one rather than replacing
+// it. Use one config for one pool.
 func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, error) {
 	var o poolOptions
 	for _, opt := range opts {
@@ -117,6 +144,17 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	}
 	size := int32(max(cfg.PoolSize, 1))
 	size = min(size, pc.MaxConns)
+	// DB_POOL_SIZE connections are kept; those above it are closed once
+	// idle for a while (see the top of this file), never on release.
+	if _, ok := params["pool_min_conns"]; !ok {
+		pc.MinConns = size
+	}
+	if _, ok := params["pool_max_conn_idle_time"]; !ok {
+		pc.MaxConnIdleTime = overflowIdleTime
+	}
+	if _, ok := params["pool_health_check_period"]; !ok {
+		pc.HealthCheckPeriod = healthCheckPeriod
+	}
 
 	_, urlLife := params["pool_max_conn_lifetime"]
 	if !urlLife || cfg.Explicit.PoolRecycle {
@@ -153,28 +191,30 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		watch.install(pc)
 	}
 
-	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, size: size}
+	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout}
 	h.statements.mode = pc.ConnConfig.DefaultQueryExecMode
 	if cfg.SQLEcho {
 		pc.ConnConfig.Tracer = &echoHooks{poolHooks: h, args: cfg.SQLEchoArgs}
 	} else {
 		pc.ConnConfig.Tracer = h
 	}
-	pc.AfterRelease = h.afterRelease
-	if watch != nil {
-		pc.AfterRelease = watch.wrapAfterRelease(pc.AfterRelease)
-	}
+	// No AfterRelease hook, not even the writer watch's: with one, pgxpool
+	// releases every connection from a goroutine of its own, so the
+	// caller's next acquire often finds it not yet back and dials another
+	// (measured: 8 new connections in 8 s of one goroutine's steady load,
+	// and a pool grown to its maximum by 4 goroutines, with a 1 s idle
+	// time). The watch's PrepareConn already drops a connection that
+	// reports a read-only node before any caller gets it, and one that
+	// failed with 25006 is closed at once and dropped on release.
 	pc.BeforeConnect = o.beforeConnect
 	return pc, nil
 }
 
 // poolHooks is the pool's tracer: it bounds every acquire by the pool
-// timeout and learns the pool, so that AfterRelease can see its stats.
+// timeout.
 type poolHooks struct {
 	logger         *slog.Logger
 	acquireTimeout time.Duration
-	size           int32
-	pool           atomic.Pointer[pgxpool.Pool]
 	statements     poolerWarning // warns once when a pooler breaks statements
 }
 
@@ -194,7 +234,6 @@ type acquireState struct {
 
 // TraceAcquireStart bounds the acquire by the pool timeout.
 func (h *poolHooks) TraceAcquireStart(ctx context.Context, pool *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
-	h.pool.Store(pool)
 	if h.acquireTimeout <= 0 {
 		return ctx
 	}
@@ -215,25 +254,6 @@ func (h *poolHooks) TraceAcquireEnd(ctx context.Context, pool *pgxpool.Pool, dat
 			h.log().Warn("Connection pool exhausted", "wait", h.acquireTimeout, "stats", s)
 		}
 	}
-}
-
-// TraceRelease remembers the pool for afterRelease.
-func (h *poolHooks) TraceRelease(pool *pgxpool.Pool, _ pgxpool.TraceReleaseData) {
-	h.pool.Store(pool)
-}
-
-// afterRelease closes a released connection when the pool already keeps
-// `size` idle ones (SQLAlchemy's QueuePool: overflow connections go away
-// once the burst is over). Under sustained load idle stays below size and
-// released connections are kept for the callers waiting for them, so
-// there is no reconnect churn. Releases that race may keep one or two
-// idle connections more than size; MaxConnIdleTime trims those later.
-func (h *poolHooks) afterRelease(*pgx.Conn) bool {
-	p := h.pool.Load()
-	if p == nil {
-		return true
-	}
-	return p.Stat().IdleConns() < h.size
 }
 
 // TraceQueryStart does nothing without SQL_ECHO (ConnConfig.Tracer must be

@@ -28,8 +28,13 @@ func TestPoolConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if pc.MaxConns != 15 || pc.MaxConnLifetime != time.Hour || pc.MaxConnLifetimeJitter != 6*time.Minute ||
-		pc.PingTimeout != 5*time.Second || pc.ConnConfig.ConnectTimeout != 5*time.Second || pc.AfterRelease == nil {
+		pc.PingTimeout != 5*time.Second || pc.ConnConfig.ConnectTimeout != 5*time.Second {
 		t.Fatalf("mapping: max %d life %v jitter %v ping %v connect %v", pc.MaxConns, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, pc.PingTimeout, pc.ConnConfig.ConnectTimeout)
+	}
+	// DB_POOL_SIZE kept, the overflow closed only after idling a minute,
+	// never on release (which churned: see pool_churn_test.go).
+	if pc.MinConns != 5 || pc.MaxConnIdleTime != time.Minute || pc.HealthCheckPeriod != 30*time.Second || pc.AfterRelease != nil {
+		t.Fatalf("overflow policy: min %d idle %v check %v afterRelease %v", pc.MinConns, pc.MaxConnIdleTime, pc.HealthCheckPeriod, pc.AfterRelease != nil)
 	}
 	ctx := context.Background()
 	if pc.ShouldPing(ctx, pgxpool.ShouldPingParams{IdleDuration: 500 * time.Millisecond}) ||
@@ -54,7 +59,8 @@ func TestPoolConfigDefaults(t *testing.T) {
 }
 
 func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
-	url := "postgres://u:pw@db.example/app?pool_max_conns=3&pool_max_conn_lifetime=10m&pool_max_conn_lifetime_jitter=1s&pool_ping_timeout=2s&connect_timeout=2"
+	url := "postgres://u:pw@db.example/app?pool_max_conns=3&pool_max_conn_lifetime=10m&pool_max_conn_lifetime_jitter=1s&pool_ping_timeout=2s&connect_timeout=2" +
+		"&pool_min_conns=1&pool_max_conn_idle_time=5m&pool_health_check_period=10s"
 	cfg, _ := LoadConfig(envOf(nil))
 	pc, err := NewPoolConfig(cfg, targetFor(t, url))
 	if err != nil {
@@ -63,6 +69,9 @@ func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
 	if pc.MaxConns != 3 || pc.MaxConnLifetime != 10*time.Minute || pc.MaxConnLifetimeJitter != time.Second ||
 		pc.PingTimeout != 2*time.Second || pc.ConnConfig.ConnectTimeout != 2*time.Second {
 		t.Fatalf("URL params lost: max %d life %v jitter %v ping %v connect %v", pc.MaxConns, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, pc.PingTimeout, pc.ConnConfig.ConnectTimeout)
+	}
+	if pc.MinConns != 1 || pc.MaxConnIdleTime != 5*time.Minute || pc.HealthCheckPeriod != 10*time.Second {
+		t.Fatalf("URL idle policy lost: min %d idle %v check %v", pc.MinConns, pc.MaxConnIdleTime, pc.HealthCheckPeriod)
 	}
 	if _, ok := pc.ConnConfig.RuntimeParams["pool_max_conns"]; ok {
 		t.Fatal("pool_max_conns would be sent to the server")
@@ -125,24 +134,12 @@ func acquireN(t *testing.T, p *pgxpool.Pool, n int) []*pgxpool.Conn {
 	return conns
 }
 
-func TestPoolOverflowReleased(t *testing.T) {
+func TestPoolReleaseGoesToWaiter(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.PoolSize, cfg.MaxOverflow = 2, 3
 	p := openPool(t, cfg, pgtest.URL(t))
-	conns := acquireN(t, p, 5)
-	if s := StatsOf(p); s.Total != 5 || s.Max != 5 {
-		t.Fatalf("burst: %v", s)
-	}
-	for i, c := range conns {
-		before := StatsOf(p).Acquired
-		c.Release()
-		waitFor(t, "release to settle", func() bool { return StatsOf(p).Acquired == before-1 })
-		_ = i
-	}
-	waitFor(t, "overflow closed", func() bool { s := StatsOf(p); return s.Total == 2 && s.Idle == 2 })
-
 	// Under load a released connection goes to a waiter, not to the bin.
-	conns = acquireN(t, p, 5)
+	conns := acquireN(t, p, 5)
 	created := p.Stat().NewConnsCount()
 	got := make(chan *pgxpool.Conn)
 	go func() {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
 )
 
 // startRecovery serves from memory because the primary is unreachable
@@ -74,8 +75,44 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 			slog.Duration("move_took", time.Since(answered).Round(time.Millisecond)),
 			slog.Int("attempts", attempt))
 		m.reportConflicts(ctx, mv)
+		m.analyzeAfterMove(ctx, p, len(mv.owned))
 		return
 	}
+}
+
+// A move that wrote at least analyzeAfterMoved records is followed by an
+// ANALYZE of the table, bounded by analyzeTimeout.
+const (
+	analyzeAfterMoved = 1000
+	analyzeTimeout    = time.Minute
+)
+
+// analyzeAfterMove refreshes the planner's statistics once a move has
+// written many rows at once, instead of leaving that to autovacuum, which
+// may take minutes to notice. The Store's own statements do not need it
+// (their plans are the same with or without statistics, see listQuery),
+// but a caller's own SQL on the table might. It runs after the switch, on
+// the recovery goroutine, so no call waits for it; ANALYZE takes a lock
+// that blocks no read or write, only other maintenance and DDL on the
+// table. It is bounded by analyzeTimeout and by Close; a failure (a
+// timeout, or a role that may not analyse the table, which PostgreSQL
+// only warns about) changes nothing but the statistics, and is logged.
+func (m *Manager) analyzeAfterMove(ctx context.Context, p *primary, moved int) {
+	if moved < analyzeAfterMoved {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, analyzeTimeout)
+	defer cancel()
+	start := time.Now()
+	if _, err := p.pool.Exec(actx, p.store.pg.sql.analyze, pgx.QueryExecModeSimpleProtocol); err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("Analyzing the table after the move failed; autovacuum will do it later",
+				slog.String("reason", errorText(err)))
+		}
+		return
+	}
+	m.log.Debug("Analyzed the table after the move", slog.Int("records_moved", moved),
+		slog.Duration("took", time.Since(start).Round(time.Millisecond)))
 }
 
 // noteRecoveryFailure logs a failed attempt to reach the primary: the

@@ -206,3 +206,53 @@ func TestRecoveryLosesNoWriteUnderLoad(t *testing.T) {
 		t.Fatalf("only %d writes acknowledged; the test did not exercise the move", len(acked))
 	}
 }
+
+// TestRecoveryAnalyzesAfterALargeMove checks that a move that wrote many
+// records refreshes the table's statistics (pgtest runs without
+// autovacuum, so nothing else does), and a small one leaves them alone.
+func TestRecoveryAnalyzesAfterALargeMove(t *testing.T) {
+	ctx := context.Background()
+	for _, n := range []int{analyzeAfterMoved - 1, analyzeAfterMoved} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			srv := pgtest.NewServer(t)
+			url := srv.URL(t)
+			openPGStore(t, url) // the table exists, never analysed
+			srv.Stop(t)
+			m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", url, "DB_CONNECT_TIMEOUT", "1"))
+			if err := m.Init(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if _, err := m.Store().Put(ctx, "apis", fmt.Sprintf("k%05d", i), []byte(`{}`)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			srv.Start(t)
+			eventually(t, 15*time.Second, "the move back to PostgreSQL", func() bool { return m.Info().UsingPrimary })
+			var tuples float64
+			check := func() bool {
+				pool, err := pgxpool.New(ctx, url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pool.Close()
+				if err := pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'dbmanager.records'::regclass`).Scan(&tuples); err != nil {
+					t.Fatal(err)
+				}
+				return tuples >= float64(n)
+			}
+			if n >= analyzeAfterMoved {
+				eventually(t, 15*time.Second, "ANALYZE after the move", check)
+				return
+			}
+			// The Manager closes (and so stops any ANALYZE) before this
+			// looks, so a small move's statistics are final here.
+			if err := m.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if check() || tuples >= 0 {
+				t.Fatalf("a move of %d records analysed the table (reltuples %v)", n, tuples)
+			}
+		})
+	}
+}

@@ -16,11 +16,11 @@ import (
 //
 //	go test -run '^$' -bench 'Replica' -count 3 ./
 
-// benchPoolSize is every pool's size in the replica benchmarks: as many
-// connections as goroutines, so that no pool opens connections during the
-// rounds (the overflow release would close and reopen them, each with a
-// SCRAM login that costs more CPU than many reads).
-const benchPoolSize = "16"
+// replicaBenchPoolSize is every pool's size in the replica benchmarks: as
+// many connections as goroutines, as a service with 16 concurrent readers
+// would configure, so that no pool opens connections (a SCRAM login each)
+// during the rounds.
+const replicaBenchPoolSize = "16"
 
 // benchReplicaManagers returns a Manager on the writer only and one with
 // both standbys as read replicas, on one database holding the bench keys,
@@ -41,7 +41,7 @@ func benchReplicaManagers(b *testing.B) (writerOnly, withReplicas *Manager, keys
 		}
 		return m
 	}
-	pool := []string{"DB_POOL_SIZE", benchPoolSize, "DB_MAX_OVERFLOW", "0"}
+	pool := []string{"DB_POOL_SIZE", replicaBenchPoolSize, "DB_MAX_OVERFLOW", "0"}
 	writerOnly = open(append(pool, "DATABASE_URL", c.NodeURL(c.Primary(), db))...)
 	withReplicas = open(append(pool, "DATABASE_URL", c.NodeURL(c.Primary(), db), "DATABASE_READ_URL", c.MultiHostURL(db, c.Standbys()...))...)
 	keys = benchKeyNames(benchKeys)

@@ -42,10 +42,8 @@ func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec
 
 // replicaList is List on a read replica; ok as for replicaGet.
 func (b *pgBackend) replicaList(ctx context.Context, collection string, opts ListOptions) (records []Record, more, ok bool, err error) {
-	sql, args := b.sql.list, []any{collection, opts.After, opts.Prefix, opts.Limit + 1}
-	if upper, bounded := prefixUpperBound(opts.Prefix); bounded {
-		sql, args = b.sql.listBounded, append(args, upper)
-	}
+	sql, args := b.sql.listQuery(directExecMode, collection, opts, opts.Limit+1)
+	args = args[1:] // the mode: read chooses its own
 	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scanRecords(collection, &records))
 	if !ok || err != nil {
 		return nil, false, ok, err

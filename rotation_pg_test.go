@@ -123,7 +123,7 @@ func TestRotationRealPostgres(t *testing.T) {
 	// newConnection forces a brand-new login: drop every pooled connection,
 	// then acquire one and run a query as the role.
 	newConnection := func(ctx context.Context) error {
-		pool.Reset()
+		resetPool(t, pool)
 		return f.cache.RetryAuth(ctx, func(ctx context.Context) error {
 			var who string
 			if err := pool.QueryRow(ctx, "select current_user").Scan(&who); err != nil {

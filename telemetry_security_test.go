@@ -38,6 +38,10 @@ func TestTelemetryShowsNoSecretKeyOrValue(t *testing.T) {
 	if _, err := s.Put(ctx, coll, key, value); err != nil {
 		t.Fatal(err)
 	}
+	// One Store statement certainly slower than DB_SLOW_QUERY_MS: a Put
+	// that waits for another session's lock on its row (the statements
+	// alone may well take under a millisecond).
+	putBehindLock(t, dsn, s, coll, key, value)
 	if _, err := s.Get(ctx, coll, key); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +125,7 @@ func TestTelemetrySecretFetchesAndRotationRetries(t *testing.T) {
 	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
 	f.sm.RotateAfter(f.secretID, secret(rotNewPassword), 1)
 	pool, _ := m.Pool()
-	pool.Reset()
+	resetPool(t, pool)
 	if _, err := m.Store().Put(ctx, "apis", "after", []byte(`1`)); err != nil {
 		t.Fatalf("Put after the rotation: %v", err)
 	}
@@ -138,5 +142,35 @@ func TestTelemetrySecretFetchesAndRotationRetries(t *testing.T) {
 		if strings.Contains(text, pw) {
 			t.Errorf("telemetry shows a password")
 		}
+	}
+}
+
+// putBehindLock runs s.Put of key while another session holds the row's
+// lock for 50 ms, so that the Put takes at least that long.
+func putBehindLock(t *testing.T, dsn string, s Store, coll, key string, value []byte) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM dbmanager.records WHERE collection = $1 AND key = $2 FOR UPDATE`, coll, key); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		released <- tx.Commit(ctx)
+	}()
+	if _, err := s.Put(ctx, coll, key, value); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-released; err != nil {
+		t.Fatal(err)
 	}
 }

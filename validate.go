@@ -9,7 +9,7 @@ import (
 
 // validateName checks a collection name or key against the contract.
 func validateName(what, s string, max int) error {
-	if len(s) != 0 && len(s) <= max && plainASCII(s) {
+	if plainName(s, max) {
 		return nil // the common case, in one pass
 	}
 	switch {
@@ -23,6 +23,12 @@ func validateName(what, s string, max int) error {
 		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, what)
 	}
 	return nil
+}
+
+// plainName reports whether s is a valid name of at most max bytes that
+// is ASCII without NUL, the common case checked in one pass (inlined).
+func plainName(s string, max int) bool {
+	return len(s) != 0 && len(s) <= max && plainASCII(s)
 }
 
 // plainASCII reports whether s is ASCII without NUL: valid UTF-8 that
@@ -74,7 +80,15 @@ func validateValue(v []byte) error {
 }
 
 // resolveWriteOptions applies opts and checks they make sense together.
+// Without options (most calls) it costs nothing: it is inlined.
 func resolveWriteOptions(op string, opts []WriteOption) (writeConditions, error) {
+	if len(opts) == 0 {
+		return writeConditions{}, nil
+	}
+	return applyWriteOptions(op, opts)
+}
+
+func applyWriteOptions(op string, opts []WriteOption) (writeConditions, error) {
 	var c writeConditions
 	for _, o := range opts {
 		if o != nil {
