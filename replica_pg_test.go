@@ -240,32 +240,11 @@ func testKilledReplica(t *testing.T, c *pgtest.Cluster) {
 	db := c.Database(t)
 	m, logs := newReplicaManager(t, replicaEnv(c, db))
 	s := m.Store()
-	ctx := t.Context()
 	seedCaughtUp(t, c, m, keys)
 	victim := c.Nodes()[1]
 	addr := nodeAddr(victim)
 
-	var reads, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range readers {
-		wg.Go(func() {
-			for i := w; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := s.Get(ctx, "c", "k"+strconv.Itoa(i%keys)); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					reads.Add(1)
-				}
-			}
-		})
-	}
+	load := startReaders(s, readers, keys)
 	time.Sleep(300 * time.Millisecond)
 	servedBefore := m.Info().Replicas[0].Reads
 	victim.Kill(t)
@@ -283,14 +262,13 @@ func testKilledReplica(t *testing.T, c *pgtest.Cluster) {
 		return st == ReplicaInRotation
 	})
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	res := load.stop()
 	info := m.Info()
 	t.Logf("killed %s: out of rotation after %s (%s); started again (Start took %s): back after %s; %d reads, %d failed; replicas %+v, %d on the primary",
 		addr, out.Round(time.Millisecond), reason, started.Sub(killed.Add(out+500*time.Millisecond)).Round(time.Millisecond),
-		back.Round(time.Millisecond), reads.Load(), failed.Load(), info.Replicas, info.ReadsFromPrimary)
-	if failed.Load() > 0 {
-		t.Errorf("%d reads failed, first: %v", failed.Load(), firstErr.Load())
+		back.Round(time.Millisecond), res.reads, res.failed, info.Replicas, info.ReadsFromPrimary)
+	if res.failed > 0 {
+		t.Errorf("%d reads failed, first: %v", res.failed, res.firstErr)
 	}
 	if out > 2*time.Second {
 		t.Errorf("out of rotation after %s, want at most 2 s", out)
@@ -319,35 +297,9 @@ func testBlackHoledReplica(t *testing.T, c *pgtest.Cluster) {
 	readURL := strings.Replace(c.MultiHostURL(db, silent, c.Nodes()[2]), nodeAddr(silent), proxy.Addr(), 1)
 	m, logs := newReplicaManager(t, []string{"DATABASE_URL", c.NodeURL(c.Primary(), db), "DATABASE_READ_URL", readURL, "DB_CONNECT_TIMEOUT", "1"})
 	s := m.Store()
-	ctx := t.Context()
 	seedCaughtUp(t, c, m, keys)
 
-	var reads, failed, slowest atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range readers {
-		wg.Go(func() {
-			for i := w; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				_, err := s.Get(ctx, "c", "k"+strconv.Itoa(i%keys))
-				if d := int64(time.Since(start)); d > slowest.Load() {
-					slowest.Store(d)
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					reads.Add(1)
-				}
-			}
-		})
-	}
+	load := startReaders(s, readers, keys)
 	time.Sleep(300 * time.Millisecond)
 	proxy.BlackHole()
 	out := eventually(t, 15*time.Second, "the silent replica out of rotation", func() bool {
@@ -361,11 +313,63 @@ func testBlackHoledReplica(t *testing.T, c *pgtest.Cluster) {
 		st, _ := replicaState(m, proxy.Addr())
 		return st == ReplicaInRotation
 	})
-	close(stop)
-	wg.Wait()
+	res := load.stop()
 	t.Logf("black hole: out of rotation after %s (%s); healed: back after %s; %d reads, %d failed, slowest %s",
-		out.Round(time.Millisecond), reason, back.Round(time.Millisecond), reads.Load(), failed.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
-	if failed.Load() > 0 {
-		t.Fatalf("%d reads failed, first: %v; log:\n%s", failed.Load(), firstErr.Load(), logs)
+		out.Round(time.Millisecond), reason, back.Round(time.Millisecond), res.reads, res.failed, res.slowest.Round(time.Millisecond))
+	if res.failed > 0 {
+		t.Fatalf("%d reads failed, first: %v; log:\n%s", res.failed, res.firstErr, logs)
 	}
+}
+
+// readLoad is a read load: goroutines doing Gets of k0..k(keys-1) until
+// stopped, counting what they saw.
+type readLoad struct {
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
+	reads   atomic.Int64
+	failed  atomic.Int64
+	slowest atomic.Int64 // nanoseconds
+	first   atomic.Value // the first error's text
+}
+
+// readResult is what a read load saw.
+type readResult struct {
+	reads, failed int64
+	slowest       time.Duration
+	firstErr      any
+}
+
+// startReaders starts n goroutines reading from s.
+func startReaders(s Store, n, keys int) *readLoad {
+	l := &readLoad{stopCh: make(chan struct{})}
+	for w := range n {
+		l.wg.Go(func() {
+			for i := w; ; i++ {
+				select {
+				case <-l.stopCh:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := s.Get(context.Background(), "c", "k"+strconv.Itoa(i%keys))
+				if d := int64(time.Since(start)); d > l.slowest.Load() {
+					l.slowest.Store(d)
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.first.CompareAndSwap(nil, err.Error())
+				} else {
+					l.reads.Add(1)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the load and returns what it saw.
+func (l *readLoad) stop() readResult {
+	close(l.stopCh)
+	l.wg.Wait()
+	return readResult{reads: l.reads.Load(), failed: l.failed.Load(), slowest: time.Duration(l.slowest.Load()), firstErr: l.first.Load()}
 }
