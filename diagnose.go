@@ -237,10 +237,10 @@ type diagnosis struct {
 	writer     *diagTarget   // set once config (and secret) resolved it
 	replicas   []*diagTarget // the read replicas, set with the writer
 	writerConn *pgx.Conn     // a connection to the node the Manager would write to, for the replicas' lag (nil without replicas)
-	m       *Manager     // a Manager that never connects: its secret cache and credential hook
-	cache   *SecretCache // the secret cache, for a secret source
-	hook    *connHook    // the credential hook, built on first use
-	cleanup []func()
+	m          *Manager      // a Manager that never connects: its secret cache and credential hook
+	cache      *SecretCache  // the secret cache, for a secret source
+	hook       *connHook     // the credential hook, built on first use
+	cleanup    []func()
 }
 
 func newDiagnosis(cfg Config, opts []DiagnoseOption) *diagnosis {
