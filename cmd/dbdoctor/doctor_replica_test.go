@@ -17,7 +17,8 @@ import (
 // cluster (a primary and two standbys): replicas ok (from AWS_DB_READ_HOST
 // and from DATABASE_READ_URL with its own password), none configured, a
 // bad DATABASE_READ_URL, a "replica" that is the writer, a replica that
-// lags (its replay paused), and a replica that is down. A replica's
+// lags (its replay paused), a writer nobody listens for (the replicas are
+// still diagnosed), and a replica that is down. A replica's
 // trouble is a warning (exit 0): the Manager reads elsewhere meanwhile.
 func TestDoctorReplicas(t *testing.T) {
 	c := pgtest.NewCluster(t, pgtest.WithStandbys(2))
@@ -121,6 +122,21 @@ func TestDoctorReplicas(t *testing.T) {
 		// With no lag limit the same replica is ok, its lag told.
 		r = runDoctor(t, env("DB_READ_MAX_LAG", "-1"))
 		r.wantOn(t, "replica-server", addr(lagging), ok, "bytes of WAL behind the writer", "no lag limit")
+		r.noSecret(t, d.password)
+	})
+
+	t.Run("writer unreachable", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		// The replicas keep their ports (AWS_DB_READ_HOST names them).
+		r := runDoctor(t, env("AWS_DB_PORT", port))
+		r.want(t, 1, "tcp", failed, "refused")
+		r.want(t, 1, "store", skipped)
+		r.wantOn(t, "replica-server", addr(standbys[0]), ok, "a standby", "lag not measured: no writer node passed its steps")
 		r.noSecret(t, d.password)
 	})
 
