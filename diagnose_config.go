@@ -241,19 +241,29 @@ func fixForConfigError(err error) string {
 	return "correct the connection settings as the message says"
 }
 
-// setWriter records the writer target with the pool configuration the
-// Manager would build for it.
+// setWriter records the writer target, and its read replicas, with the
+// pool configuration the Manager would build for each.
 func (d *diagnosis) setWriter(t Target) error {
+	w, err := d.newTarget(roleWriter, t)
+	if err != nil {
+		return err
+	}
+	d.writer = w
+	return d.setReplicas(t)
+}
+
+// newTarget is target t in role with the pool configuration the Manager
+// would build for it; t's passwords are scrubbed from the report.
+func (d *diagnosis) newTarget(role string, t Target) (*diagTarget, error) {
 	for _, pw := range dsnPasswords(t.DSN.Reveal()) {
 		d.addSecret(pw)
 	}
 	rec := &tlsRecorder{}
 	pc, err := NewPoolConfig(d.cfg, t, WithPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.writer = &diagTarget{role: roleWriter, target: t, pool: pc, tls: rec}
-	return d.setReplicas(t)
+	return &diagTarget{role: role, target: t, pool: pc, tls: rec}, nil
 }
 
 func plural(n int, word string) string {

@@ -3,7 +3,6 @@ package dbmanager
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -42,15 +41,11 @@ func (d *diagnosis) setReplicas(w Target) error {
 	}
 	d.replicas = nil
 	for _, t := range targets {
-		for _, pw := range dsnPasswords(t.DSN.Reveal()) {
-			d.addSecret(pw)
-		}
-		rec := &tlsRecorder{}
-		pc, err := NewPoolConfig(d.cfg, t, WithPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
+		r, err := d.newTarget(roleReplica, t)
 		if err != nil {
 			return err
 		}
-		d.replicas = append(d.replicas, &diagTarget{role: roleReplica, target: t, pool: pc, tls: rec})
+		d.replicas = append(d.replicas, r)
 	}
 	return nil
 }
