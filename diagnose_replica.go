@@ -167,7 +167,12 @@ func (d *diagnosis) checkReplica(ctx context.Context, s *Step, conn *pgx.Conn, d
 		return
 	}
 	if *replay >= *flush {
-		s.found(join(detail, "lag 0: it has replayed everything the writer had flushed", lagLimitText(limit)))
+		detail = join(detail, "lag 0: it has replayed everything the writer had flushed", lagLimitText(limit))
+		if paused != nil && *paused {
+			s.warn(detail+"; with replay paused it falls behind with the writer's next write", fixReplayPaused)
+			return
+		}
+		s.found(detail)
 		return
 	}
 	behind := fmt.Sprintf("%d bytes of WAL behind the writer", *flush-*replay)
@@ -193,7 +198,7 @@ func (d *diagnosis) checkReplica(ctx context.Context, s *Step, conn *pgx.Conn, d
 		}
 		if *now >= *flush {
 			waited := time.Since(sampled)
-			s.found(join(detail, fmt.Sprintf("lag under %s: it replayed the writer's position within %s (it was %s)", ms(waited), ms(waited), behind), "within "+lagLimitText(limit)))
+			s.found(join(detail, fmt.Sprintf("lag under %s: it replayed the writer's position in that time (it was %s)", ms(waited), behind), "within "+lagLimitText(limit)))
 			return
 		}
 	}
