@@ -1,20 +1,24 @@
 package dbmanager
 
-import "context"
+import (
+	"context"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
+)
 
 // RetryAuthStore returns a Store that runs every call of s through
 // c.RetryAuth, so a call that needs a new connection while the database
 // password is being rotated waits for the rotated secret instead of
-// failing (see rotation.go). Only authentication failures are retried: a
+// failing (see internal/credentials/rotation.go). Only authentication failures are retried: a
 // failed login runs no statement, so a retried Put or Delete cannot apply
 // twice. Backend is passed through; closing s stays with its owner.
-func RetryAuthStore(s Store, c *SecretCache) Store {
+func RetryAuthStore(s Store, c *credentials.Cache) Store {
 	return &retryAuthStore{s: s, c: c}
 }
 
 type retryAuthStore struct {
 	s Store
-	c *SecretCache
+	c *credentials.Cache
 }
 
 func (r *retryAuthStore) Get(ctx context.Context, collection, key string) (rec Record, err error) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // ErrConfig is wrapped by every error that reports a misconfiguration: a
@@ -224,8 +226,8 @@ func DefaultConfig() Config {
 		TCPKeepAlive:   DefaultTCPKeepAlive,
 		TCPUserTimeout: DefaultTCPUserTimeout,
 		Fallback:       DefaultFallback,
-		SecretCacheTTL: DefaultSecretTTL,
-		RotationBudget: DefaultRotationBudget,
+		SecretCacheTTL: credentials.DefaultTTL,
+		RotationBudget: credentials.DefaultRotationBudget,
 		ReadMaxLag:     DefaultReadMaxLag,
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -94,8 +95,8 @@ func TestSpecialPasswordAgainstServer(t *testing.T) {
 	}
 	// From a secret.
 	cfg2, _ := LoadConfig(envOf(map[string]string{"AWS_DB_SECRET": "s"}))
-	tg, err = ResolveTarget(ctx, cfg2, func(context.Context) (Credentials, error) {
-		return Credentials{Username: role, Password: specialPassword, Host: host, Port: port, DBName: db}, nil
+	tg, err = ResolveTarget(ctx, cfg2, func(context.Context) (credentials.Credentials, error) {
+		return credentials.Credentials{Username: role, Password: specialPassword, Host: host, Port: port, DBName: db}, nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // Diagnosis: Diagnose walks the path the Manager walks to reach PostgreSQL
@@ -234,12 +236,12 @@ type diagnosis struct {
 	mu      sync.Mutex
 	secrets []string // every secret value met, scrubbed from all text at the end
 
-	writer     *diagTarget   // set once config (and secret) resolved it
-	replicas   []*diagTarget // the read replicas, set with the writer
-	writerConn *pgx.Conn     // a connection to the node the Manager would write to, for the replicas' lag (nil without replicas)
-	m          *Manager      // a Manager that never connects: its secret cache and credential hook
-	cache      *SecretCache  // the secret cache, for a secret source
-	hook       *connHook     // the credential hook, built on first use
+	writer     *diagTarget        // set once config (and secret) resolved it
+	replicas   []*diagTarget      // the read replicas, set with the writer
+	writerConn *pgx.Conn          // a connection to the node the Manager would write to, for the replicas' lag (nil without replicas)
+	m          *Manager           // a Manager that never connects: its secret cache and credential hook
+	cache      *credentials.Cache // the secret cache, for a secret source
+	hook       *connHook          // the credential hook, built on first use
 	cleanup    []func()
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // The config step: which variables are set, which source wins and why,
@@ -170,7 +172,7 @@ func (d *diagnosis) sourceReason() string {
 		return why
 	case SourceSecret:
 		why := "a secret is named (" + strconv.Quote(c.SecretID) + ") and DATABASE_URL is not set"
-		if IsRDSManagedSecret(c.SecretID) {
+		if credentials.IsRDSManagedSecret(c.SecretID) {
 			why += "; an RDS-managed secret holds only username and password, so host, port and database come from AWS_DB_*"
 		} else if c.DBHost != "" {
 			why += "; AWS_DB_HOST fills in only what the secret lacks"

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // The secret step: the Manager's own secret cache reads the secret
@@ -130,7 +132,7 @@ func (d *diagnosis) checkSecret(ctx context.Context, s *Step) {
 		return
 	}
 	parts := []string{fmt.Sprintf("secret %q read in %s", id, ms(took)), fields}
-	if IsRDSManagedSecret(id) {
+	if credentials.IsRDSManagedSecret(id) {
 		parts = append(parts, "RDS-managed (rds!...)")
 	} else {
 		parts = append(parts, "not RDS-managed")

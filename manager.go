@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // Manager is a service's database connection: it finds PostgreSQL from the
@@ -39,8 +41,8 @@ type Manager struct {
 	mu             sync.Mutex // guards the fields below
 	mode           mode
 	primary        *primary
-	secrets        *SecretCache
-	iam            *IAMAuth
+	secrets        *credentials.Cache
+	iam            *credentials.IAM
 	target         Target // where the primary is, as last resolved (display fields only)
 	fallbackReason string
 	recovery       recoveryCounts

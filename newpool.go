@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // NewPool opens a *pgxpool.Pool on the PostgreSQL that cfg names, for
@@ -54,11 +56,11 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, err
 	}
-	var credentials CredentialsFunc
+	var secret credentialsFunc
 	if cache != nil {
-		credentials = cache.Current
+		secret = cache.Current
 	}
-	target, err := ResolveTarget(ctx, cfg, credentials)
+	target, err := ResolveTarget(ctx, cfg, secret)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +71,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	popts := []PoolOption{WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withReadOnlyNotice(m.noteReadOnlyNode)}
 	if cache != nil {
 		popts = append(popts, withConnectFailureNotice(func(err error) {
-			if IsAuthFailure(err) {
+			if credentials.IsAuthFailure(err) {
 				cache.Invalidate()
 			}
 		}))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -88,8 +89,8 @@ func TestNewPoolFromSecretAcrossRotation(t *testing.T) {
 	}
 
 	// A rotation comes long after the secret was read; the cache reads a
-	// secret at most once a second (DefaultSecretMinInterval).
-	time.Sleep(DefaultSecretMinInterval + 100*time.Millisecond)
+	// secret at most once a second (credentials.DefaultMinInterval).
+	time.Sleep(credentials.DefaultMinInterval + 100*time.Millisecond)
 	held, err := pool.Acquire(ctx) // a connection open across the rotation
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestNewPoolFromSecretAcrossRotation(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !IsAuthFailure(err) {
+		if !credentials.IsAuthFailure(err) {
 			t.Fatalf("a new connection after the rotation: %v; want success or an authentication failure", err)
 		}
 		failures++

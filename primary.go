@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // primary is an open connection to the configured PostgreSQL: its pool and
@@ -45,11 +47,11 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if err != nil {
 		return nil, err
 	}
-	var credentials CredentialsFunc
+	var secret credentialsFunc
 	if cache != nil {
-		credentials = cache.Current
+		secret = cache.Current
 	}
-	target, err := ResolveTarget(ctx, m.cfg, credentials)
+	target, err := ResolveTarget(ctx, m.cfg, secret)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +164,7 @@ const readOnlyEpisode = 10 * time.Second
 
 // secretCache returns the Manager's secret cache when the configuration
 // names a secret, creating it (and the AWS client) on first use.
-func (m *Manager) secretCache(ctx context.Context) (*SecretCache, error) {
+func (m *Manager) secretCache(ctx context.Context) (*credentials.Cache, error) {
 	if m.cfg.Source() != SourceSecret {
 		return nil, nil
 	}
@@ -180,22 +182,22 @@ func (m *Manager) secretCache(ctx context.Context) (*SecretCache, error) {
 		}
 		src = aws
 	}
-	m.secrets = NewSecretCache(src, m.cfg.SecretID,
-		WithSecretTTL(m.cfg.SecretCacheTTL),
-		WithRotationBudget(m.cfg.RotationBudget),
-		WithSecretLogger(m.log),
-		withSecretObserver(m.tel))
+	m.secrets = credentials.NewCache(src, m.cfg.SecretID,
+		credentials.WithTTL(m.cfg.SecretCacheTTL),
+		credentials.WithRotationBudget(m.cfg.RotationBudget),
+		credentials.WithLogger(m.log),
+		credentials.WithObserver(m.tel))
 	return m.secrets, nil
 }
 
 // credentialHook is the pool's BeforeConnect: an IAM token, the cached
 // secret, or nothing (the DSN carries the password).
-func (m *Manager) credentialHook(ctx context.Context, cache *SecretCache) (func(context.Context, *pgx.ConnConfig) error, error) {
+func (m *Manager) credentialHook(ctx context.Context, cache *credentials.Cache) (func(context.Context, *pgx.ConnConfig) error, error) {
 	if m.cfg.IAMAuth {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.iam == nil {
-			iam, err := NewIAMAuth(ctx, m.cfg.Region, nil)
+			iam, err := credentials.NewIAM(ctx, m.cfg.Region, nil)
 			if err != nil {
 				// No region or no AWS credentials: nothing to retry.
 				return nil, fmt.Errorf("%w: IAM authentication: %w", ErrConfig, err)

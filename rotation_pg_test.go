@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/fakesm"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
@@ -33,13 +34,13 @@ type rotationFixture struct {
 	admin    *pgx.Conn
 	role     string
 	sm       *fakesm.Server
-	cache    *SecretCache
+	cache    *credentials.Cache
 	poolCfg  *pgxpool.Config
 	logs     *logBuffer
 	secretID string
 }
 
-func newRotationFixture(t *testing.T, opts ...SecretCacheOption) *rotationFixture {
+func newRotationFixture(t *testing.T, opts ...credentials.Option) *rotationFixture {
 	t.Helper()
 	ctx := context.Background()
 	url := pgtest.URL(t)
@@ -72,7 +73,7 @@ func newRotationFixture(t *testing.T, opts ...SecretCacheOption) *rotationFixtur
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.cache = NewSecretCache(src, f.secretID, append([]SecretCacheOption{WithSecretLogger(logger)}, opts...)...)
+	f.cache = credentials.NewCache(src, f.secretID, append([]credentials.Option{credentials.WithLogger(logger)}, opts...)...)
 
 	f.poolCfg, err = pgxpool.ParseConfig(url)
 	if err != nil {
@@ -111,7 +112,7 @@ func sqlQuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", 
 // BeforeConnect and RetryAuth keeps opening new connections without a
 // restart, and GetSecretValue is called a bounded number of times.
 func TestRotationRealPostgres(t *testing.T) {
-	f := newRotationFixture(t, WithSecretMinInterval(50*time.Millisecond))
+	f := newRotationFixture(t, credentials.WithMinInterval(50*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, f.poolCfg)
@@ -176,7 +177,7 @@ func TestRotationRealPostgres(t *testing.T) {
 // up within its budget with an error that names the secret and carries
 // the 28P01, but no password.
 func TestRotationBudgetExhausted(t *testing.T) {
-	f := newRotationFixture(t, WithSecretMinInterval(20*time.Millisecond), WithRotationBudget(500*time.Millisecond))
+	f := newRotationFixture(t, credentials.WithMinInterval(20*time.Millisecond), credentials.WithRotationBudget(500*time.Millisecond))
 	ctx := context.Background()
 	pool, err := pgxpool.NewWithConfig(ctx, f.poolCfg)
 	if err != nil {
@@ -186,7 +187,7 @@ func TestRotationBudgetExhausted(t *testing.T) {
 	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
 	start := time.Now()
 	err = f.cache.RetryAuth(ctx, pool.Ping)
-	if !IsAuthFailure(err) {
+	if !credentials.IsAuthFailure(err) {
 		t.Fatalf("err = %v, want an authentication failure", err)
 	}
 	if elapsed := time.Since(start); elapsed > 10*time.Second { // generous: the default budget is 60 s
@@ -208,16 +209,16 @@ func TestRotationBudgetExhausted(t *testing.T) {
 func TestRotationConnectHelper(t *testing.T) {
 	// The budget leaves room for several SCRAM logins under -race on a
 	// busy machine; the last step waits it out once.
-	f := newRotationFixture(t, WithSecretMinInterval(20*time.Millisecond), WithRotationBudget(6*time.Second))
+	f := newRotationFixture(t, credentials.WithMinInterval(20*time.Millisecond), credentials.WithRotationBudget(6*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := f.cache.Connect(ctx, f.poolCfg.ConnConfig)
+	conn, err := f.cache.Connect(ctx, f.poolCfg.ConnConfig, safeError)
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
 	conn.Close(ctx)
 	f.rotate(t, 2)
-	conn, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig)
+	conn, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig, safeError)
 	if err != nil {
 		t.Fatalf("Connect after rotation: %v", err)
 	}
@@ -225,8 +226,8 @@ func TestRotationConnectHelper(t *testing.T) {
 
 	// A secret that stays wrong: the error has no password in its text or JSON.
 	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD 'something-else'")
-	_, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig) // gives up after the budget
-	if !IsAuthFailure(err) {
+	_, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig, safeError) // gives up after the budget
+	if !credentials.IsAuthFailure(err) {
 		t.Fatalf("err = %v, want an authentication failure", err)
 	}
 	js, _ := json.Marshal(err)

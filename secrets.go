@@ -11,20 +11,37 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // ErrSecretNotFound is wrapped by the error of a SecretSource when the
 // named secret does not exist (Secrets Manager's ResourceNotFoundException).
-var ErrSecretNotFound = errors.New("dbmanager: secret not found")
+var ErrSecretNotFound = credentials.ErrSecretNotFound
 
-// ErrMalformedSecret is wrapped by every error of ParseRDSSecret and by the
-// error for a secret that holds binary data or no value at all. Such errors
-// never contain the secret's contents.
-var ErrMalformedSecret = errors.New("dbmanager: malformed secret")
+// ErrMalformedSecret is wrapped by the error for a secret that is not a
+// database secret (not JSON, no username or password, a bad port) and by
+// the error for a secret that holds binary data or no value at all. Such
+// errors never contain the secret's contents.
+var ErrMalformedSecret = credentials.ErrMalformedSecret
+
+// ErrIAMRequiresTLS is returned for a connection with IAM authentication
+// (AWS_DB_IAM_AUTH=true) that could send the token without TLS, or over
+// TLS that does not verify the server; the token is never sent.
+var ErrIAMRequiresTLS = credentials.ErrIAMRequiresTLS
+
+// SecretSource fetches the current value of a named secret. The AWS Secrets
+// Manager implementation is NewAWSSecretSource; tests and other secret
+// stores can supply their own. Implementations must not put the secret's
+// value in their errors.
+type SecretSource interface {
+	SecretString(ctx context.Context, secretID string) (string, error)
+}
 
 // AWSSecretSource is the SecretSource backed by AWS Secrets Manager. It
 // reads SecretString values with GetSecretValue. It is safe for concurrent
-// use. It does no caching of its own: wrap it in a SecretCache.
+// use. It does no caching of its own: the Manager caches what it reads
+// (DB_SECRET_CACHE_TTL).
 type AWSSecretSource struct {
 	client *secretsmanager.Client
 }
@@ -95,18 +112,4 @@ func (s *AWSSecretSource) SecretString(ctx context.Context, secretID string) (st
 		return "", fmt.Errorf("dbmanager: secret %q has no SecretString value: %w", secretID, ErrMalformedSecret)
 	}
 	return *out.SecretString, nil
-}
-
-// IsRDSManagedSecret reports whether secretID names a secret that RDS
-// manages for a master user ("rds!db-..." or "rds!cluster-...", also
-// inside an ARN). Such secrets hold only username and password; the host,
-// port and database come from the AWS_DB_* variables.
-func IsRDSManagedSecret(secretID string) bool {
-	name := secretID
-	if strings.HasPrefix(name, "arn:") {
-		if i := strings.LastIndex(name, ":secret:"); i >= 0 {
-			name = name[i+len(":secret:"):]
-		}
-	}
-	return strings.HasPrefix(name, "rds!db-") || strings.HasPrefix(name, "rds!cluster-")
 }

@@ -14,8 +14,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/fakesm"
 )
+
+// smTestPassword is recognisable so a test can assert it never leaks.
+const smTestPassword = "Sekr3t-p@ss:w/rd?#%&=-LEAKCHECK"
+
+// assertSecretAbsent fails if text contains secret or a recognisable piece of it.
+// The failure message never repeats the text itself.
+func assertSecretAbsent(t testing.TB, text, secret string) {
+	t.Helper()
+	for _, piece := range []string{secret, secret[:8], secret[len(secret)-8:]} {
+		if strings.Contains(text, piece) {
+			t.Errorf("output (%d bytes) contains the secret or a piece of it", len(text))
+			return
+		}
+	}
+}
 
 // newFakeSource starts a stand-in, points the SDK at it through the
 // environment and returns an AWSSecretSource for it. The SDK's retry
@@ -82,7 +98,7 @@ func TestAWSSecretSourceRetries500(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SecretString after two 5xx: %v", err)
 	}
-	if _, err := ParseRDSSecret(got); err != nil {
+	if _, err := credentials.ParseRDSSecret(got); err != nil {
 		t.Fatal(err)
 	}
 	if sm.Calls() != 3 {
@@ -111,11 +127,11 @@ func TestAWSSecretSourceRDSManaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseRDSSecret(s)
+	c, err := credentials.ParseRDSSecret(s)
 	if err != nil || c.Username != "postgres" || c.Host != "" || c.Port != 0 {
 		t.Fatalf("rds-managed secret: %v, %v", c, err)
 	}
-	if !IsRDSManagedSecret("rds!db-1234") || !IsRDSManagedSecret("arn:aws:secretsmanager:us-east-1:1:secret:rds!cluster-ab-Xy12") || IsRDSManagedSecret("prod/db") {
+	if !credentials.IsRDSManagedSecret("rds!db-1234") || !credentials.IsRDSManagedSecret("arn:aws:secretsmanager:us-east-1:1:secret:rds!cluster-ab-Xy12") || credentials.IsRDSManagedSecret("prod/db") {
 		t.Fatal("IsRDSManagedSecret misclassifies")
 	}
 }

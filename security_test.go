@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
 	"github.com/jackc/pgx/v5"
@@ -24,8 +25,8 @@ func connectThroughEverything(env map[string]string, before func(context.Context
 	if err != nil {
 		return err
 	}
-	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
-		return Credentials{Username: "u", Password: "secret-" + leakMarker}, nil
+	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (credentials.Credentials, error) {
+		return credentials.Credentials{Username: "u", Password: "secret-" + leakMarker}, nil
 	})
 	if err != nil {
 		return err

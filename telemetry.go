@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/telemetry"
 )
 
@@ -176,7 +177,7 @@ func errorType(err error) string {
 		return "secret_not_found"
 	case errors.Is(err, ErrMalformedSecret):
 		return "secret_malformed"
-	case IsAuthFailure(err):
+	case credentials.IsAuthFailure(err):
 		return "authentication"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"

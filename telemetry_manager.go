@@ -99,15 +99,10 @@ func (a *attempt) moved(ctx context.Context, span trace.Span, start time.Time, e
 	}
 }
 
-// Secrets (SecretCache reports to a secretObserver).
+// Secrets (the secret cache reports to a credentials.Observer).
 
-// secretObserver hears a SecretCache's fetches and rotation retries.
-type secretObserver interface {
-	secretFetched(ctx context.Context, err error)
-	rotationRetried(ctx context.Context)
-}
-
-func (t *instrumentation) secretFetched(ctx context.Context, err error) {
+// SecretFetched counts a fetch of the secret by outcome.
+func (t *instrumentation) SecretFetched(ctx context.Context, err error) {
 	if err == nil {
 		t.inst.SecretFetches.Add(ctx, 1, metric.WithAttributes(okOutcome))
 		return
@@ -115,6 +110,7 @@ func (t *instrumentation) secretFetched(ctx context.Context, err error) {
 	t.inst.SecretFetches.Add(ctx, 1, metric.WithAttributes(failedOutcome, attribute.String("error.type", errorType(err))))
 }
 
-func (t *instrumentation) rotationRetried(ctx context.Context) {
+// RotationRetried counts a retry of a login that failed authentication.
+func (t *instrumentation) RotationRetried(ctx context.Context) {
 	t.inst.RotationRetries.Add(ctx, 1)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/rdsca"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
 )
@@ -125,7 +126,7 @@ func TestEmbeddedRootsOnEveryVerifyingHost(t *testing.T) {
 				t.Errorf("%s: host %d does not trust the RDS roots or does not record", c.name, i)
 			}
 		}
-		if CheckIAMTLS(cc) != nil {
+		if credentials.CheckIAMTLS(cc) != nil {
 			t.Errorf("%s: IAM does not accept these TLS settings", c.name)
 		}
 		if got := rec.info(); got != (TLSInfo{Mode: c.mode}) {
@@ -141,7 +142,7 @@ func TestEmbeddedRootsOnEveryVerifyingHost(t *testing.T) {
 		if cc.TLSConfig.RootCAs != nil || cc.TLSConfig.VerifyConnection != nil {
 			t.Errorf("%s: unverified TLS got roots or a recorder", dsn)
 		}
-		if CheckIAMTLS(cc) == nil {
+		if credentials.CheckIAMTLS(cc) == nil {
 			t.Errorf("%s: IAM accepts unverified TLS", dsn)
 		}
 		if rec.info().Mode != TLSModeUnverified {

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 // Source names where the connection settings came from.
@@ -23,9 +25,9 @@ const (
 	SourceNone        Source = "none"         // nothing configured
 )
 
-// CredentialsFunc returns the current credentials of the configured secret
-// (the secrets helper's cached Secrets Manager reader, in practice).
-type CredentialsFunc func(ctx context.Context) (Credentials, error)
+// credentialsFunc returns the current credentials of the configured secret
+// (the Manager's secret cache, in practice).
+type credentialsFunc func(ctx context.Context) (credentials.Credentials, error)
 
 // Target is a resolved connection: where it came from, the DSN to connect
 // with and the redacted parts to show. Printing a Target never shows a
@@ -230,7 +232,7 @@ func BuildURL(user, password, host string, port int, database string) string {
 // Errors: a *ConfigError (wrapping ErrConfig) for a misconfiguration;
 // the secret reader's error, wrapped, when the secret cannot be read. For
 // SourceMemory and SourceNone it returns a Target with only Source set.
-func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Target, error) {
+func ResolveTarget(ctx context.Context, cfg Config, secret credentialsFunc) (Target, error) {
 	switch src := cfg.Source(); src {
 	case SourceMemory, SourceNone:
 		return Target{Source: src}, nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 )
 
 const urlTestPassword = "p@ss:w/rd?#%&=S3cr3tZ"
@@ -95,8 +97,8 @@ func TestBuildURLUnixSocket(t *testing.T) {
 }
 
 func TestResolveTargetPriority(t *testing.T) {
-	secret := func(context.Context) (Credentials, error) {
-		return Credentials{Username: "su", Password: urlTestPassword, Host: "sh", Port: 6000, DBName: "sdb"}, nil
+	secret := func(context.Context) (credentials.Credentials, error) {
+		return credentials.Credentials{Username: "su", Password: urlTestPassword, Host: "sh", Port: 6000, DBName: "sdb"}, nil
 	}
 	base := map[string]string{
 		"DATABASE_URL":  "postgresql+asyncpg://uu:" + url.QueryEscape(urlTestPassword) + "@uh:5555/udb",
@@ -149,8 +151,8 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
-		return Credentials{Username: "master", Password: urlTestPassword}, nil
+	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (credentials.Credentials, error) {
+		return credentials.Credentials{Username: "master", Password: urlTestPassword}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -160,8 +162,8 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 	}
 	// Without AWS_DB_HOST it is a configuration error.
 	cfg.DBHost = ""
-	_, err = ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
-		return Credentials{Username: "master", Password: urlTestPassword}, nil
+	_, err = ResolveTarget(context.Background(), cfg, func(context.Context) (credentials.Credentials, error) {
+		return credentials.Credentials{Username: "master", Password: urlTestPassword}, nil
 	})
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "AWS_DB_HOST") {
 		t.Fatalf("got %v", err)
@@ -172,7 +174,7 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 	}
 	// The reader's error is wrapped.
 	boom := errors.New("boom")
-	if _, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) { return Credentials{}, boom }); !errors.Is(err, boom) {
+	if _, err := ResolveTarget(context.Background(), cfg, func(context.Context) (credentials.Credentials, error) { return credentials.Credentials{}, boom }); !errors.Is(err, boom) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -11,14 +11,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Defaults of a SecretCache.
+// Defaults of a Cache.
 const (
-	DefaultSecretTTL         = time.Hour        // how long a fetched secret is used before it is fetched again
-	DefaultSecretMinInterval = time.Second      // the least time between two fetches of the same secret
-	DefaultRotationBudget    = 60 * time.Second // how long RetryAuth keeps retrying (RDS's rotation window)
+	DefaultTTL            = time.Hour        // how long a fetched secret is used before it is fetched again
+	DefaultMinInterval    = time.Second      // the least time between two fetches of the same secret
+	DefaultRotationBudget = 60 * time.Second // how long RetryAuth keeps retrying (RDS's rotation window)
 )
 
-// SecretCache holds the database credentials read from one secret and
+// Cache holds the database credentials read from one secret and
 // fetches them again once per TTL, not once per connection. It is safe for
 // concurrent use: however many goroutines ask, at most one fetch is in
 // flight, and the others wait for its result (or for their own context).
@@ -30,11 +30,12 @@ const (
 // Secrets Manager does not take the database down with it.
 //
 // Wire it into a pool with BeforeConnect, and wrap operations that may
-// open a connection with RetryAuth (see rotation.go).
-type SecretCache struct {
-	src      SecretSource
+// open a connection with RetryAuth (see rotation.go). The zero Cache is
+// not usable: make one with NewCache.
+type Cache struct {
+	src      Source
 	secretID string
-	opts     secretCacheOptions
+	opts     options
 
 	mu          sync.Mutex
 	creds       Credentials
@@ -55,34 +56,34 @@ type secretFetch struct {
 	err   error
 }
 
-type secretCacheOptions struct {
+type options struct {
 	ttl         time.Duration
 	minInterval time.Duration
 	budget      time.Duration
 	now         func() time.Time
 	logger      *slog.Logger
 	parse       func(string) (Credentials, error)
-	observer    secretObserver // the Manager's telemetry; may be nil
+	observer    Observer // the Manager's telemetry; may be nil
 }
 
-// SecretCacheOption configures a SecretCache.
-type SecretCacheOption func(*secretCacheOptions)
+// Option configures a Cache (see NewCache).
+type Option func(*options)
 
-// WithSecretTTL sets how long fetched credentials are used before the
-// secret is fetched again (default DefaultSecretTTL). Zero or less keeps
+// WithTTL sets how long fetched credentials are used before the
+// secret is fetched again (default DefaultTTL). Zero or less keeps
 // the default.
-func WithSecretTTL(ttl time.Duration) SecretCacheOption {
-	return func(o *secretCacheOptions) {
+func WithTTL(ttl time.Duration) Option {
+	return func(o *options) {
 		if ttl > 0 {
 			o.ttl = ttl
 		}
 	}
 }
 
-// WithSecretMinInterval sets the least time between two fetches (default
-// DefaultSecretMinInterval). Zero allows back-to-back fetches (tests).
-func WithSecretMinInterval(d time.Duration) SecretCacheOption {
-	return func(o *secretCacheOptions) {
+// WithMinInterval sets the least time between two fetches (default
+// DefaultMinInterval). Zero allows back-to-back fetches (tests).
+func WithMinInterval(d time.Duration) Option {
+	return func(o *options) {
 		if d >= 0 {
 			o.minInterval = d
 		}
@@ -92,42 +93,53 @@ func WithSecretMinInterval(d time.Duration) SecretCacheOption {
 // WithRotationBudget sets how long RetryAuth keeps retrying a login that
 // fails authentication (default DefaultRotationBudget, 60 s). Zero or less
 // keeps the default.
-func WithRotationBudget(d time.Duration) SecretCacheOption {
-	return func(o *secretCacheOptions) {
+func WithRotationBudget(d time.Duration) Option {
+	return func(o *options) {
 		if d > 0 {
 			o.budget = d
 		}
 	}
 }
 
-// WithSecretLogger sets the logger for warnings (a failed refresh served
+// WithLogger sets the logger for warnings (a failed refresh served
 // from the cache, a rotation retry). Log lines name the secret, never its
 // value. The default is slog.Default().
-func WithSecretLogger(l *slog.Logger) SecretCacheOption {
-	return func(o *secretCacheOptions) {
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
 		if l != nil {
 			o.logger = l
 		}
 	}
 }
 
-// withSecretObserver reports fetches and rotation retries to o.
-func withSecretObserver(o secretObserver) SecretCacheOption {
-	return func(so *secretCacheOptions) { so.observer = o }
+// Observer hears a Cache's fetches and rotation retries (the Manager's
+// telemetry). Its methods must not block.
+type Observer interface {
+	// SecretFetched is called after every fetch of the secret, with the
+	// fetch's error (nil on success; it never contains the secret).
+	SecretFetched(ctx context.Context, err error)
+	// RotationRetried is called before each retry of a login that failed
+	// authentication.
+	RotationRetried(ctx context.Context)
 }
 
-// withSecretClock replaces time.Now (tests).
-func withSecretClock(now func() time.Time) SecretCacheOption {
-	return func(o *secretCacheOptions) { o.now = now }
+// WithObserver reports fetches and rotation retries to o (nil: none).
+func WithObserver(o Observer) Option {
+	return func(so *options) { so.observer = o }
 }
 
-// NewSecretCache returns a cache of the credentials in secretID, read from
+// withClock replaces time.Now (tests).
+func withClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// NewCache returns a cache of the credentials in secretID, read from
 // src and parsed with ParseRDSSecret. Nothing is fetched until the first
 // Current (or BeforeConnect) call.
-func NewSecretCache(src SecretSource, secretID string, opts ...SecretCacheOption) *SecretCache {
-	o := secretCacheOptions{
-		ttl:         DefaultSecretTTL,
-		minInterval: DefaultSecretMinInterval,
+func NewCache(src Source, secretID string, opts ...Option) *Cache {
+	o := options{
+		ttl:         DefaultTTL,
+		minInterval: DefaultMinInterval,
 		budget:      DefaultRotationBudget,
 		now:         time.Now,
 		logger:      slog.Default(),
@@ -136,24 +148,34 @@ func NewSecretCache(src SecretSource, secretID string, opts ...SecretCacheOption
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &SecretCache{src: src, secretID: secretID, opts: o}
+	return &Cache{src: src, secretID: secretID, opts: o}
 }
 
 // SecretID is the name or ARN of the cached secret.
-func (c *SecretCache) SecretID() string { return c.secretID }
+func (c *Cache) SecretID() string { return c.secretID }
+
+// Generation identifies the credentials the cache holds: it grows with
+// every fetch that returned credentials (0 before the first). Read it
+// before a login and pass it to RetryAfterAuthFailure if the login fails
+// authentication.
+func (c *Cache) Generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.generation
+}
 
 // Current returns the cached credentials, fetching the secret first if
 // none are cached, the TTL has run out, or Invalidate was called (and the
 // last fetch is at least MinInterval ago). If the fetch fails and older
 // credentials are cached, it returns those and logs a warning; without
 // any, it returns the fetch error (which never contains the secret).
-func (c *SecretCache) Current(ctx context.Context) (Credentials, error) {
+func (c *Cache) Current(ctx context.Context) (Credentials, error) {
 	creds, _, err := c.current(ctx)
 	return creds, err
 }
 
 // current is Current plus the generation of the credentials returned.
-func (c *SecretCache) current(ctx context.Context) (Credentials, uint64, error) {
+func (c *Cache) current(ctx context.Context) (Credentials, uint64, error) {
 	for {
 		c.mu.Lock()
 		now := c.opts.now()
@@ -211,12 +233,12 @@ func (c *SecretCache) current(ctx context.Context) (Credentials, uint64, error) 
 
 // needsFetch reports whether the cached credentials are due for a fetch.
 // c.mu is held.
-func (c *SecretCache) needsFetch(now time.Time) bool {
+func (c *Cache) needsFetch(now time.Time) bool {
 	return c.stale || now.Sub(c.fetchedAt) >= c.opts.ttl
 }
 
 // fetch runs f with ctx in the calling goroutine and publishes its result.
-func (c *SecretCache) fetch(ctx context.Context, f *secretFetch) {
+func (c *Cache) fetch(ctx context.Context, f *secretFetch) {
 	var creds Credentials
 	s, err := c.src.SecretString(ctx, c.secretID)
 	if err == nil {
@@ -226,7 +248,7 @@ func (c *SecretCache) fetch(ctx context.Context, f *secretFetch) {
 		}
 	}
 	if c.opts.observer != nil {
-		c.opts.observer.secretFetched(ctx, err)
+		c.opts.observer.SecretFetched(ctx, err)
 	}
 	c.mu.Lock()
 	if err == nil {
@@ -247,7 +269,7 @@ func (c *SecretCache) fetch(ctx context.Context, f *secretFetch) {
 // Invalidate marks the cached credentials as out of date: the next Current
 // fetches the secret again, unless the last fetch started less than
 // MinInterval ago.
-func (c *SecretCache) Invalidate() {
+func (c *Cache) Invalidate() {
 	c.mu.Lock()
 	c.stale = true
 	c.mu.Unlock()
@@ -256,7 +278,7 @@ func (c *SecretCache) Invalidate() {
 // Refresh invalidates the cache and returns the credentials Current then
 // gives: freshly fetched, or the cached ones if a fetch ran less than
 // MinInterval ago (or fails while older credentials are cached).
-func (c *SecretCache) Refresh(ctx context.Context) (Credentials, error) {
+func (c *Cache) Refresh(ctx context.Context) (Credentials, error) {
 	c.Invalidate()
 	return c.Current(ctx)
 }
@@ -264,7 +286,7 @@ func (c *SecretCache) Refresh(ctx context.Context) (Credentials, error) {
 // invalidateGeneration invalidates the cache only if it still holds the
 // credentials of generation gen, so that many connections failing with the
 // same old password ask for one fetch, not one each.
-func (c *SecretCache) invalidateGeneration(gen uint64) {
+func (c *Cache) invalidateGeneration(gen uint64) {
 	c.mu.Lock()
 	if c.generation == gen {
 		c.stale = true
@@ -276,7 +298,7 @@ func (c *SecretCache) invalidateGeneration(gen uint64) {
 // connection's User and Password from the cached secret (fetching it when
 // due). The host, port and database of cc are left alone; they come from
 // the DSN. Its errors never contain the secret.
-func (c *SecretCache) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
+func (c *Cache) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
 	creds, err := c.Current(ctx)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func (c *secretsClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// countingSource is a SecretSource that serves a settable value, counts
+// countingSource is a Source that serves a settable value, counts
 // calls and can block or fail.
 type countingSource struct {
 	mu    sync.Mutex
@@ -77,7 +77,7 @@ func secretJSON(user, pw string) string {
 func TestSecretCacheTTL(t *testing.T) {
 	clock := newSecretsClock()
 	src := &countingSource{value: secretJSON("app", "one")}
-	c := NewSecretCache(src, "prod/db", WithSecretTTL(time.Minute), withSecretClock(clock.Now))
+	c := NewCache(src, "prod/db", WithTTL(time.Minute), withClock(clock.Now))
 	ctx := context.Background()
 	for range 10 {
 		got, err := c.Current(ctx)
@@ -104,7 +104,7 @@ func TestSecretCacheTTL(t *testing.T) {
 
 func TestSecretCacheOneFetchInFlight(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "pw"), gate: make(chan struct{})}
-	c := NewSecretCache(src, "prod/db")
+	c := NewCache(src, "prod/db")
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for range 50 {
@@ -136,7 +136,7 @@ func TestSecretCacheOneFetchInFlight(t *testing.T) {
 
 func TestSecretCacheWaiterContext(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "pw"), gate: make(chan struct{})}
-	c := NewSecretCache(src, "prod/db")
+	c := NewCache(src, "prod/db")
 	leaderDone := make(chan error, 1)
 	go func() { _, err := c.Current(context.Background()); leaderDone <- err }()
 	for src.calls.Load() == 0 {
@@ -155,7 +155,7 @@ func TestSecretCacheWaiterContext(t *testing.T) {
 
 func TestSecretCacheLeaderCancelledOthersRetry(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "pw"), gate: make(chan struct{})}
-	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(0))
+	c := NewCache(src, "prod/db", WithMinInterval(0))
 	leaderCtx, cancelLeader := context.WithCancel(context.Background())
 	leaderDone := make(chan error, 1)
 	go func() { _, err := c.Current(leaderCtx); leaderDone <- err }()
@@ -178,7 +178,7 @@ func TestSecretCacheLeaderCancelledOthersRetry(t *testing.T) {
 func TestSecretCacheServesStaleOnFetchError(t *testing.T) {
 	clock := newSecretsClock()
 	src := &countingSource{value: secretJSON("app", "pw")}
-	c := NewSecretCache(src, "prod/db", WithSecretTTL(time.Minute), withSecretClock(clock.Now))
+	c := NewCache(src, "prod/db", WithTTL(time.Minute), withClock(clock.Now))
 	ctx := context.Background()
 	if _, err := c.Current(ctx); err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func TestSecretCacheServesStaleOnFetchError(t *testing.T) {
 func TestSecretCacheFirstFetchErrors(t *testing.T) {
 	clock := newSecretsClock()
 	src := &countingSource{value: `{"username":"app","password":"` + smTestPassword + `","port":"x"}`}
-	c := NewSecretCache(src, "prod/db", withSecretClock(clock.Now))
+	c := NewCache(src, "prod/db", withClock(clock.Now))
 	_, err := c.Current(context.Background())
 	if !errors.Is(err, ErrMalformedSecret) {
 		t.Fatalf("err = %v, want ErrMalformedSecret", err)
@@ -222,7 +222,7 @@ func TestSecretCacheFirstFetchErrors(t *testing.T) {
 func TestSecretCacheRefreshRateLimited(t *testing.T) {
 	clock := newSecretsClock()
 	src := &countingSource{value: secretJSON("app", "one")}
-	c := NewSecretCache(src, "prod/db", withSecretClock(clock.Now))
+	c := NewCache(src, "prod/db", withClock(clock.Now))
 	ctx := context.Background()
 	c.Current(ctx)
 	src.set(secretJSON("app", "two"))
@@ -231,7 +231,7 @@ func TestSecretCacheRefreshRateLimited(t *testing.T) {
 			t.Fatal("refreshed within MinInterval")
 		}
 	}
-	clock.Add(DefaultSecretMinInterval)
+	clock.Add(DefaultMinInterval)
 	if got, _ := c.Current(ctx); got.Password != "two" {
 		t.Fatal("an invalidation was forgotten after MinInterval")
 	}
@@ -242,7 +242,7 @@ func TestSecretCacheRefreshRateLimited(t *testing.T) {
 
 func TestSecretCacheBeforeConnect(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", smTestPassword)}
-	c := NewSecretCache(src, "prod/db")
+	c := NewCache(src, "prod/db")
 	cc, err := pgx.ParseConfig("postgres://placeholder@db.example.com:6543/gw?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -50,10 +50,10 @@ func (c Credentials) LogValue() slog.Value {
 	)
 }
 
-// SecretSource fetches the current value of a named secret. The AWS Secrets
-// Manager implementation is NewAWSSecretSource; tests and other secret
-// stores can supply their own. Implementations must not put the secret's
-// value in their errors.
-type SecretSource interface {
+// Source fetches the current value of a named secret (the root package's
+// SecretSource: AWS Secrets Manager in practice, or what tests and other
+// secret stores supply). Implementations must not put the secret's value
+// in their errors.
+type Source interface {
 	SecretString(ctx context.Context, secretID string) (string, error)
 }

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -19,23 +19,23 @@ import (
 // IAM token lifetimes. RDS accepts a token for 15 minutes after it was
 // signed, and checks it only at login.
 const (
-	IAMTokenLifetime            = 15 * time.Minute
-	DefaultIAMTokenRefreshAfter = 10 * time.Minute // a cached token is replaced after this long
+	IAMTokenLifetime       = 15 * time.Minute
+	DefaultIAMRefreshAfter = 10 * time.Minute // a cached token is replaced after this long
 )
 
-// ErrIAMRequiresTLS is returned by IAMAuth.BeforeConnect for a connection
+// ErrIAMRequiresTLS is returned by IAM.BeforeConnect for a connection
 // that could send the token without TLS, or over TLS that does not verify
 // the server.
 var ErrIAMRequiresTLS = errors.New("dbmanager: IAM authentication requires a verified TLS connection (sslmode=verify-full, e.g. AWS_REQUIRE_SSL=true with AWS_SSLROOTCERT)")
 
-// IAMAuth supplies RDS IAM authentication tokens as connection passwords
+// IAM supplies RDS IAM authentication tokens as connection passwords
 // (AWS_DB_IAM_AUTH=true). A token is signed locally with the AWS
 // credentials of the default chain for one host:port and user; it is
 // cached and replaced after RefreshAfter (10 minutes by default, well
 // before its 15-minute expiry), with at most one refresh in flight per
 // endpoint and user. Tokens never appear in its errors or logs. Safe for
 // concurrent use.
-type IAMAuth struct {
+type IAM struct {
 	region       string
 	creds        aws.CredentialsProvider
 	refreshAfter time.Duration
@@ -56,14 +56,14 @@ type iamToken struct {
 	err      error
 }
 
-// IAMOption configures IAMAuth.
-type IAMOption func(*IAMAuth)
+// IAMOption configures IAM.
+type IAMOption func(*IAM)
 
 // WithIAMRefreshAfter sets how long a token is reused before a new one is
 // signed. Values outside (0, 14 min] keep the default of 10 minutes, so a
 // token is never used close to its expiry.
 func WithIAMRefreshAfter(d time.Duration) IAMOption {
-	return func(a *IAMAuth) {
+	return func(a *IAM) {
 		if d > 0 && d <= IAMTokenLifetime-time.Minute {
 			a.refreshAfter = d
 		}
@@ -73,7 +73,7 @@ func WithIAMRefreshAfter(d time.Duration) IAMOption {
 // WithIAMCredentials signs tokens with creds instead of the credentials
 // of the default chain.
 func WithIAMCredentials(creds aws.CredentialsProvider) IAMOption {
-	return func(a *IAMAuth) {
+	return func(a *IAM) {
 		if creds != nil {
 			a.creds = creds
 		}
@@ -82,17 +82,17 @@ func WithIAMCredentials(creds aws.CredentialsProvider) IAMOption {
 
 // withIAMClock replaces time.Now (tests).
 func withIAMClock(now func() time.Time) IAMOption {
-	return func(a *IAMAuth) { a.now = now }
+	return func(a *IAM) { a.now = now }
 }
 
-// NewIAMAuth returns an IAMAuth for region that signs with the credentials
+// NewIAM returns an IAM for region that signs with the credentials
 // of config.LoadDefaultConfig (environment, shared files, web identity,
 // ECS/EC2 roles). region is required: it must be the database's region.
 // loadOpts are passed to LoadDefaultConfig; options configure the rest.
-func NewIAMAuth(ctx context.Context, region string, loadOpts []func(*config.LoadOptions) error, options ...IAMOption) (*IAMAuth, error) {
-	a := &IAMAuth{
+func NewIAM(ctx context.Context, region string, loadOpts []func(*config.LoadOptions) error, options ...IAMOption) (*IAM, error) {
+	a := &IAM{
 		region:       region,
-		refreshAfter: DefaultIAMTokenRefreshAfter,
+		refreshAfter: DefaultIAMRefreshAfter,
 		now:          time.Now,
 		build: func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
 			return auth.BuildAuthToken(ctx, endpoint, region, user, creds)
@@ -135,7 +135,7 @@ func IAMEndpoint(host string, port int) string {
 // cached one while it is younger than RefreshAfter, else a newly signed
 // one. Concurrent callers for the same endpoint and user share one
 // signing. The error never contains a token.
-func (a *IAMAuth) Token(ctx context.Context, host string, port int, user string) (string, error) {
+func (a *IAM) Token(ctx context.Context, host string, port int, user string) (string, error) {
 	if host == "" || user == "" {
 		return "", errors.New("dbmanager: IAM authentication needs a host and a user")
 	}
@@ -178,7 +178,7 @@ func (a *IAMAuth) Token(ctx context.Context, host string, port int, user string)
 }
 
 // sign builds the token for key into t and closes t.done.
-func (a *IAMAuth) sign(ctx context.Context, key iamTokenKey, t *iamToken) {
+func (a *IAM) sign(ctx context.Context, key iamTokenKey, t *iamToken) {
 	signedAt := a.now()
 	token, err := a.build(ctx, key.endpoint, a.region, key.user, a.creds)
 	if err != nil {
@@ -199,7 +199,7 @@ func (a *IAMAuth) sign(ctx context.Context, key iamTokenKey, t *iamToken) {
 // server (ErrIAMRequiresTLS) or that lists several hosts (a token is
 // valid for one host:port), then sets Password to a token for the
 // connection's host, port and user.
-func (a *IAMAuth) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
+func (a *IAM) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
 	if err := CheckIAMTLS(cc); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 // TestIAMRealPostgresOverTLS: a role whose password is the IAM token
 // (PostgreSQL cannot check IAM signatures; RDS does) logs in through a
-// pool whose BeforeConnect is IAMAuth's, over verify-full TLS. The same
+// pool whose BeforeConnect is IAM's, over verify-full TLS. The same
 // pool without TLS is refused before a token is sent.
 func TestIAMRealPostgresOverTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "dbmanager test CA")

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -11,16 +11,16 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/jackc/pgx/v5"
 )
 
 const testAccessKey = "AKIAIAMTEST000000001"
 
-func newTestIAM(t *testing.T, opts ...IAMOption) *IAMAuth {
+func newTestIAM(t *testing.T, opts ...IAMOption) *IAM {
 	t.Helper()
-	creds := credentials.NewStaticCredentialsProvider(testAccessKey, "iam-test-secret-key", "")
-	a, err := NewIAMAuth(context.Background(), "eu-west-1", nil, append([]IAMOption{WithIAMCredentials(creds)}, opts...)...)
+	creds := awscreds.NewStaticCredentialsProvider(testAccessKey, "iam-test-secret-key", "")
+	a, err := NewIAM(context.Background(), "eu-west-1", nil, append([]IAMOption{WithIAMCredentials(creds)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"bytes"
@@ -114,3 +114,17 @@ func portField(fields map[string]json.RawMessage, name string) (int, error) {
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// IsRDSManagedSecret reports whether secretID names a secret that RDS
+// manages for a master user ("rds!db-..." or "rds!cluster-...", also
+// inside an ARN). Such secrets hold only username and password; the host,
+// port and database come from the AWS_DB_* variables.
+func IsRDSManagedSecret(secretID string) bool {
+	name := secretID
+	if strings.HasPrefix(name, "arn:") {
+		if i := strings.LastIndex(name, ":secret:"); i >= 0 {
+			name = name[i+len(":secret:"):]
+		}
+	}
+	return strings.HasPrefix(name, "rds!db-") || strings.HasPrefix(name, "rds!cluster-")
+}

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"encoding/json"

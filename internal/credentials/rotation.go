@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 // Rotation of secret-based credentials.
 //
@@ -14,9 +14,9 @@ package dbmanager
 // successful login, and pgconn stops trying fallback hosts at 28P01. So
 // the retry cannot live inside the pool. Instead:
 //
-//   - SecretCache.BeforeConnect puts the cached username and password on
+//   - Cache.BeforeConnect puts the cached username and password on
 //     every new connection;
-//   - SecretCache.RetryAuth wraps anything that may open a connection
+//   - Cache.RetryAuth wraps anything that may open a connection
 //     (Acquire, Ping, a Store call): on an authentication failure it asks
 //     the cache for the secret again (one fetch in flight, at most one per
 //     MinInterval, and only if no other caller has refreshed it since the
@@ -24,9 +24,9 @@ package dbmanager
 //     rotation budget (60 s by default) and the context's deadline. Other
 //     errors return at once. A login that failed authentication sent no
 //     statement, so retrying it is always safe;
-//   - RetryAuthStore applies RetryAuth to every call of a Store (the
-//     Manager wraps its PGStore with it);
-//   - SecretCache.Connect is the same for a single pgx connection (start-up
+//   - the root package's RetryAuthStore applies RetryAuth to every call of
+//     a Store (the Manager wraps its PGStore with it);
+//   - Cache.Connect is the same for a single pgx connection (start-up
 //     probes, tools), and returns errors that cannot print the password.
 
 import (
@@ -76,14 +76,26 @@ func rotationBackoff() *backoff.ExponentialBackOff {
 // op must be safe to run again after an authentication failure, which is
 // the case for anything whose only failure point is opening a connection
 // (a failed login runs no statement).
-func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) error) error {
-	c.mu.Lock()
-	gen := c.generation
-	c.mu.Unlock()
+func (c *Cache) RetryAuth(ctx context.Context, op func(context.Context) error) error {
+	gen := c.Generation()
 	err := op(ctx)
 	if err == nil || !IsAuthFailure(err) {
 		return err
 	}
+	return c.retryAuthFailure(ctx, gen, err, op)
+}
+
+// RetryAfterAuthFailure is RetryAuth for a caller that ran op once itself:
+// err is that run's error, an authentication failure (see IsAuthFailure),
+// and gen the Generation read before it. It refreshes the secret and
+// retries op as RetryAuth does, and returns what RetryAuth would.
+func (c *Cache) RetryAfterAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
+	return c.retryAuthFailure(ctx, gen, err, op)
+}
+
+// retryAuthFailure is RetryAuth after op's first run failed authentication
+// (err) with the credentials of generation gen.
+func (c *Cache) retryAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
 	start := c.opts.now()
 	b := rotationBackoff()
 	for attempt := 1; ; attempt++ {
@@ -121,7 +133,7 @@ func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) er
 			return c.authGaveUp(err, attempt, c.opts.now().Sub(start), cerr)
 		}
 		if c.opts.observer != nil {
-			c.opts.observer.rotationRetried(ctx)
+			c.opts.observer.RotationRetried(ctx)
 		}
 		last := err
 		err = op(ctx)
@@ -141,7 +153,7 @@ func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) er
 
 // authGaveUp is RetryAuth's final error: it wraps the last authentication
 // error and, if the context ended the retries, the context's error.
-func (c *SecretCache) authGaveUp(last error, retries int, elapsed time.Duration, ctxErr error) error {
+func (c *Cache) authGaveUp(last error, retries int, elapsed time.Duration, ctxErr error) error {
 	if ctxErr != nil {
 		return fmt.Errorf("dbmanager: authentication failed with the credentials of secret %q after %d retries in %s (%w): %w",
 			c.secretID, retries, elapsed.Round(time.Millisecond), ctxErr, last)
@@ -151,10 +163,13 @@ func (c *SecretCache) authGaveUp(last error, retries int, elapsed time.Duration,
 }
 
 // Connect opens a single connection with config (a copy is used) and the
-// cached credentials, retrying through rotation as RetryAuth does. Its
-// error never carries the config: it keeps only the message, which pgx
-// builds without the password, and the *pgconn.PgError if there is one.
-func (c *SecretCache) Connect(ctx context.Context, config *pgx.ConnConfig) (*pgx.Conn, error) {
+// cached credentials, retrying through rotation as RetryAuth does. Each
+// error of pgx.ConnectConfig passes through redact, which must drop what
+// can reveal the password (pgx's *pgconn.ConnectError carries the whole
+// config): the root package passes its safeError, which keeps only the
+// message, which pgx builds without the password, and the
+// *pgconn.PgError if there is one.
+func (c *Cache) Connect(ctx context.Context, config *pgx.ConnConfig, redact func(error) error) (*pgx.Conn, error) {
 	var conn *pgx.Conn
 	err := c.RetryAuth(ctx, func(ctx context.Context) error {
 		cc := config.Copy()
@@ -164,7 +179,7 @@ func (c *SecretCache) Connect(ctx context.Context, config *pgx.ConnConfig) (*pgx
 		var err error
 		conn, err = pgx.ConnectConfig(ctx, cc)
 		if err != nil {
-			return safeError(err)
+			return redact(err)
 		}
 		return nil
 	})

@@ -1,4 +1,4 @@
-package dbmanager
+package credentials
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 var errAuth = fmt.Errorf("failed to connect: %w", &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "app"`})
 
 func TestIsAuthFailure(t *testing.T) {
-	if !IsAuthFailure(errAuth) || !IsAuthFailure(&OpError{Op: "get", Err: errAuth}) {
+	if !IsAuthFailure(errAuth) || !IsAuthFailure(fmt.Errorf("get: %w", errAuth)) {
 		t.Fatal("28P01 not recognised")
 	}
 	if IsAuthFailure(&pgconn.PgError{Code: "3D000"}) || IsAuthFailure(errors.New("28P01")) || IsAuthFailure(nil) {
@@ -25,7 +25,7 @@ func TestIsAuthFailure(t *testing.T) {
 
 func TestRetryAuthNonAuthErrorReturnsAtOnce(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "pw")}
-	c := NewSecretCache(src, "prod/db")
+	c := NewCache(src, "prod/db")
 	boom := errors.New("connection refused")
 	calls := 0
 	err := c.RetryAuth(context.Background(), func(context.Context) error { calls++; return boom })
@@ -41,7 +41,7 @@ func TestRetryAuthNonAuthErrorReturnsAtOnce(t *testing.T) {
 // "new"; the secret serves "old" for three more fetches, then "new".
 func TestRetryAuthFollowsRotation(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "old")}
-	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(10*time.Millisecond))
+	c := NewCache(src, "prod/db", WithMinInterval(10*time.Millisecond))
 	ctx := context.Background()
 	if _, err := c.Current(ctx); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestRetryAuthFollowsRotation(t *testing.T) {
 
 func TestRetryAuthBudget(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "old")}
-	c := NewSecretCache(src, "prod/db", WithRotationBudget(300*time.Millisecond), WithSecretMinInterval(0))
+	c := NewCache(src, "prod/db", WithRotationBudget(300*time.Millisecond), WithMinInterval(0))
 	start := time.Now()
 	calls := 0
 	err := c.RetryAuth(context.Background(), func(context.Context) error { calls++; return errAuth })
@@ -90,7 +90,7 @@ func TestRetryAuthBudget(t *testing.T) {
 
 func TestRetryAuthContextDeadline(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "old")}
-	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(0))
+	c := NewCache(src, "prod/db", WithMinInterval(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -107,7 +107,7 @@ func TestRetryAuthContextDeadline(t *testing.T) {
 // a handful of fetches, not 50 per round.
 func TestRetryAuthConcurrentFetchesBounded(t *testing.T) {
 	src := &countingSource{value: secretJSON("app", "old")}
-	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(50*time.Millisecond))
+	c := NewCache(src, "prod/db", WithMinInterval(50*time.Millisecond))
 	ctx := context.Background()
 	c.Current(ctx)
 	var rotated atomic.Bool
@@ -135,42 +135,42 @@ func TestRetryAuthConcurrentFetchesBounded(t *testing.T) {
 	}
 }
 
-// authFailingStore fails the first n calls with an authentication error.
-type authFailingStore struct {
-	Store
-	mu    sync.Mutex
-	fails int
-	calls int
-}
-
-func (s *authFailingStore) Get(ctx context.Context, collection, key string) (Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fails > 0 {
-		s.fails--
-		return Record{}, &OpError{Op: "get", Collection: collection, Key: key, Err: fmt.Errorf("%w: %w", ErrUnavailable, errAuth)}
-	}
-	return Record{Collection: collection, Key: key, Value: []byte(`{}`), Version: 1}, nil
-}
-
-func TestRetryAuthStore(t *testing.T) {
-	src := &countingSource{value: secretJSON("app", "pw")}
-	c := NewSecretCache(src, "prod/db", WithSecretMinInterval(0))
-	inner := &authFailingStore{Store: NewMemStore(), fails: 2}
-	s := RetryAuthStore(inner, c)
-	rec, err := s.Get(context.Background(), "c", "k")
-	if err != nil || rec.Key != "k" || inner.calls != 3 {
-		t.Fatalf("Get through RetryAuthStore: %v, %v after %d calls", rec, err, inner.calls)
-	}
-	if s.Backend() != BackendMemory {
-		t.Fatal("Backend not passed through")
-	}
-	// Non-auth errors pass straight through.
-	if err := s.Delete(context.Background(), "c", "missing"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Delete of a missing key: %v", err)
-	}
-	if err := s.Ping(context.Background()); err != nil {
+// TestRetryAfterAuthFailure: a caller that ran the login once itself
+// hands its failure over; the retry refreshes the secret and runs op again
+// until it succeeds, and an error that is not an authentication failure
+// after a retry returns at once.
+func TestRetryAfterAuthFailure(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "old")}
+	c := NewCache(src, "prod/db", WithMinInterval(0))
+	ctx := context.Background()
+	if _, err := c.Current(ctx); err != nil {
 		t.Fatal(err)
+	}
+	gen := c.Generation()
+	if gen != 1 {
+		t.Fatalf("Generation = %d after the first fetch, want 1", gen)
+	}
+	src.set(secretJSON("app", "new"))
+	calls := 0
+	login := func(ctx context.Context) error {
+		calls++
+		creds, err := c.Current(ctx)
+		if err != nil {
+			return err
+		}
+		if creds.Password != "new" {
+			return errAuth
+		}
+		return nil
+	}
+	if err := c.RetryAfterAuthFailure(ctx, gen, errAuth, login); err != nil {
+		t.Fatalf("RetryAfterAuthFailure: %v", err)
+	}
+	if calls != 1 || c.Generation() != 2 {
+		t.Fatalf("%d retries, generation %d; want 1 retry with the refreshed secret (generation 2)", calls, c.Generation())
+	}
+	boom := errors.New("connection refused")
+	if err := c.RetryAfterAuthFailure(ctx, c.Generation(), errAuth, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the retry's own error", err)
 	}
 }
