@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 )
 
 // Diagnosis: Diagnose walks the path the Manager walks to reach PostgreSQL
@@ -209,7 +211,7 @@ func DiagnoseEnv(ctx context.Context, getenv func(string) string, opts ...Diagno
 	env.err = err
 	d := newDiagnosis(cfg, opts)
 	d.addSecret(env.set["AWS_DB_PASSWORD"]) // also when LoadConfig rejected the environment
-	for _, pw := range dsnPasswords(env.set["DATABASE_URL"]) {
+	for _, pw := range connstr.Passwords(env.set["DATABASE_URL"]) {
 		d.addSecret(pw)
 	}
 	d.run(ctx, func(ctx context.Context, s *Step) { d.checkConfig(ctx, s, env) })
@@ -241,7 +243,7 @@ func newDiagnosis(cfg Config, opts []DiagnoseOption) *diagnosis {
 	}
 	d := &diagnosis{cfg: cfg, opts: o}
 	d.addSecret(cfg.DBPassword.Reveal())
-	for _, pw := range dsnPasswords(cfg.DatabaseURL.Reveal()) {
+	for _, pw := range connstr.Passwords(cfg.DatabaseURL.Reveal()) {
 		d.addSecret(pw)
 	}
 	return d
@@ -323,8 +325,8 @@ func (d *diagnosis) finish() Report {
 	defer d.mu.Unlock()
 	for i := range r.Steps {
 		s := &r.Steps[i]
-		s.Detail = oneLine(scrubText(s.Detail, d.secrets))
-		s.Fix = oneLine(scrubText(s.Fix, d.secrets))
+		s.Detail = oneLine(connstr.Scrub(s.Detail, d.secrets))
+		s.Fix = oneLine(connstr.Scrub(s.Fix, d.secrets))
 		if s.Status == StepFailed {
 			r.OK = false
 		}

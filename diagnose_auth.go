@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -99,7 +100,7 @@ func (d *diagnosis) loginMethod(cc *pgx.ConnConfig) string {
 		return fmt.Sprintf("the password of secret %q", d.cfg.SecretID)
 	case d.cfg.Source() == SourceAWSEnv:
 		return "the password in AWS_DB_PASSWORD"
-	case len(dsnPasswords(d.cfg.DatabaseURL.Reveal())) > 0:
+	case len(connstr.Passwords(d.cfg.DatabaseURL.Reveal())) > 0:
 		return "the password in DATABASE_URL"
 	case cc.Password != "":
 		return "a password from PGPASSWORD or ~/.pgpass"

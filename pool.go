@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -124,7 +125,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	if err != nil {
 		return nil, err
 	}
-	params, err := dsnParams(dsn)
+	params, err := connstr.Params(dsn)
 	if err != nil {
 		return nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
 	}
@@ -428,7 +429,7 @@ func explainAcquire(ctx context.Context, pool *pgxpool.Pool, err error, waited t
 	if errors.As(err, &ce) {
 		target := ""
 		if ce.Config != nil {
-			target = configAddr(ce.Config)
+			target = connstr.ConfigAddr(ce.Config)
 		}
 		return ClassifyConnectError(err, target)
 	}
