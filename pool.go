@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/netconn"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,7 +33,7 @@ import (
 //	echo                SQL_ECHO             a pgx QueryTracer logging via slog
 //	(none)              DB_QUERY_EXEC_MODE   ConnConfig.DefaultQueryExecMode: SQL on Pool()
 //	(none)              DB_TCP_KEEPALIVE,    ConnConfig.DialFunc: keepalives and TCP_USER_TIMEOUT
-//	                    DB_TCP_USER_TIMEOUT  on every connection (dialer.go)
+//	                    DB_TCP_USER_TIMEOUT  on every connection (internal/netconn)
 //
 // and, unless target_session_attrs asks for another kind of node, the
 // pool follows the writer (writer.go): ValidateConnect refuses read-only
@@ -137,7 +138,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		return nil, err
 	}
 	applyConnectTimeout(cfg, dsn, pc.ConnConfig)
-	pc.ConnConfig.DialFunc = newDialer(cfg, pc.ConnConfig.ConnectTimeout).DialContext
+	pc.ConnConfig.DialFunc = netconn.NewDialer(pc.ConnConfig.ConnectTimeout, cfg.TCPKeepAlive, cfg.TCPUserTimeout).DialContext
 
 	_, urlMax := params["pool_max_conns"]
 	if !urlMax || cfg.Explicit.PoolSize || cfg.Explicit.MaxOverflow {
@@ -180,7 +181,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		}
 		// Every acquire also checks, without a round trip, that the server
 		// has not closed the connection while it sat idle.
-		pc.PrepareConn = dropClosedConns
+		pc.PrepareConn = netconn.DropClosed(func(c *pgx.Conn) { markClose(c, closeDeadPeer) })
 	} else {
 		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}

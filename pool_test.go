@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/netconn"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -282,5 +284,28 @@ func TestPoolConnectFailureIsClassifiedAndRedacted(t *testing.T) {
 	wantReason(t, err, ReasonAuth)
 	if strings.Contains(buf.String(), leakMarker) {
 		t.Fatal("log leaks the password")
+	}
+}
+
+// TestPoolConnectionsCarryKeepAliveAndUserTimeout checks the options on a
+// connection the pool's config really opens to PostgreSQL: the pool dials
+// with netconn.NewDialer and the configured durations.
+func TestPoolConnectionsCarryKeepAliveAndUserTimeout(t *testing.T) {
+	pc := poolConfigFor(t, "DATABASE_URL", pgtest.URL(t), "DB_TCP_USER_TIMEOUT", "3", "DB_TCP_KEEPALIVE", "4")
+	conn, err := pgx.ConnectConfig(context.Background(), pc.ConnConfig)
+	if err != nil {
+		t.Fatal(safeError(err))
+	}
+	defer conn.Close(context.Background())
+	if runtime.GOOS != "linux" {
+		t.Skip("reads Linux socket options")
+	}
+	got, err := netconn.ReadSocketOptions(conn.PgConn().Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netconn.SocketOptions{KeepAlive: 1, Idle: 4, Interval: 1, Count: netconn.KeepAliveProbes, UserTimeout: 3 * time.Second}
+	if got != want {
+		t.Fatalf("pool connection options %+v; want %+v", got, want)
 	}
 }
