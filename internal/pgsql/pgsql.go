@@ -12,8 +12,8 @@ import (
 
 // Statements are the store's SQL, built once per store with the schema
 // name quoted as an identifier. Each is a single statement: one round trip.
-// Every statement takes the exec mode as its first argument (pgx reads it
-// from there), then the arguments named below.
+// The store passes its exec mode first (pgx reads a QueryExecMode there and
+// runs without one too), then the arguments named below.
 type Statements struct {
 	// Get reads a record: collection, key.
 	Get string
@@ -83,7 +83,7 @@ func NewStatements(schema string) Statements {
 // both COLLATE "C", so bytewise, with nothing else in the WHERE clause,
 // and is planned as an ordered scan of the primary key index that stops
 // after limit rows or at the end of the range, O(log n + limit), with or
-// without statistics and as a generic plan (pglist_test.go checks the
+// without statistics and as a generic plan (the root's pglist_test.go checks the
 // plans, and the pages each page reads, on a never analysed table). The
 // form is chosen for the planner's estimates. With no statistics it
 // counts collection = c as 0.5 % of the table and a pair key >= lo AND
