@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// loopbackPair returns both ends of a real TCP connection on loopback.
-func loopbackPair(t *testing.T) (client, server net.Conn) {
+// loopbackPair returns both ends of a real TCP connection on loopback,
+// dialled with d and closed when t ends.
+func loopbackPair(t *testing.T, d *net.Dialer) (client, server net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -20,7 +21,7 @@ func loopbackPair(t *testing.T) (client, server net.Conn) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	client, err = NewDialer(time.Second, 0, 0).Dial("tcp", ln.Addr().String())
+	client, err = d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestPeerHasClosed(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("peeks with Linux's MSG_PEEK|MSG_DONTWAIT")
 	}
-	client, server := loopbackPair(t)
+	client, server := loopbackPair(t, NewDialer(time.Second, 0, 0))
 	if PeerHasClosed(client) {
 		t.Fatal("an idle open connection reported closed")
 	}
@@ -52,7 +53,7 @@ func TestPeerHasClosed(t *testing.T) {
 		t.Fatalf("the peeked byte was consumed: read %d %q, %v", n, b[:n], err)
 	}
 
-	client, server = loopbackPair(t)
+	client, server = loopbackPair(t, NewDialer(time.Second, 0, 0))
 	server.Close()
 	waitFor(t, func() bool { return PeerHasClosed(client) }, "the peer's close")
 }

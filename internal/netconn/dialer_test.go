@@ -1,7 +1,6 @@
 package netconn
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -25,11 +24,6 @@ func readSocketOptions(t *testing.T, c net.Conn) SocketOptions {
 }
 
 func TestDialerSetsKeepAliveAndUserTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	cases := map[string]struct {
 		keepAlive, userTimeout time.Duration
 		want                   SocketOptions
@@ -40,11 +34,7 @@ func TestDialerSetsKeepAliveAndUserTimeout(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			conn, err := NewDialer(time.Second, c.keepAlive, c.userTimeout).DialContext(context.Background(), "tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn, _ := loopbackPair(t, NewDialer(time.Second, c.keepAlive, c.userTimeout))
 			got := readSocketOptions(t, conn)
 			if c.want.KeepAlive == 0 {
 				got.Idle, got.Interval, got.Count = 0, 0, 0 // kernel defaults, unused
@@ -67,29 +57,8 @@ func TestUserTimeoutEndsAStalledConnection(t *testing.T) {
 		t.Skip("TCP_USER_TIMEOUT is Linux's")
 	}
 	stalledWrite := func(userTimeout time.Duration) error {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				close(accepted)
-				return
-			}
-			_ = c.(*net.TCPConn).SetReadBuffer(4096)
-			accepted <- c // never read from: the window closes
-		}()
-		c, err := NewDialer(time.Second, 0, userTimeout).DialContext(context.Background(), "tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if peer, ok := <-accepted; ok {
-			defer peer.Close()
-		}
+		c, peer := loopbackPair(t, NewDialer(time.Second, 0, userTimeout))
+		_ = peer.(*net.TCPConn).SetReadBuffer(4096) // never read from: the window closes
 		_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
 		buf := make([]byte, 64<<10)
 		for {
