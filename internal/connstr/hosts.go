@@ -21,6 +21,9 @@ import (
 // the host list out before handing the rest of the URL to net/url, and put
 // it back when printing.
 
+// ErrHostList reports a host list that pgx would not read as written: an
+// element that is not a host with an optional port from 1 to 65535, or a
+// port list that neither has one port nor one port per host.
 var ErrHostList = errors.New("malformed host list")
 
 // HostPort is one host of a connection string and the port pgx would use

@@ -11,14 +11,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PeerHasClosed reports whether the server side of an idle connection has
+// peerHasClosed reports whether the server side of an idle connection has
 // already said goodbye: data or end-of-stream waiting in the socket where
 // an idle PostgreSQL connection has none (a server that shuts down sends
 // FATAL 57P01 and closes; a cut connection has an RST waiting). It costs
 // one non-blocking system call and sends nothing, so unlike a ping it can
 // run on every acquire. Where it cannot look (another OS, an unusual
 // net.Conn) it reports false.
-func PeerHasClosed(c net.Conn) bool {
+func peerHasClosed(c net.Conn) bool {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
 		c = tc.NetConn()
 	}
@@ -31,7 +31,7 @@ func PeerHasClosed(c net.Conn) bool {
 // that died while idle in the pool (a server restart, a reset).
 func DropClosed(onDrop func(*pgx.Conn)) func(context.Context, *pgx.Conn) (bool, error) {
 	return func(_ context.Context, conn *pgx.Conn) (bool, error) {
-		if PeerHasClosed(conn.PgConn().Conn()) {
+		if peerHasClosed(conn.PgConn().Conn()) {
 			if onDrop != nil {
 				onDrop(conn)
 			}

@@ -33,7 +33,7 @@ func loopbackPair(t *testing.T, d *net.Dialer) (client, server net.Conn) {
 	return client, server
 }
 
-// PeerHasClosed sees a peer's close (end of stream), and a message waiting
+// peerHasClosed sees a peer's close (end of stream), and a message waiting
 // where an idle connection has none, without consuming it; an idle open
 // connection is alive.
 func TestPeerHasClosed(t *testing.T) {
@@ -41,13 +41,13 @@ func TestPeerHasClosed(t *testing.T) {
 		t.Skip("peeks with Linux's MSG_PEEK|MSG_DONTWAIT")
 	}
 	client, server := loopbackPair(t, NewDialer(time.Second, 0, 0))
-	if PeerHasClosed(client) {
+	if peerHasClosed(client) {
 		t.Fatal("an idle open connection reported closed")
 	}
 	if _, err := server.Write([]byte("E")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return PeerHasClosed(client) }, "a waiting message")
+	waitFor(t, func() bool { return peerHasClosed(client) }, "a waiting message")
 	b := make([]byte, 1)
 	if n, err := client.Read(b); n != 1 || err != nil || b[0] != 'E' {
 		t.Fatalf("the peeked byte was consumed: read %d %q, %v", n, b[:n], err)
@@ -55,7 +55,7 @@ func TestPeerHasClosed(t *testing.T) {
 
 	client, server = loopbackPair(t, NewDialer(time.Second, 0, 0))
 	server.Close()
-	waitFor(t, func() bool { return PeerHasClosed(client) }, "the peer's close")
+	waitFor(t, func() bool { return peerHasClosed(client) }, "the peer's close")
 }
 
 // waitFor polls cond for a bounded time: the kernel delivers loopback data
@@ -65,7 +65,7 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("PeerHasClosed did not see %s within 5 s", what)
+			t.Fatalf("peerHasClosed did not see %s within 5 s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
