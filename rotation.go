@@ -77,13 +77,18 @@ func rotationBackoff() *backoff.ExponentialBackOff {
 // the case for anything whose only failure point is opening a connection
 // (a failed login runs no statement).
 func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) error) error {
-	c.mu.Lock()
-	gen := c.generation
-	c.mu.Unlock()
+	gen := c.generation.Load()
 	err := op(ctx)
 	if err == nil || !IsAuthFailure(err) {
 		return err
 	}
+	return c.retryAuthFailure(ctx, gen, err, op)
+}
+
+// retryAuthFailure is RetryAuth after op's first run failed authentication
+// (err) with the credentials of generation gen: callers that run op once
+// themselves pay for nothing else until a login fails.
+func (c *SecretCache) retryAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
 	start := c.opts.now()
 	b := rotationBackoff()
 	for attempt := 1; ; attempt++ {

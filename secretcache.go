@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +40,7 @@ type SecretCache struct {
 	mu          sync.Mutex
 	creds       Credentials
 	have        bool
-	generation  uint64    // grows with every fetch that returned credentials
+	generation  atomic.Uint64 // grows with every fetch that returned credentials (written under mu)
 	fetchedAt   time.Time // when creds were fetched
 	lastAttempt time.Time // when the last fetch started
 	stale       bool      // Invalidate was called: fetch again, rate limit permitting
@@ -158,13 +159,13 @@ func (c *SecretCache) current(ctx context.Context) (Credentials, uint64, error) 
 		c.mu.Lock()
 		now := c.opts.now()
 		if c.have && !c.needsFetch(now) {
-			creds, gen := c.creds, c.generation
+			creds, gen := c.creds, c.generation.Load()
 			c.mu.Unlock()
 			return creds, gen, nil
 		}
 		if c.have && c.inflight == nil && now.Sub(c.lastAttempt) < c.opts.minInterval {
 			// Due for a fetch, but the last one was moments ago.
-			creds, gen := c.creds, c.generation
+			creds, gen := c.creds, c.generation.Load()
 			c.mu.Unlock()
 			return creds, gen, nil
 		}
@@ -198,7 +199,7 @@ func (c *SecretCache) current(ctx context.Context) (Credentials, uint64, error) 
 			continue
 		}
 		c.mu.Lock()
-		creds, gen, have := c.creds, c.generation, c.have
+		creds, gen, have := c.creds, c.generation.Load(), c.have
 		c.mu.Unlock()
 		if have && ctx.Err() == nil {
 			c.opts.logger.WarnContext(ctx, "Secret refresh failed; using the cached credentials",
@@ -232,8 +233,7 @@ func (c *SecretCache) fetch(ctx context.Context, f *secretFetch) {
 	if err == nil {
 		c.creds, c.have, c.stale = creds, true, false
 		c.fetchedAt = c.opts.now()
-		c.generation++
-		f.creds, f.gen = creds, c.generation
+		f.creds, f.gen = creds, c.generation.Add(1)
 	}
 	f.err = err
 	if !isContextError(err) {
@@ -266,7 +266,7 @@ func (c *SecretCache) Refresh(ctx context.Context) (Credentials, error) {
 // same old password ask for one fetch, not one each.
 func (c *SecretCache) invalidateGeneration(gen uint64) {
 	c.mu.Lock()
-	if c.generation == gen {
+	if c.generation.Load() == gen {
 		c.stale = true
 	}
 	c.mu.Unlock()
