@@ -232,6 +232,40 @@ func load(t *testing.T, m *Manager, during func()) {
 	}
 }
 
+// TestCallerCancelEndsABoundedCallAtOnce: a call whose context can be
+// cancelled but has no deadline gets the router's bound (no timer of its
+// own), and the caller's cancel still ends it at once on a silent network,
+// long before that bound.
+func TestCallerCancelEndsABoundedCallAtOnce(t *testing.T) {
+	ctx := context.Background()
+	dbURL, proxy := viaProxy(t, pgtest.URL(t))
+	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "10", "DB_POOL_TIMEOUT", "10"))
+	if err := m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := m.Store()
+	if _, err := s.Put(ctx, "apis", "k", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.BlackHole()
+	defer proxy.Heal()
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := s.Get(cctx, "apis", "k")
+	took := time.Since(start)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get after the caller's cancel: %v; want context.Canceled", err)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		t.Errorf("the caller's cancel was reported as the router's bound: %v", err)
+	}
+	// The bound is DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT = 20 s.
+	if took > 10*time.Second {
+		t.Errorf("Get took %s after a cancel at 200 ms; want it to end at once", took)
+	}
+}
+
 func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
 	ctx := context.Background()
 	dbURL, proxy := viaProxy(t, pgtest.URL(t))

@@ -87,8 +87,12 @@ func (c *SecretCache) RetryAuth(ctx context.Context, op func(context.Context) er
 
 // retryAuthFailure is RetryAuth after op's first run failed authentication
 // (err) with the credentials of generation gen: callers that run op once
-// themselves pay for nothing else until a login fails.
+// themselves pay for nothing else until a login fails. Its waits (for a
+// fetch in flight, between attempts) end with ctx, so a call bound that no
+// timer enforces (callbound.go) gets one here.
 func (c *SecretCache) retryAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
+	ctx, cancel := enforceBound(ctx)
+	defer cancel()
 	start := c.opts.now()
 	b := rotationBackoff()
 	for attempt := 1; ; attempt++ {
