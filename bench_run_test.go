@@ -32,6 +32,8 @@ var packageBenchmarks = map[string]func(*testing.B){
 	"BenchmarkPGExecModes":                BenchmarkPGExecModes,
 	"BenchmarkPGExecModesBehindPgBouncer": BenchmarkPGExecModesBehindPgBouncer,
 	"BenchmarkTelemetryGet":               BenchmarkTelemetryGet,
+	"BenchmarkReplicaReads":               BenchmarkReplicaReads,
+	"BenchmarkReplicaPut":                 BenchmarkReplicaPut,
 }
 
 // TestBenchmarksRun runs every benchmark of the package once (as

@@ -194,6 +194,16 @@ type Config struct {
 	// personal data or secrets). The Store's keys and values are never
 	// recorded.
 	TraceSQL bool
+	// ReadURL is DATABASE_READ_URL: the read replicas, one per host it
+	// lists (see resolveReadTargets); it may carry a password.
+	ReadURL Secret
+	// ReadHosts is AWS_DB_READ_HOST split at commas: host[:port] entries,
+	// one read replica each (used when ReadURL is not set).
+	ReadHosts []string
+	// ReadMaxLag is DB_READ_MAX_LAG (1 s): a replica further behind the
+	// writer than this serves no reads. 0 means no limit (-1 in the
+	// variable).
+	ReadMaxLag time.Duration
 
 	// Explicit records which settings came from the environment, so that
 	// pool_* parameters in DATABASE_URL are honoured otherwise.
@@ -216,6 +226,7 @@ func DefaultConfig() Config {
 		Fallback:       DefaultFallback,
 		SecretCacheTTL: DefaultSecretTTL,
 		RotationBudget: DefaultRotationBudget,
+		ReadMaxLag:     DefaultReadMaxLag,
 	}
 }
 
@@ -373,7 +384,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 
+	loadReadConfig(&cfg, get("DATABASE_READ_URL"), get("AWS_DB_READ_HOST"), get("DB_READ_MAX_LAG"), bad, &errs)
+
 	errs = append(errs, cfg.checkSources()...)
+	errs = append(errs, cfg.checkReadSources()...)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -453,6 +467,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("fallback", string(c.Fallback)),
 		slog.Duration("slow_query", c.SlowQueryThreshold),
 		slog.Duration("leak_detection", c.LeakDetectionThreshold),
+		slog.String("read_url", Redact(c.ReadURL.Reveal())),
+		slog.String("read_hosts", strings.Join(c.ReadHosts, ",")),
+		slog.Duration("read_max_lag", c.ReadMaxLag),
 	)
 }
 

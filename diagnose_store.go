@@ -17,11 +17,14 @@ import (
 // The store step, on a pool built from the writer's pool configuration
 // exactly as the Manager builds it: the Store's schema and its layout
 // version, and the privileges the Store needs, read from the catalog
-// without writing anything. NewPGStore runs CREATE SCHEMA IF NOT EXISTS
-// and CREATE TABLE IF NOT EXISTS at every start-up, and PostgreSQL checks
-// CREATE on the database and on the schema before it looks whether they
-// exist, so both are needed even when everything exists. With the write
-// test, a scratch key is written, read back and deleted through a PGStore.
+// without writing anything. On a schema that already holds this
+// release's layout (and whose version the user can read), NewPGStore
+// creates nothing: USAGE on the schema and read/write on its table are
+// enough. Otherwise it runs CREATE SCHEMA IF NOT EXISTS and CREATE TABLE
+// IF NOT EXISTS, and PostgreSQL checks CREATE on the database and on the
+// schema before it looks whether they exist, so both are needed then.
+// With the write test, a scratch key is written, read back and deleted
+// through a PGStore.
 
 // storePrivilegesSQL reads, for the schema named $1, what the Store needs.
 const storePrivilegesSQL = `SELECT current_user, current_database(),
@@ -102,15 +105,19 @@ func (d *diagnosis) checkStore(ctx context.Context, s *Step) {
 	default:
 		parts = append(parts, "schema "+qs)
 	}
-	missing, grants := p.missing(schema)
+	current := p.records && layoutErr == nil && layout == pgSchemaVersion
+	missing, grants := p.missing(schema, current)
 	if len(missing) > 0 {
-		s.fail(strings.Join(parts, "; ")+fmt.Sprintf("; user %s lacks %s, which the Store needs at every start-up", p.user, strings.Join(missing, ", ")),
+		s.fail(strings.Join(parts, "; ")+fmt.Sprintf("; user %s lacks %s, which the Store needs at start-up", p.user, strings.Join(missing, ", ")),
 			"as the database owner: "+strings.Join(grants, " ")+" (or give the schema to the user: ALTER SCHEMA "+qs+" OWNER TO "+quoteIdent(p.user)+")")
 		return
 	}
-	if p.schema {
+	switch {
+	case current:
+		parts = append(parts, "user "+p.user+" has every privilege the Store needs (USAGE on the schema, read and write on its table; no CREATE while the layout is current)")
+	case p.schema:
 		parts = append(parts, "user "+p.user+" has every privilege the Store needs (CREATE on the database and the schema, read and write on its tables)")
-	} else {
+	default:
 		parts = append(parts, "user "+p.user+" may create it (CREATE on database "+p.database+")")
 	}
 	switch {
@@ -151,10 +158,12 @@ func (d *diagnosis) schemaLayout(ctx context.Context, conn *pgxpool.Conn, schema
 	return v, err
 }
 
-// missing lists the privileges the user lacks and the GRANTs that give them.
-func (p storePrivileges) missing(schema string) (missing, grants []string) {
+// missing lists the privileges the user lacks and the GRANTs that give
+// them. current means the schema holds this release's layout, readable by
+// the user: the Store then creates nothing and needs no CREATE.
+func (p storePrivileges) missing(schema string, current bool) (missing, grants []string) {
 	user := quoteIdent(p.user)
-	if !p.createDB {
+	if !current && !p.createDB {
 		missing = append(missing, "CREATE on database "+p.database+" (CREATE SCHEMA IF NOT EXISTS checks it even when the schema exists)")
 		grants = append(grants, "GRANT CREATE ON DATABASE "+quoteIdent(p.database)+" TO "+user+";")
 	}
@@ -166,7 +175,7 @@ func (p storePrivileges) missing(schema string) (missing, grants []string) {
 	if !p.usage {
 		onSchema = append(onSchema, "USAGE")
 	}
-	if !p.createSchema {
+	if !current && !p.createSchema {
 		onSchema = append(onSchema, "CREATE")
 	}
 	if len(onSchema) > 0 {
@@ -190,8 +199,11 @@ func (p storePrivileges) missing(schema string) (missing, grants []string) {
 	}
 	table("records", p.records, map[string]bool{"SELECT": p.sel, "INSERT": p.ins, "UPDATE": p.upd, "DELETE": p.del},
 		[]string{"SELECT", "INSERT", "UPDATE", "DELETE"})
-	table("schema_version", p.version, map[string]bool{"SELECT": p.versionSel, "INSERT": p.versionIns},
-		[]string{"SELECT", "INSERT"})
+	versionPrivs := []string{"SELECT", "INSERT"}
+	if current {
+		versionPrivs = versionPrivs[:1] // the migration's INSERT does not run
+	}
+	table("schema_version", p.version, map[string]bool{"SELECT": p.versionSel, "INSERT": p.versionIns}, versionPrivs)
 	return missing, grants
 }
 

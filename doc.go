@@ -96,6 +96,21 @@
 // token appears in a log line, an error, [Manager.Info] or health output;
 // connection strings are shown through [Redact].
 //
+// # Read replicas
+//
+// With DATABASE_READ_URL or AWS_DB_READ_HOST, Get and List go to a read
+// replica that has replayed the latest write this process acknowledged
+// (each write learns the writer's WAL position after its commit, each
+// replica read checks the replay position before its snapshot, both in the
+// same round trip), otherwise to the writer: a process always reads its
+// own writes. Writes, conditional writes and moves go to the writer.
+// [ReadFromWriter] forces a read to the writer; [Manager.ReadPool] gives
+// your own read-only SQL a replica's pool. Each replica is checked once a
+// second and taken out of rotation when it fails, lags past
+// DB_READ_MAX_LAG or turns out to be a writer; [Manager.Info] and
+// [Manager.Health] list them. While the Store serves from memory no
+// replica is used.
+//
 // # Observability
 //
 // The Manager reports to OpenTelemetry (the API only; the SDK is the

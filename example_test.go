@@ -217,3 +217,28 @@ func ExampleRedact() {
 	// postgresql+asyncpg://app:xxxxx@db.internal:5432/gateway_db?sslmode=verify-full
 	// host=db.internal user=app password=xxxxx dbname=gateway_db
 }
+
+// A service that wants only a pgxpool, with the library's configuration,
+// Secrets Manager credentials, rotation handling, IAM tokens and TLS
+// policy, and no Store. (Compiled, not run: it needs a PostgreSQL.)
+func ExampleNewPool() {
+	ctx := context.Background()
+	cfg, err := dbmanager.ConfigFromEnv() // DATABASE_URL, AWS_DB_SECRET or AWS_DB_*
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	pool, err := dbmanager.NewPool(ctx, cfg, dbmanager.WithLogger(quiet))
+	if err != nil {
+		fmt.Println(err) // redacted; errors.Is(err, dbmanager.ErrConfig) for a bad configuration
+		return
+	}
+	defer pool.Close()
+
+	var now string
+	if err := pool.QueryRow(ctx, "SELECT now()::text").Scan(&now); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("connected at", now)
+}

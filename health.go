@@ -30,6 +30,10 @@ type Health struct {
 	Latency time.Duration `json:"latency_ms"`
 	// Pool is the pool's statistics while on PostgreSQL.
 	Pool *PoolStats `json:"pool,omitempty"`
+	// Replicas lists the read replicas, as their last checks found them
+	// (none without read configuration). A replica out of rotation does
+	// not change Status: reads go to the others or the primary.
+	Replicas []ReplicaInfo `json:"replicas,omitempty"`
 }
 
 // MarshalJSON writes Latency in milliseconds.
@@ -97,10 +101,14 @@ func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
 		if isReadOnlyError(err) {
 			h.Message = "Primary database is read-only; writes fail until a writable node answers: " + errorText(err)
 		}
+		h.Replicas = p.replicas.infos()
 		return h
 	}
 	h.Status = StatusHealthy
 	h.Message = "Primary database connection is healthy"
+	if h.Replicas = p.replicas.infos(); h.Replicas != nil {
+		h.Message += "; " + replicaSummary(h.Replicas)
+	}
 	return h
 }
 
@@ -157,6 +165,12 @@ type ConnectionInfo struct {
 	// and which roots verified the server and when its certificate
 	// expires (see TLSInfo). Nil when not on the primary.
 	TLS *TLSInfo `json:"tls,omitempty"`
+	// Replicas lists the read replicas while on the primary (none without
+	// read configuration); ReadsFromPrimary counts the Store reads that
+	// went to the primary meanwhile (none caught up or in rotation,
+	// ReadFromWriter, or a replica failed).
+	Replicas         []ReplicaInfo `json:"replicas,omitempty"`
+	ReadsFromPrimary uint64        `json:"reads_from_primary,omitempty"`
 }
 
 // Info returns the connection's description without any I/O. The target
@@ -184,6 +198,9 @@ func (m *Manager) Info() ConnectionInfo {
 		info.DatabaseType = BackendPostgreSQL
 		tls := m.primary.tlsInfo()
 		info.TLS = &tls
+		if rs := m.primary.replicas; rs != nil {
+			info.Replicas, info.ReadsFromPrimary = rs.infos(), rs.writerReads.Load()
+		}
 	}
 	return info
 }
@@ -198,10 +215,11 @@ func (m *Manager) Info() ConnectionInfo {
 // pings with the request's context.
 func HealthHandler(m *Manager, service, version string) http.Handler {
 	type database struct {
-		Status       string `json:"status"`
-		Type         string `json:"type"`
-		Message      string `json:"message"`
-		UsingPrimary bool   `json:"using_primary"`
+		Status       string        `json:"status"`
+		Type         string        `json:"type"`
+		Message      string        `json:"message"`
+		UsingPrimary bool          `json:"using_primary"`
+		Replicas     []ReplicaInfo `json:"replicas,omitempty"`
 	}
 	type body struct {
 		Status   string   `json:"status"`
@@ -220,7 +238,7 @@ func HealthHandler(m *Manager, service, version string) http.Handler {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(body{
 			Status: h.Status, Service: service, Version: version,
-			Database: database{Status: h.Status, Type: h.Type, Message: h.Message, UsingPrimary: h.UsingPrimary},
+			Database: database{Status: h.Status, Type: h.Type, Message: h.Message, UsingPrimary: h.UsingPrimary, Replicas: h.Replicas},
 		})
 	})
 }

@@ -240,6 +240,7 @@ func (m *Manager) usePrimary(p *primary) bool {
 	}
 	m.mode, m.primary = modePrimary, p
 	m.router.switchTo(p.store, true)
+	p.replicas.start(m.bg)
 	return true
 }
 

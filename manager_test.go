@@ -132,9 +132,11 @@ func TestInitSilentServerReturnsWithinConnectTimeout(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("Init against a silent server took %s (DB_CONNECT_TIMEOUT=1)", took)
-	// The bound: the connect timeout plus 10%.
-	if took > 1100*time.Millisecond {
-		t.Errorf("Init took %s; want at most 1.1 s", took)
+	// Bounded by the connect timeout, not a multiple of it (a retry or a
+	// second wait would take 2 s or more); the slack is for scheduling on
+	// a busy machine under -race.
+	if took > 1500*time.Millisecond {
+		t.Errorf("Init took %s; want about DB_CONNECT_TIMEOUT (1 s), at most 1.5 s", took)
 	}
 	if h := m.Health(ctx); h.Status != StatusDegraded || !strings.Contains(h.Message, "timeout") {
 		t.Errorf("Health = %+v; want degraded by timeout", h)

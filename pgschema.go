@@ -2,6 +2,7 @@ package dbmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -80,6 +81,9 @@ func validateSchemaName(name string) error {
 // that a transaction pooler hands to another client.
 func migrate(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.QueryExecMode) error {
 	quoted := pgx.Identifier{schema}.Sanitize()
+	if current, err := layoutIsCurrent(ctx, conn, schema, mode); err != nil || current {
+		return err
+	}
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		steps := []string{
 			`SELECT pg_advisory_xact_lock(hashtext('github.com/gatewaykit/dbmanager schema ' || $1))`,
@@ -110,4 +114,36 @@ func migrate(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.Qu
 		// version < pgSchemaVersion: future migrations go here.
 		return nil
 	})
+}
+
+// layoutIsCurrent reports whether the schema already holds this release's
+// layout, read in one statement that needs no privilege beyond reading the
+// version table. Then migrate creates nothing and takes no lock, so a
+// least-privilege user (USAGE on the schema and rights on the table, no
+// CREATE) can start on a schema its owner made; CREATE ... IF NOT EXISTS
+// would need CREATE even when the object exists. A newer layout is an
+// error here already. Anything else (no schema yet, an older layout, the
+// version table unreadable) leaves the decision to the migration.
+func layoutIsCurrent(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.QueryExecMode) (bool, error) {
+	versionTable := pgx.Identifier{schema, "schema_version"}.Sanitize()
+	var exists bool
+	err := conn.QueryRow(ctx,
+		`SELECT CASE WHEN to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL
+		 THEN has_table_privilege(to_regclass($2), 'SELECT') ELSE false END`,
+		mode, pgx.Identifier{schema, "records"}.Sanitize(), versionTable).Scan(&exists)
+	if err != nil || !exists {
+		return false, err
+	}
+	var version int
+	err = conn.QueryRow(ctx, `SELECT version FROM `+versionTable+` LIMIT 1`, mode).Scan(&version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if version > pgSchemaVersion {
+		return false, fmt.Errorf("schema %s has layout version %d; this release knows only up to %d", pgx.Identifier{schema}.Sanitize(), version, pgSchemaVersion)
+	}
+	return version == pgSchemaVersion, nil
 }

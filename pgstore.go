@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -31,6 +32,7 @@ type pgOptions struct {
 	schema      string
 	acquire     func(context.Context) (*pgxpool.Conn, error)
 	retryBudget time.Duration
+	reads       *replicaSet
 }
 
 // WithSchema puts the store's table in the named schema instead of
@@ -50,6 +52,12 @@ func WithSchema(name string) PGOption {
 // the store may call acquire a second time for the same operation.
 func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption {
 	return func(o *pgOptions) { o.acquire = acquire }
+}
+
+// withReplicas makes the store read from rs's replicas when they can
+// answer consistently, and learn each write's WAL position (replica_*.go).
+func withReplicas(rs *replicaSet) PGOption {
+	return func(o *pgOptions) { o.reads = rs }
 }
 
 // withRetryBudget lets a statement that certainly did not run (no
@@ -115,11 +123,14 @@ type pgBackend struct {
 	// mode is the pgx.QueryExecMode passed as the first argument of every
 	// statement, whatever the pool's DefaultQueryExecMode (pgexecmode.go).
 	mode atomic.Int32
+	// reads, when not nil, are the read replicas: Get and List try them
+	// first, and writes learn their WAL position (writeTracked).
+	reads *replicaSet
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
 	b := &pgBackend{schema: o.schema, acquire: o.acquire, retryBudget: o.retryBudget, sql: newPGStatements(o.schema),
-		health: healthStatement(o.schema)}
+		health: healthStatement(o.schema), reads: o.reads}
 	b.mode.Store(int32(directExecMode))
 	return b
 }
@@ -143,6 +154,11 @@ func (b *pgBackend) ping(ctx context.Context) error {
 }
 
 func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, error) {
+	if b.reads != nil {
+		if r, ok, err := b.replicaGet(ctx, collection, key); ok {
+			return r, err
+		}
+	}
 	r := Record{Collection: collection, Key: key}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
 		return conn.QueryRow(ctx, b.sql.get, b.execMode(), collection, key).
@@ -165,6 +181,10 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 	r := Record{Collection: collection, Key: key, Value: value}
 	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
+		if b.reads != nil {
+			_, err := b.writeTracked(ctx, conn, sql, args, scanOneRow(&r.Version, &r.CreatedAt, &r.UpdatedAt))
+			return err
+		}
 		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -183,7 +203,13 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 	var deleted int64
 	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
-		tag, err := conn.Exec(ctx, sql, args...)
+		exec := conn.Exec
+		if b.reads != nil {
+			exec = func(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+				return b.writeTracked(ctx, conn, sql, args, nil)
+			}
+		}
+		tag, err := exec(ctx, sql, args...)
 		deleted = tag.RowsAffected()
 		return err
 	})
@@ -200,24 +226,22 @@ func (b *pgBackend) delete(ctx context.Context, collection, key string, cond wri
 }
 
 func (b *pgBackend) list(ctx context.Context, collection string, opts ListOptions) ([]Record, bool, error) {
+	if b.reads != nil {
+		if records, more, ok, err := b.replicaList(ctx, collection, opts); ok {
+			return records, more, err
+		}
+	}
 	sql, args := b.sql.listQuery(b.execMode(), collection, opts, opts.Limit+1)
 	var records []Record
+	scan := scanRecords(collection, &records)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		records = records[:0]
 		args[0] = b.execMode()
 		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			r := Record{Collection: collection}
-			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
-				return err
-			}
-			records = append(records, r)
-		}
-		return rows.Err()
+		return scan(rows)
 	})
 	if err != nil {
 		return nil, false, err
@@ -226,6 +250,23 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 		return records[:opts.Limit], true, nil
 	}
 	return records, false, nil
+}
+
+// scanRecords returns a function that reads a page's rows (key, value,
+// version, created_at, updated_at) into *records, replacing what an
+// earlier attempt left there.
+func scanRecords(collection string, records *[]Record) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		*records = (*records)[:0]
+		for rows.Next() {
+			r := Record{Collection: collection}
+			if err := rows.Scan(&r.Key, &r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
+				return err
+			}
+			*records = append(*records, r)
+		}
+		return rows.Err()
+	}
 }
 
 // runOn runs one statement on conn. If the server refused it because a

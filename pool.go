@@ -83,6 +83,13 @@ type poolOptions struct {
 	beforeConnect func(context.Context, *pgx.ConnConfig) error
 	tls           *tlsRecorder // records verified handshakes (the Manager's Info)
 	readOnly      func()       // hears each connection found on a read-only node
+	connectFailed func(error)  // hears each failed connection attempt (NewPool)
+}
+
+// withConnectFailureNotice makes the pool call f with the error of each
+// connection attempt that fails.
+func withConnectFailureNotice(f func(error)) PoolOption {
+	return func(o *poolOptions) { o.connectFailed = f }
 }
 
 // withReadOnlyNotice makes the pool call f each time it finds a
@@ -191,7 +198,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		watch.install(pc)
 	}
 
-	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout}
+	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, connectFailed: o.connectFailed}
 	h.statements.mode = pc.ConnConfig.DefaultQueryExecMode
 	if cfg.SQLEcho {
 		pc.ConnConfig.Tracer = &echoHooks{poolHooks: h, args: cfg.SQLEchoArgs}
@@ -216,6 +223,7 @@ type poolHooks struct {
 	logger         *slog.Logger
 	acquireTimeout time.Duration
 	statements     poolerWarning // warns once when a pooler breaks statements
+	connectFailed  func(error)   // see withConnectFailureNotice
 }
 
 func (h *poolHooks) log() *slog.Logger {

@@ -19,6 +19,9 @@ type primary struct {
 	store  *PGStore
 	tls    *tlsRecorder // what the pool's verified TLS handshakes showed
 	tel    *poolTelemetry
+	// replicas are the read replicas (nil without read configuration);
+	// their checks start when the Store starts serving from p.
+	replicas *replicaSet
 }
 
 // close releases what connectPrimary opened.
@@ -29,6 +32,7 @@ func (p *primary) close() {
 	if p.store != nil {
 		_ = p.store.Close()
 	}
+	p.replicas.close()
 	p.tel.closePool(p.pool)
 }
 
@@ -79,7 +83,11 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		p.close()
 		return nil, err
 	}
-	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout))
+	if p.replicas, err = m.openReplicas(target, pool, beforeConnect); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout), withReplicas(p.replicas))
 	if err != nil {
 		p.close()
 		if isReadOnlyError(err) {

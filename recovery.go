@@ -138,6 +138,7 @@ func (m *Manager) promoted(p *primary, mv *move) bool {
 		return false
 	}
 	m.router.switchTo(p.store, true)
+	p.replicas.start(m.bg) // its position is unknown until learned: the move is covered
 	m.mode, m.primary, m.fallbackReason = modePrimary, p, ""
 	m.recovery.recoveries++
 	m.recovery.moved += len(mv.owned)

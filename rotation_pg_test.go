@@ -206,7 +206,9 @@ func TestRotationBudgetExhausted(t *testing.T) {
 // TestRotationConnectHelper: the single-connection path follows a rotation
 // too, and its errors cannot print the password.
 func TestRotationConnectHelper(t *testing.T) {
-	f := newRotationFixture(t, WithSecretMinInterval(20*time.Millisecond), WithRotationBudget(3*time.Second))
+	// The budget leaves room for several SCRAM logins under -race on a
+	// busy machine; the last step waits it out once.
+	f := newRotationFixture(t, WithSecretMinInterval(20*time.Millisecond), WithRotationBudget(6*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, err := f.cache.Connect(ctx, f.poolCfg.ConnConfig)
@@ -223,7 +225,7 @@ func TestRotationConnectHelper(t *testing.T) {
 
 	// A secret that stays wrong: the error has no password in its text or JSON.
 	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD 'something-else'")
-	_, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig) // gives up after the 3 s budget
+	_, err = f.cache.Connect(ctx, f.poolCfg.ConnConfig) // gives up after the budget
 	if !IsAuthFailure(err) {
 		t.Fatalf("err = %v, want an authentication failure", err)
 	}

@@ -86,6 +86,10 @@ func pointsOf(m metricdata.Metrics) []point {
 		for _, p := range d.DataPoints {
 			out = append(out, point{p.Attributes, float64(p.Value)})
 		}
+	case metricdata.Gauge[float64]:
+		for _, p := range d.DataPoints {
+			out = append(out, point{p.Attributes, p.Value})
+		}
 	case metricdata.Histogram[float64]:
 		for _, p := range d.DataPoints {
 			out = append(out, point{p.Attributes, float64(p.Count)})

@@ -114,6 +114,15 @@ func TestDoctorOnTLSServer(t *testing.T) {
 			"SELECT, INSERT on table dbmanager.schema_version", `GRANT CREATE ON SCHEMA "dbmanager"`)
 		r.noSecret(t, bare.password)
 	})
+	t.Run("least privilege on a current schema", func(t *testing.T) {
+		bare := newDB(t, d.admin, false)
+		adminExec(t, d.admin, "GRANT USAGE ON SCHEMA dbmanager TO "+quote(bare.user)+
+			"; GRANT SELECT, INSERT, UPDATE, DELETE ON dbmanager.records TO "+quote(bare.user)+
+			"; GRANT SELECT ON dbmanager.schema_version TO "+quote(bare.user))
+		r := runDoctor(t, bare.env("AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", ca.File), "-write-test")
+		r.want(t, 0, "store", ok, "no CREATE while the layout is current", "write test")
+		r.noSecret(t, bare.password)
+	})
 	t.Run("black hole", func(t *testing.T) {
 		proxy := faultproxy.New(t, net.JoinHostPort(srv.Host(), strconv.Itoa(srv.Port())))
 		proxy.BlackHole()

@@ -121,6 +121,15 @@ var (
 	ConnectionLeaks = Metric{"dbmanager.connection.leaks", "{connection}", Counter,
 		"Connections taken from Pool() and held longer than DB_LEAK_DETECTION_MS.",
 		[]string{"db.client.connection.pool.name"}}
+	ReplicaInRotation = Metric{"dbmanager.replica.in_rotation", "{replica}", ObservedGauge,
+		"1 while a read replica is in rotation (serves the reads it can answer consistently), 0 otherwise.",
+		[]string{AttrReplica}}
+	ReplicaLag = Metric{"dbmanager.replica.lag", "s", ObservedGauge,
+		"How far behind the writer a read replica's last check found it (an upper bound).",
+		[]string{AttrReplica}}
+	ReplicaReads = Metric{"dbmanager.replica.reads", "{read}", ObservedCounter,
+		"Store reads (Get, List) by where they were served: a replica, or the primary (none caught up or in rotation, ReadFromWriter, a replica failed).",
+		[]string{AttrReplica}}
 )
 
 // All lists every instrument the library creates.
@@ -129,7 +138,7 @@ var All = []Metric{
 	ConnectionTimeouts, ConnectionWaitTime, ConnectionUseTime, ConnectionCreateTime,
 	StoreOperations, StoreDuration, StoreBackend, Fallbacks, RecoveryAttempts, Recoveries,
 	RecordsMoved, Conflicts, MoveDuration, SecretFetches, RotationRetries, ConnectionsClosed,
-	SlowQueries, ConnectionLeaks,
+	SlowQueries, ConnectionLeaks, ReplicaInRotation, ReplicaLag, ReplicaReads,
 }
 
 // Bucket boundaries, in seconds. SQL round trips and pool waits use the
@@ -167,6 +176,9 @@ type Instruments struct {
 	ConnectionPending  metric.Int64ObservableUpDownCounter
 	ConnectionTimeouts metric.Int64ObservableCounter
 	StoreBackend       metric.Int64ObservableGauge
+	ReplicaInRotation  metric.Int64ObservableGauge
+	ReplicaLag         metric.Float64ObservableGauge
+	ReplicaReads       metric.Int64ObservableCounter
 }
 
 // NewInstruments creates every instrument on m. An instrument the meter
@@ -220,6 +232,15 @@ func NewInstruments(m metric.Meter) (*Instruments, error) {
 	i.StoreBackend, err = m.Int64ObservableGauge(StoreBackend.Name,
 		metric.WithUnit(StoreBackend.Unit), metric.WithDescription(StoreBackend.Description))
 	errs = append(errs, err)
+	i.ReplicaInRotation, err = m.Int64ObservableGauge(ReplicaInRotation.Name,
+		metric.WithUnit(ReplicaInRotation.Unit), metric.WithDescription(ReplicaInRotation.Description))
+	errs = append(errs, err)
+	i.ReplicaLag, err = m.Float64ObservableGauge(ReplicaLag.Name,
+		metric.WithUnit(ReplicaLag.Unit), metric.WithDescription(ReplicaLag.Description))
+	errs = append(errs, err)
+	i.ReplicaReads, err = m.Int64ObservableCounter(ReplicaReads.Name,
+		metric.WithUnit(ReplicaReads.Unit), metric.WithDescription(ReplicaReads.Description))
+	errs = append(errs, err)
 	return i, errors.Join(errs...)
 }
 
@@ -231,6 +252,9 @@ const (
 	AttrCollection  = "dbmanager.collection"   // only with WithCollectionAttribute
 	AttrCloseReason = "dbmanager.close.reason" // lifetime, idle, dead_peer, read_only, ...
 	AttrAttempt     = "dbmanager.recovery.attempt"
+	// AttrReplica is a read replica's host:port (from the configuration:
+	// a fixed, small set), or "primary" for the reads the writer served.
+	AttrReplica = "dbmanager.replica"
 )
 
 // Attribute values shared by metrics and spans.

@@ -1,0 +1,173 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+type readFromWriterKey struct{}
+
+// ReadFromWriter returns a context that sends the Store reads made with it
+// (Get and List) to the writer, never to a read replica: for a read that
+// must see writes made by other processes, or through Pool(), the moment
+// they are acknowledged. Without read replicas it changes nothing.
+func ReadFromWriter(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readFromWriterKey{}, true)
+}
+
+func readsFromWriter(ctx context.Context) bool {
+	v, _ := ctx.Value(readFromWriterKey{}).(bool)
+	return v
+}
+
+// replicaGet is Get on a read replica. ok is false when no replica could
+// answer consistently (none in rotation, none caught up, or the one tried
+// failed): the caller then reads from the writer.
+func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec Record, ok bool, err error) {
+	r := Record{Collection: collection, Key: key}
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), b.sql.get, []any{collection, key}, scanOneRow(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt))
+	if !ok {
+		return Record{}, false, nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, true, ErrNotFound
+	}
+	return r, true, err
+}
+
+// replicaList is List on a read replica; ok as for replicaGet.
+func (b *pgBackend) replicaList(ctx context.Context, collection string, opts ListOptions) (records []Record, more, ok bool, err error) {
+	sql, args := b.sql.listQuery(directExecMode, collection, opts, opts.Limit+1)
+	args = args[1:] // the mode: read chooses its own
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scanRecords(collection, &records))
+	if !ok || err != nil {
+		return nil, false, ok, err
+	}
+	if len(records) > opts.Limit {
+		return records[:opts.Limit], true, true, nil
+	}
+	return records, false, true, nil
+}
+
+// read runs one read statement (prepared when named) on a replica that
+// has replayed the latest acknowledged write: sqlReplayPosition, a Sync,
+// the read, a Sync, in one round trip (runPipeline says why in this
+// order). When a check on the same connection already found that far
+// replayed, the read goes alone: the connection being open means the
+// server has not restarted since, and a running standby never replays
+// backwards. Behind a pooler or proxy (not named, or the replica's own
+// check found one) neither holds, since the pooler may switch servers
+// between transactions: check and read then run as one transaction
+// (runReadTransaction), every time. served is false when the read must
+// go to the writer instead:
+//
+//   - ctx says ReadFromWriter, or the position is unknown;
+//   - no replica is in rotation;
+//   - the replica tried had not replayed far enough (the read it ran is
+//     thrown away: one wasted round trip);
+//   - the replica failed in any way (a read is always safe to repeat); a
+//     failure for want of a connection also takes it out of the choice
+//     until its next check, which runs at once.
+//
+// When ctx itself ends, served is true and err is ctx's error.
+func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []any, scan func(pgx.Rows) error) (served bool, err error) {
+	if readsFromWriter(ctx) {
+		rs.writerReads.Add(1)
+		return false, nil
+	}
+	lsn, known := rs.pos.current()
+	var r *replica
+	if known {
+		r = rs.pick(lsn)
+	}
+	if r == nil {
+		rs.writerReads.Add(1)
+		return false, nil
+	}
+	actx, cancel := rs.attemptContext(ctx)
+	defer cancel()
+	var replay *int64
+	check := &pipeStmt{sql: sqlReplayPosition, scan: scanOneRow(&replay)}
+	stmt := &pipeStmt{sql: sql, args: args, scan: scan}
+	conn, err := Acquire(actx, r.pool, 0)
+	if err == nil {
+		pc := conn.Conn().PgConn()
+		named = named && !r.unnamed.Load()
+		if !named { // a pooler or proxy: check and read in one transaction, never skip the check
+			err = runReadTransaction(actx, conn.Conn(), check, stmt)
+		} else if seen, ok := r.replayedOn.Load(pc); ok && seen.(uint64) >= lsn {
+			// Checked already: the read alone, as the writer runs it.
+			err = queryDirect(actx, conn, stmt)
+			v := int64(seen.(uint64))
+			replay = &v
+		} else {
+			err = runPipeline(actx, conn.Conn(), named, check, stmt)
+			if err == nil && check.err == nil && replay != nil {
+				r.replayedOn.Store(pc, uint64(*replay))
+				r.sawReplay(uint64(*replay))
+			}
+		}
+		conn.Release()
+	}
+	switch {
+	case ctx.Err() != nil:
+		return true, ctx.Err()
+	case isStatementCacheMiss(err) || isStatementCacheMiss(check.err) || isStatementCacheMiss(stmt.err):
+		r.unnamed.Store(true) // a pooler the first check did not see
+	case err != nil:
+		if errors.Is(pgError(actx, err), ErrUnavailable) || actx.Err() != nil {
+			r.suspectRead()
+		}
+	case check.err != nil || replay == nil:
+		r.checkNow() // not a replica any more (failover)?
+	case uint64(*replay) < lsn:
+		// Not caught up: the read it ran is thrown away.
+	case stmt.err != nil && !errors.Is(stmt.err, pgx.ErrNoRows):
+		// A recovery conflict, say: the writer answers.
+	default:
+		r.reads.Add(1)
+		return true, stmt.err
+	}
+	rs.writerReads.Add(1)
+	return false, nil
+}
+
+// queryDirect runs stmt as a single statement in the store's direct exec
+// mode (a prepared statement from the connection's cache), as the writer
+// runs its reads: the error is the connection's, stmt.err the
+// statement's.
+func queryDirect(ctx context.Context, conn *pgxpool.Conn, stmt *pipeStmt) error {
+	rows, err := conn.Query(ctx, stmt.sql, append([]any{directExecMode}, stmt.args...)...)
+	if err != nil {
+		return err
+	}
+	stmt.err = stmt.scan(rows)
+	rows.Close()
+	if stmt.err == nil {
+		stmt.err = rows.Err()
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(stmt.err, &pgErr) || stmt.err == nil || errors.Is(stmt.err, pgx.ErrNoRows) {
+		return nil
+	}
+	return stmt.err // the connection broke while reading
+}
+
+// attemptContext bounds a read on a replica so that, if it hangs, the
+// caller still has time to read from the writer: half of what is left
+// of ctx's deadline, at most DB_CONNECT_TIMEOUT.
+func (rs *replicaSet) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := rs.attemptTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline)/2)
+	}
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,67 @@
+package dbmanager
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// writeTracked runs one write of the Store and learns the writer's WAL
+// position after its commit, both in one round trip: the statement, a
+// Sync (so it commits), then sqlWriterPosition, then a Sync. It is used
+// only when read replicas are configured; the position, raised in
+// b.reads, is what a replica must have replayed before it serves a read.
+//
+// Every statement that ran raises the position, including a conditional
+// write whose condition failed: the caller then knows about a newer
+// version, and a replica that does not have it would send a retry loop
+// (Collection.Update) round in circles. When the connection breaks after
+// the statement may have been sent, the write may have committed without
+// its position: the position becomes unknown and reads go to the writer
+// until it is learned again. (pgconn does not say how much of a pipeline
+// it wrote before a write error, so a pipeline that failed to send counts
+// as possibly sent; a connection the server already closed is dropped on
+// acquire, before this, by the pool's PrepareConn check.)
+func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, scan func(pgx.Rows) error) (pgconn.CommandTag, error) {
+	named, args := b.pipelineMode(args)
+	write := &pipeStmt{sql: sql, args: args, scan: scan}
+	var lsn *int64
+	pos := &pipeStmt{sql: sqlWriterPosition, scan: scanOneRow(&lsn)}
+	if err := runPipeline(ctx, conn.Conn(), named, write, pos); err != nil {
+		switch {
+		case write.done:
+			// The write's outcome came back; only its position was lost.
+			b.reads.pos.markUnknown()
+			return write.tag, write.err
+		case !pgconn.SafeToRetry(err):
+			b.reads.pos.markUnknown()
+		}
+		return write.tag, err
+	}
+	if pos.err != nil || lsn == nil {
+		b.reads.pos.markUnknown()
+	} else {
+		b.reads.pos.advance(uint64(*lsn))
+	}
+	return write.tag, write.err
+}
+
+// pipelineNamed says whether the store's pipelines may use named
+// prepared statements: as its single statements do, on a direct
+// connection (pgexecmode.go); not behind a pooler.
+func (b *pgBackend) pipelineNamed() bool { return b.execMode() == directExecMode }
+
+// pipelineMode says whether the store's pipelines may use named prepared
+// statements (as its single statements do), and returns args without a
+// leading pgx.QueryExecMode, if the caller passed one.
+func (b *pgBackend) pipelineMode(args []any) (named bool, rest []any) {
+	named = b.pipelineNamed()
+	if len(args) > 0 {
+		if mode, ok := args[0].(pgx.QueryExecMode); ok {
+			return mode == directExecMode, args[1:]
+		}
+	}
+	return named, args
+}
