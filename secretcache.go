@@ -41,10 +41,10 @@ type SecretCache struct {
 	creds       Credentials
 	have        bool
 	generation  atomic.Uint64 // grows with every fetch that returned credentials (written under mu)
-	fetchedAt   time.Time // when creds were fetched
-	lastAttempt time.Time // when the last fetch started
-	stale       bool      // Invalidate was called: fetch again, rate limit permitting
-	lastErr     error     // the error of the last fetch, if it failed
+	fetchedAt   time.Time     // when creds were fetched
+	lastAttempt time.Time     // when the last fetch started
+	stale       bool          // Invalidate was called: fetch again, rate limit permitting
+	lastErr     error         // the error of the last fetch, if it failed
 	inflight    *secretFetch
 }
 
