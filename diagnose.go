@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Diagnosis: Diagnose walks the path the Manager walks to reach PostgreSQL
@@ -37,7 +39,9 @@ const (
 // Step is one check of a diagnosis. Its text never contains a password, a
 // secret's value or a token.
 type Step struct {
-	// Name is the step: config, secret, dns, tcp, tls, auth, server, store.
+	// Name is the step: config, secret, dns, tcp, tls, auth, server,
+	// store, and for each read replica replica-dns, replica-tcp,
+	// replica-tls, replica-auth, replica-server.
 	Name string
 	// Target is the "host:port" a per-host step looked at ("" for config
 	// and secret).
@@ -184,10 +188,15 @@ func WithDiagnoseSchema(name string) DiagnoseOption {
 
 // Diagnose walks the path a Manager built with cfg walks to reach
 // PostgreSQL and reports every step: config, secret, then for each host
-// of the writer dns, tcp, tls, auth and server, then store (see the
+// of the writer dns, tcp, tls, auth and server, then store, then for each
+// read replica (DATABASE_READ_URL / AWS_DB_READ_HOST) replica-dns,
+// replica-tcp, replica-tls, replica-auth and replica-server (see the
 // README's Troubleshooting section for what each checks). It stops a
 // chain at the step that fails (the steps that need it are skipped) and
-// says how to fix it. It writes nothing unless WithWriteTest is given.
+// says how to fix it. A read replica that cannot be reached, or lags
+// behind DB_READ_MAX_LAG, is a warning, not a failure: the Manager serves
+// reads without it; a read configuration the Manager rejects fails the
+// config step. It writes nothing unless WithWriteTest is given.
 // Each step is bounded by the step timeout and all of it by ctx.
 //
 // Nothing secret (password, secret value, IAM token) appears in the
@@ -209,7 +218,7 @@ func DiagnoseEnv(ctx context.Context, getenv func(string) string, opts ...Diagno
 	env.err = err
 	d := newDiagnosis(cfg, opts)
 	d.addSecret(env.set["AWS_DB_PASSWORD"]) // also when LoadConfig rejected the environment
-	for _, pw := range dsnPasswords(env.set["DATABASE_URL"]) {
+	for _, pw := range append(dsnPasswords(env.set["DATABASE_URL"]), dsnPasswords(env.set["DATABASE_READ_URL"])...) {
 		d.addSecret(pw)
 	}
 	d.run(ctx, func(ctx context.Context, s *Step) { d.checkConfig(ctx, s, env) })
@@ -225,11 +234,13 @@ type diagnosis struct {
 	mu      sync.Mutex
 	secrets []string // every secret value met, scrubbed from all text at the end
 
-	writer  *diagTarget  // set once config (and secret) resolved it
-	m       *Manager     // a Manager that never connects: its secret cache and credential hook
-	cache   *SecretCache // the secret cache, for a secret source
-	hook    *connHook    // the credential hook, built on first use
-	cleanup []func()
+	writer     *diagTarget   // set once config (and secret) resolved it
+	replicas   []*diagTarget // the read replicas, set with the writer
+	writerConn *pgx.Conn     // a connection to the node the Manager would write to, for the replicas' lag (nil without replicas)
+	m          *Manager      // a Manager that never connects: its secret cache and credential hook
+	cache      *SecretCache  // the secret cache, for a secret source
+	hook       *connHook     // the credential hook, built on first use
+	cleanup    []func()
 }
 
 func newDiagnosis(cfg Config, opts []DiagnoseOption) *diagnosis {
@@ -241,7 +252,7 @@ func newDiagnosis(cfg Config, opts []DiagnoseOption) *diagnosis {
 	}
 	d := &diagnosis{cfg: cfg, opts: o}
 	d.addSecret(cfg.DBPassword.Reveal())
-	for _, pw := range dsnPasswords(cfg.DatabaseURL.Reveal()) {
+	for _, pw := range append(dsnPasswords(cfg.DatabaseURL.Reveal()), dsnPasswords(cfg.ReadURL.Reveal())...) {
 		d.addSecret(pw)
 	}
 	return d
@@ -257,7 +268,8 @@ func (d *diagnosis) addSecret(s string) {
 }
 
 // run runs the steps in order: config (by checkConfig), secret, the
-// per-host steps of every target, store.
+// writer's per-host steps, store, then each read replica's per-host steps
+// (replica-dns ... replica-server).
 func (d *diagnosis) run(ctx context.Context, checkConfig func(context.Context, *Step)) {
 	defer func() {
 		for i := len(d.cleanup) - 1; i >= 0; i-- {
@@ -277,17 +289,16 @@ func (d *diagnosis) run(ctx context.Context, checkConfig func(context.Context, *
 		d.skipAll(rest[1:], "needs secret, which failed")
 		return
 	}
-	writerOK := true
-	for _, t := range d.targets() {
-		if !d.hostSteps(ctx, t) && t.role == roleWriter {
-			writerOK = false
-		}
-	}
-	if !writerOK {
+	if d.hostSteps(ctx, d.writer) {
+		d.step(ctx, "store", d.writer.addrs(), d.checkStore)
+	} else {
 		d.skip("store", d.writer.addrs(), "needs a writer that logs in and accepts writes, and none did")
-		return
 	}
-	d.step(ctx, "store", d.writer.addrs(), d.checkStore)
+	// Then each read replica, whatever the writer's steps found: a
+	// replica's steps only warn (replicaOutOfRotation).
+	for _, t := range d.targets()[1:] {
+		d.hostSteps(ctx, t)
+	}
 }
 
 // step runs one step with its own timeout and records it.

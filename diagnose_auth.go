@@ -66,8 +66,8 @@ func (d *diagnosis) connect(ctx context.Context, cc *pgx.ConnConfig) (*pgx.Conn,
 
 // checkAuth is the auth step; it returns the connection for the server
 // step (nil when the login failed).
-func (d *diagnosis) checkAuth(ctx context.Context, s *Step, cc *pgx.ConnConfig) *pgx.Conn {
-	how := d.loginMethod(cc)
+func (d *diagnosis) checkAuth(ctx context.Context, s *Step, t *diagTarget, cc *pgx.ConnConfig) *pgx.Conn {
+	how := d.loginMethod(t, cc)
 	start := time.Now()
 	conn, err := d.connect(ctx, cc)
 	took := time.Since(start)
@@ -91,10 +91,12 @@ func (d *diagnosis) checkAuth(ctx context.Context, s *Step, cc *pgx.ConnConfig) 
 }
 
 // loginMethod names how the login proves who it is.
-func (d *diagnosis) loginMethod(cc *pgx.ConnConfig) string {
+func (d *diagnosis) loginMethod(t *diagTarget, cc *pgx.ConnConfig) string {
 	switch {
 	case d.cfg.IAMAuth:
 		return "an IAM token (AWS_DB_IAM_AUTH)"
+	case t.role == roleReplica && len(dsnPasswords(d.cfg.ReadURL.Reveal())) > 0:
+		return "the password in DATABASE_READ_URL"
 	case d.cfg.Source() == SourceSecret:
 		return fmt.Sprintf("the password of secret %q", d.cfg.SecretID)
 	case d.cfg.Source() == SourceAWSEnv:

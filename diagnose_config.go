@@ -34,7 +34,7 @@ func (e *envRecord) get(name string) string {
 }
 
 // listing shows the variables that are set: values, except the password
-// (hidden), DATABASE_URL (redacted) and variables LoadConfig rejected
+// (hidden), DATABASE_URL and DATABASE_READ_URL (redacted) and variables LoadConfig rejected
 // (its message says what is wrong without repeating what may be a secret).
 func (e *envRecord) listing(rejected map[string]bool) string {
 	var parts []string
@@ -50,7 +50,7 @@ func (e *envRecord) listing(rejected map[string]bool) string {
 		switch {
 		case rejected[name]:
 			v = "(invalid, see below)"
-		case name == "DATABASE_URL":
+		case name == "DATABASE_URL" || name == "DATABASE_READ_URL":
 			if isMemoryURL(v) {
 				v = strings.TrimSpace(v)
 			} else if _, err := ParseDatabaseURL(v); err == nil {
@@ -105,7 +105,7 @@ func (d *diagnosis) checkConfig(ctx context.Context, s *Step, env *envRecord) {
 		}
 		parts = append(parts, env.listing(rejected))
 	} else {
-		for _, err := range d.cfg.checkSources() {
+		for _, err := range append(d.cfg.checkSources(), readConfigProblems(d.cfg)...) {
 			msgs, _ := configProblems(err)
 			problems = append(problems, msgs...)
 		}
@@ -142,7 +142,7 @@ func (d *diagnosis) checkConfig(ctx context.Context, s *Step, env *envRecord) {
 		}
 		parts = append(parts, "target "+t.Redacted)
 	}
-	parts = append(parts, d.policySummary())
+	parts = append(parts, d.policySummary(), d.readSummary())
 	s.found(strings.Join(parts, "; "))
 }
 
@@ -233,25 +233,37 @@ func fixForConfigError(err error) string {
 			return "point AWS_SSLROOTCERT at a readable PEM CA bundle, set it to system, or unset it (the system roots and the embedded Amazon RDS roots are trusted by default)"
 		case "AWS_DB_HOST":
 			return "set AWS_DB_HOST to the database's endpoint"
+		case "DATABASE_READ_URL", "AWS_DB_READ_HOST":
+			return "correct " + ce.Var + " as the message says (DATABASE_READ_URL: postgresql://replica1:5432,replica2:5432/dbname; AWS_DB_READ_HOST: replica1[:port],replica2[:port]; Aurora: the cluster's reader endpoint), or unset it to read from the writer"
 		}
 		return "correct " + ce.Var + " as the message says"
 	}
 	return "correct the connection settings as the message says"
 }
 
-// setWriter records the writer target with the pool configuration the
-// Manager would build for it.
+// setWriter records the writer target, and its read replicas, with the
+// pool configuration the Manager would build for each.
 func (d *diagnosis) setWriter(t Target) error {
+	w, err := d.newTarget(roleWriter, t)
+	if err != nil {
+		return err
+	}
+	d.writer = w
+	return d.setReplicas(t)
+}
+
+// newTarget is target t in role with the pool configuration the Manager
+// would build for it; t's passwords are scrubbed from the report.
+func (d *diagnosis) newTarget(role string, t Target) (*diagTarget, error) {
 	for _, pw := range dsnPasswords(t.DSN.Reveal()) {
 		d.addSecret(pw)
 	}
 	rec := &tlsRecorder{}
 	pc, err := NewPoolConfig(d.cfg, t, WithPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.writer = &diagTarget{role: roleWriter, target: t, pool: pc, tls: rec}
-	return nil
+	return &diagTarget{role: role, target: t, pool: pc, tls: rec}, nil
 }
 
 func plural(n int, word string) string {

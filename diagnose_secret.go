@@ -157,7 +157,7 @@ func (d *diagnosis) checkSecret(ctx context.Context, s *Step) {
 	if d.cfg.IAMAuth {
 		parts = append(parts, "its password is not used (AWS_DB_IAM_AUTH: an IAM token instead)")
 	}
-	parts = append(parts, "target "+t.Redacted, d.policySummary())
+	parts = append(parts, "target "+t.Redacted, d.policySummary(), d.readSummary())
 	s.found(strings.Join(parts, "; "))
 }
 

@@ -9,7 +9,8 @@ import (
 )
 
 // The server step: the server's version, whether this node accepts writes
-// (and whether the pool's own node check would use it), max_connections
+// (and whether the pool's own node check would use it; on a read replica,
+// that it is a standby and its lag, diagnose_replica.go), max_connections
 // against the pool's maximum, and signs of a transaction pooler in front
 // of it with the query exec mode callers' SQL needs there.
 //
@@ -124,6 +125,13 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 		s.warn(detail+fmt.Sprintf("; with %d connections in use, a full pool (%d) would pass the limit (%d)", others, poolMax, limit), connFix)
 	default:
 		s.found(detail)
+	}
+	if t.role == roleReplica {
+		connFix := s.Fix
+		d.checkReplica(ctx, s, conn, s.Detail)
+		if connFix != "" && s.Fix != connFix {
+			s.Fix = connFix + "; " + s.Fix
+		}
 	}
 }
 

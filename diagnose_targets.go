@@ -16,10 +16,17 @@ import (
 
 // Target roles.
 const (
-	roleWriter = "writer"
-	// Read replicas (DATABASE_READ_URL / AWS_DB_READ_HOST) will be targets
-	// with a role of their own, diagnosed by the same steps.
+	roleWriter  = "writer"
+	roleReplica = "replica" // a read replica (DATABASE_READ_URL / AWS_DB_READ_HOST)
 )
+
+// replicaStepPrefix names a read replica's per-host steps: replica-dns,
+// replica-tcp, replica-tls, replica-auth, replica-server.
+const replicaStepPrefix = "replica-"
+
+// replicaOutOfRotation is what a read replica's failed step means for the
+// service: a warning, since reads go on without it.
+const replicaOutOfRotation = "the Manager keeps this read replica out of rotation while this lasts, and its reads go to another replica or the writer (a warning: nothing fails)"
 
 // diagTarget is one place the Manager connects to, with the pool
 // configuration it would use there.
@@ -30,12 +37,34 @@ type diagTarget struct {
 	tls    *tlsRecorder // what verified handshakes with pool's TLS settings showed
 }
 
-// targets lists what the Manager connects to: the writer. Each read
-// replica joins this list once the library has them; hostSteps then
-// diagnoses it exactly as the writer, and only the writer gets the store
-// step.
+// targets lists what the Manager connects to: the writer, then each read
+// replica. hostSteps diagnoses a replica exactly as the writer; only the
+// writer gets the store step.
 func (d *diagnosis) targets() []*diagTarget {
-	return []*diagTarget{d.writer}
+	return append([]*diagTarget{d.writer}, d.replicas...)
+}
+
+// stepName is the name of the per-host step name on t: the name itself on
+// the writer, prefixed with replicaStepPrefix on a read replica.
+func (t *diagTarget) stepName(name string) string {
+	if t.role == roleReplica {
+		return replicaStepPrefix + name
+	}
+	return name
+}
+
+// hostStep runs the per-host step name of t on addr and reports whether it
+// failed. On a read replica a failure is recorded as a warning saying the
+// replica is out of rotation: the Manager serves reads without it. (A
+// misconfigured replica fails the config step instead.)
+func (d *diagnosis) hostStep(ctx context.Context, t *diagTarget, name, addr string, check func(context.Context, *Step)) bool {
+	status := d.step(ctx, t.stepName(name), addr, check)
+	if status == StepFailed && t.role == roleReplica {
+		s := &d.steps[len(d.steps)-1]
+		s.Status = StepWarning
+		s.Detail += "; " + replicaOutOfRotation
+	}
+	return status == StepFailed
 }
 
 // endpoint is one host:port of a target and the TLS settings pgx tries on
@@ -164,31 +193,42 @@ func (d *diagnosis) endpointSteps(ctx context.Context, t *diagTarget, ep endpoin
 	cc := ep.connConfig(t.pool)
 	skipRest := func(names []string, failed string) {
 		for _, n := range names {
-			d.skip(n, addr, "needs "+failed+", which failed")
+			d.skip(t.stepName(n), addr, "needs "+t.stepName(failed)+", which failed")
 		}
 	}
 	var addrs []netAddr
-	if d.step(ctx, "dns", addr, func(ctx context.Context, s *Step) { addrs = d.checkDNS(ctx, s, cc, ep) }) == StepFailed {
+	if d.hostStep(ctx, t, "dns", addr, func(ctx context.Context, s *Step) { addrs = d.checkDNS(ctx, s, cc, ep) }) {
 		skipRest([]string{"tcp", "tls", "auth", "server"}, "dns")
 		return res
 	}
 	var reached netAddr
-	if d.step(ctx, "tcp", addr, func(ctx context.Context, s *Step) { reached = d.checkTCP(ctx, s, cc, addrs) }) == StepFailed {
+	if d.hostStep(ctx, t, "tcp", addr, func(ctx context.Context, s *Step) { reached = d.checkTCP(ctx, s, cc, addrs) }) {
 		skipRest([]string{"tls", "auth", "server"}, "tcp")
 		return res
 	}
-	if d.step(ctx, "tls", addr, func(ctx context.Context, s *Step) { d.checkTLS(ctx, s, t, cc, ep, reached) }) == StepFailed {
+	if d.hostStep(ctx, t, "tls", addr, func(ctx context.Context, s *Step) { d.checkTLS(ctx, s, t, cc, ep, reached) }) {
 		skipRest([]string{"auth", "server"}, "tls")
 		return res
 	}
 	var conn *pgx.Conn
-	if d.step(ctx, "auth", addr, func(ctx context.Context, s *Step) { conn = d.checkAuth(ctx, s, cc) }) == StepFailed {
+	if d.hostStep(ctx, t, "auth", addr, func(ctx context.Context, s *Step) { conn = d.checkAuth(ctx, s, t, cc) }) {
 		skipRest([]string{"server"}, "auth")
 		return res
 	}
-	defer closeConn(conn)
+	kept := false
+	defer func() {
+		if !kept {
+			closeConn(conn)
+		}
+	}()
 	res.loggedIn = true
 	res.serverStep = len(d.steps)
-	d.step(ctx, "server", addr, func(ctx context.Context, s *Step) { d.checkServer(ctx, s, t, cc, conn, &res) })
+	d.hostStep(ctx, t, "server", addr, func(ctx context.Context, s *Step) { d.checkServer(ctx, s, t, cc, conn, &res) })
+	if t.role == roleWriter && len(d.replicas) > 0 && d.writerConn == nil && res.poolUses && !res.readOnly {
+		// The node the Manager would write to: the replicas' server steps
+		// read its WAL position on this connection to measure their lag.
+		kept, d.writerConn = true, conn
+		d.cleanup = append(d.cleanup, func() { closeConn(conn) })
+	}
 	return res
 }

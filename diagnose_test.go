@@ -222,7 +222,7 @@ func TestExplainLoginRefusals(t *testing.T) {
 	var fixes []string
 	for _, c := range cases {
 		d := newDiagnosis(c.cfg, nil)
-		detail, fix := d.explainLogin(c.err, cc, d.loginMethod(cc), time.Millisecond)
+		detail, fix := d.explainLogin(c.err, cc, d.loginMethod(&diagTarget{role: roleWriter}, cc), time.Millisecond)
 		for _, w := range c.want {
 			if !strings.Contains(detail+" "+fix, w) {
 				t.Errorf("%s: %q | %q does not say %q", c.name, detail, fix, w)

