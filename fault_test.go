@@ -249,15 +249,7 @@ func load(t *testing.T, m *Manager, during func()) {
 // long before that bound.
 func TestCallerCancelEndsABoundedCallAtOnce(t *testing.T) {
 	ctx := context.Background()
-	dbURL, proxy := viaProxy(t, pgtest.URL(t))
-	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "10", "DB_POOL_TIMEOUT", "10"))
-	if err := m.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s := m.Store()
-	if _, err := s.Put(ctx, "apis", "k", []byte(`1`)); err != nil {
-		t.Fatal(err)
-	}
+	s, proxy := storeWithOneRowBehindAProxy(t, "10", "10")
 	proxy.BlackHole()
 	defer proxy.Heal()
 	cctx, cancel := context.WithCancel(ctx)
@@ -277,10 +269,14 @@ func TestCallerCancelEndsABoundedCallAtOnce(t *testing.T) {
 	}
 }
 
-func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
+// storeWithOneRowBehindAProxy is a Manager's Store on PostgreSQL reached
+// through a fault proxy, with DB_CONNECT_TIMEOUT and DB_POOL_TIMEOUT as
+// given (seconds) and the row apis/k written.
+func storeWithOneRowBehindAProxy(t *testing.T, connectTimeout, poolTimeout string) (Store, *faultproxy.Proxy) {
+	t.Helper()
 	ctx := context.Background()
 	dbURL, proxy := viaProxy(t, pgtest.URL(t))
-	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "1", "DB_POOL_TIMEOUT", "1"))
+	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", connectTimeout, "DB_POOL_TIMEOUT", poolTimeout))
 	if err := m.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -288,6 +284,12 @@ func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
 	if _, err := s.Put(ctx, "apis", "k", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
+	return s, proxy
+}
+
+func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
+	ctx := context.Background()
+	s, proxy := storeWithOneRowBehindAProxy(t, "1", "1")
 	proxy.BlackHole()
 	start := time.Now()
 	_, err := s.Get(ctx, "apis", "k") // no deadline of its own
