@@ -79,21 +79,21 @@ func (bm *managerBench) key(i int) string { return bm.keys[i%len(bm.keys)] }
 // Record.
 func (bm *managerBench) rawGet(ctx context.Context, key string) (Record, error) {
 	r := Record{Collection: "bench", Key: key}
-	err := bm.raw.QueryRow(ctx, bm.pg.pg.sql.get, "bench", key).Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
+	err := bm.raw.QueryRow(ctx, bm.pg.pg.sql.Get, "bench", key).Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
 }
 
 // rawPut is an unconditional Put in hand-written pgx.
 func (bm *managerBench) rawPut(ctx context.Context, key string, value []byte) (Record, error) {
 	r := Record{Collection: "bench", Key: key, Value: value}
-	err := bm.raw.QueryRow(ctx, bm.pg.pg.sql.upsert, "bench", key, value).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
+	err := bm.raw.QueryRow(ctx, bm.pg.pg.sql.Upsert, "bench", key, value).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
 }
 
 // rawList is List in hand-written pgx: the statement the store picks for
 // the same page, scanned into Records.
 func (bm *managerBench) rawList(ctx context.Context, opts ListOptions) ([]Record, error) {
-	sql, args := bm.pg.pg.sql.listQuery(bm.pg.pg.execMode(), "bench", opts, opts.Limit+1)
+	sql, args := bm.pg.pg.sql.ListQuery(bm.pg.pg.execMode(), "bench", opts.Prefix, opts.After, opts.Limit+1)
 	rows, err := bm.raw.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func BenchmarkPGGet(b *testing.B) {
 	})
 	b.Run("rawpgx", func(b *testing.B) {
 		var n atomic.Int64
-		sql := s.pg.sql.get
+		sql := s.pg.sql.Get
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				k := keys[int(n.Add(1))%len(keys)]
@@ -89,7 +89,7 @@ func BenchmarkPGPut(b *testing.B) {
 	})
 	b.Run("rawpgx", func(b *testing.B) {
 		var n atomic.Int64
-		sql := s.pg.sql.upsert
+		sql := s.pg.sql.Upsert
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				k := keys[int(n.Add(1))%len(keys)]
@@ -141,7 +141,7 @@ func BenchmarkPGInterleaved(b *testing.B) {
 			return err
 		}, func(k string) error {
 			var r Record
-			return pool.QueryRow(ctx, s.pg.sql.get, "bench", k).Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
+			return pool.QueryRow(ctx, s.pg.sql.Get, "bench", k).Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 		}, keys)
 	})
 	b.Run("Put", func(b *testing.B) {
@@ -151,7 +151,7 @@ func BenchmarkPGInterleaved(b *testing.B) {
 		}, func(k string) error {
 			var version int64
 			var created, updated time.Time
-			return pool.QueryRow(ctx, s.pg.sql.upsert, "bench", k, benchValue).Scan(&version, &created, &updated)
+			return pool.QueryRow(ctx, s.pg.sql.Upsert, "bench", k, benchValue).Scan(&version, &created, &updated)
 		}, keys)
 	})
 }

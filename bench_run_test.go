@@ -17,7 +17,6 @@ import (
 // TestBenchmarksRun so that none can rot between the runs that produce the
 // README's numbers.
 var packageBenchmarks = map[string]func(*testing.B){
-	"BenchmarkValidJSON":                  BenchmarkValidJSON,
 	"BenchmarkMemRatio":                   BenchmarkMemRatio,
 	"BenchmarkMemList":                    BenchmarkMemList,
 	"BenchmarkConnConfigTrust":            BenchmarkConnConfigTrust,

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -113,7 +114,7 @@ func TestSpecialPasswordAgainstServer(t *testing.T) {
 		t.Fatalf("DATABASE_URL with special password: %v", err)
 	}
 	// key=value form.
-	kv := "host=" + host + " port=" + strconv.Itoa(port) + " dbname=" + db + " user=" + role + " password=" + quoteKV(specialPassword) + " sslmode=disable"
+	kv := "host=" + host + " port=" + strconv.Itoa(port) + " dbname=" + db + " user=" + role + " password=" + connstr.QuoteKV(specialPassword) + " sslmode=disable"
 	if _, err := ParseDatabaseURL(kv); err != nil {
 		t.Fatal(err)
 	}

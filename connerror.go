@@ -6,11 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -180,7 +180,7 @@ func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	target := displayHostPort(cc.Host, int(cc.Port))
+	target := connstr.DisplayHostPort(cc.Host, int(cc.Port))
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return ClassifyConnectError(err, target)
@@ -194,17 +194,4 @@ func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 		return ClassifyConnectError(err, target)
 	}
 	return nil
-}
-
-func displayHostPort(host string, port int) string {
-	if host == "" {
-		return ""
-	}
-	if strings.HasPrefix(host, "/") {
-		return host
-	}
-	if port == 0 {
-		return host
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port))
 }

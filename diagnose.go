@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -218,7 +219,7 @@ func DiagnoseEnv(ctx context.Context, getenv func(string) string, opts ...Diagno
 	env.err = err
 	d := newDiagnosis(cfg, opts)
 	d.addSecret(env.set["AWS_DB_PASSWORD"]) // also when LoadConfig rejected the environment
-	for _, pw := range append(dsnPasswords(env.set["DATABASE_URL"]), dsnPasswords(env.set["DATABASE_READ_URL"])...) {
+	for _, pw := range append(connstr.Passwords(env.set["DATABASE_URL"]), connstr.Passwords(env.set["DATABASE_READ_URL"])...) {
 		d.addSecret(pw)
 	}
 	d.run(ctx, func(ctx context.Context, s *Step) { d.checkConfig(ctx, s, env) })
@@ -252,7 +253,7 @@ func newDiagnosis(cfg Config, opts []DiagnoseOption) *diagnosis {
 	}
 	d := &diagnosis{cfg: cfg, opts: o}
 	d.addSecret(cfg.DBPassword.Reveal())
-	for _, pw := range append(dsnPasswords(cfg.DatabaseURL.Reveal()), dsnPasswords(cfg.ReadURL.Reveal())...) {
+	for _, pw := range append(connstr.Passwords(cfg.DatabaseURL.Reveal()), connstr.Passwords(cfg.ReadURL.Reveal())...) {
 		d.addSecret(pw)
 	}
 	return d
@@ -334,8 +335,8 @@ func (d *diagnosis) finish() Report {
 	defer d.mu.Unlock()
 	for i := range r.Steps {
 		s := &r.Steps[i]
-		s.Detail = oneLine(scrubText(s.Detail, d.secrets))
-		s.Fix = oneLine(scrubText(s.Fix, d.secrets))
+		s.Detail = oneLine(connstr.Scrub(s.Detail, d.secrets))
+		s.Fix = oneLine(connstr.Scrub(s.Fix, d.secrets))
 		if s.Status == StepFailed {
 			r.OK = false
 		}

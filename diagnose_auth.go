@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -95,13 +96,13 @@ func (d *diagnosis) loginMethod(t *diagTarget, cc *pgx.ConnConfig) string {
 	switch {
 	case d.cfg.IAMAuth:
 		return "an IAM token (AWS_DB_IAM_AUTH)"
-	case t.role == roleReplica && len(dsnPasswords(d.cfg.ReadURL.Reveal())) > 0:
+	case t.role == roleReplica && len(connstr.Passwords(d.cfg.ReadURL.Reveal())) > 0:
 		return "the password in DATABASE_READ_URL"
 	case d.cfg.Source() == SourceSecret:
 		return fmt.Sprintf("the password of secret %q", d.cfg.SecretID)
 	case d.cfg.Source() == SourceAWSEnv:
 		return "the password in AWS_DB_PASSWORD"
-	case len(dsnPasswords(d.cfg.DatabaseURL.Reveal())) > 0:
+	case len(connstr.Passwords(d.cfg.DatabaseURL.Reveal())) > 0:
 		return "the password in DATABASE_URL"
 	case cc.Password != "":
 		return "a password from PGPASSWORD or ~/.pgpass"

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 )
 
 // The config step: which variables are set, which source wins and why,
@@ -215,7 +217,7 @@ func (d *diagnosis) policySummary() string {
 
 // dsnSSLMode returns the sslmode a connection string asks for ("" if none).
 func dsnSSLMode(dsn string) string {
-	params, err := dsnParams(dsn)
+	params, err := connstr.Params(dsn)
 	if err != nil {
 		return ""
 	}
@@ -255,7 +257,7 @@ func (d *diagnosis) setWriter(t Target) error {
 // newTarget is target t in role with the pool configuration the Manager
 // would build for it; t's passwords are scrubbed from the report.
 func (d *diagnosis) newTarget(role string, t Target) (*diagTarget, error) {
-	for _, pw := range dsnPasswords(t.DSN.Reveal()) {
+	for _, pw := range connstr.Passwords(t.DSN.Reveal()) {
 		d.addSecret(pw)
 	}
 	rec := &tlsRecorder{}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/pgsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -105,7 +106,7 @@ func (d *diagnosis) checkStore(ctx context.Context, s *Step) {
 	default:
 		parts = append(parts, "schema "+qs)
 	}
-	current := p.records && layoutErr == nil && layout == pgSchemaVersion
+	current := p.records && layoutErr == nil && layout == pgsql.LayoutVersion
 	missing, grants := p.missing(schema, current)
 	if len(missing) > 0 {
 		s.fail(strings.Join(parts, "; ")+fmt.Sprintf("; user %s lacks %s, which the Store needs at start-up", p.user, strings.Join(missing, ", ")),
@@ -124,12 +125,12 @@ func (d *diagnosis) checkStore(ctx context.Context, s *Step) {
 	case layoutErr != nil:
 		s.fail(strings.Join(parts, "; ")+"; cannot read the layout version: "+errorText(layoutErr), "check the schema_version table of schema "+qs)
 		return
-	case layout > pgSchemaVersion:
-		s.fail(strings.Join(parts, "; ")+fmt.Sprintf("; a newer release made this layout (version %d; this one knows up to %d)", layout, pgSchemaVersion),
+	case layout > pgsql.LayoutVersion:
+		s.fail(strings.Join(parts, "; ")+fmt.Sprintf("; a newer release made this layout (version %d; this one knows up to %d)", layout, pgsql.LayoutVersion),
 			"upgrade github.com/gatewaykit/dbmanager in this service, or give it another schema (WithStoreSchema)")
 		return
-	case layout > 0 && layout < pgSchemaVersion:
-		parts = append(parts, fmt.Sprintf("the Manager migrates layout %d to %d at start-up", layout, pgSchemaVersion))
+	case layout > 0 && layout < pgsql.LayoutVersion:
+		parts = append(parts, fmt.Sprintf("the Manager migrates layout %d to %d at start-up", layout, pgsql.LayoutVersion))
 	}
 	if !d.opts.writeTest {
 		parts = append(parts, "nothing written (-write-test writes a scratch key)")

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"strings"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -96,7 +97,7 @@ func endpointsOf(cc *pgconn.Config) []endpoint {
 	return eps
 }
 
-func (e endpoint) addr() string { return displayHostPort(e.host, int(e.port)) }
+func (e endpoint) addr() string { return connstr.DisplayHostPort(e.host, int(e.port)) }
 
 // addrs lists the host:port of every endpoint of t, comma-separated.
 func (t *diagTarget) addrs() string {

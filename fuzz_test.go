@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -79,7 +80,7 @@ func FuzzParseDatabaseURL(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		dsn, err := ParseDatabaseURL(raw)
-		pws := dsnPasswords(raw)
+		pws := connstr.Passwords(raw)
 		leaks := func(s string) string {
 			for _, p := range pws {
 				if len(p) >= 6 && strings.Count(raw, p) == 1 && strings.Contains(s, p) {
@@ -111,7 +112,7 @@ func FuzzParseDatabaseURL(f *testing.F) {
 				t.Fatalf("safeError(pgx parse of raw) shows password %q: %v", p, safeError(perr))
 			}
 		}
-		_, _ = dsnParams(raw)
+		_, _ = connstr.Params(raw)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -71,16 +72,16 @@ func TestMultiHostURLKeepsItsHostList(t *testing.T) {
 	if strings.Contains(red, pw) || !strings.Contains(red, "@hostA:5432,hostB/gateway") {
 		t.Fatalf("Redact = %q", red)
 	}
-	set, err := setDSNParams(dsn, map[string]string{"sslmode": "verify-full"})
+	set, err := connstr.SetParams(dsn, map[string]string{"sslmode": "verify-full"})
 	if err != nil || !strings.Contains(set, "@hostA:5432,hostB/gateway?") || !strings.Contains(set, "sslmode=verify-full") {
-		t.Fatalf("setDSNParams = %q, %v", Redact(set), err)
+		t.Fatalf("connstr.SetParams = %q, %v", Redact(set), err)
 	}
-	params, err := dsnParams(dsn)
+	params, err := connstr.Params(dsn)
 	if err != nil || params["sslmode"] != "require" {
-		t.Fatalf("dsnParams = %v, %v", params, err)
+		t.Fatalf("connstr.Params = %v, %v", params, err)
 	}
-	if pws := dsnPasswords(dsn); !slices.Contains(pws, pw) {
-		t.Fatal("dsnPasswords misses the password of a multi-host URL")
+	if pws := connstr.Passwords(dsn); !slices.Contains(pws, pw) {
+		t.Fatal("connstr.Passwords misses the password of a multi-host URL")
 	}
 	cc, err := pgconn.ParseConfig(set)
 	if err != nil {
@@ -154,7 +155,7 @@ func FuzzDSNHosts(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ours, err := dsnHosts(dsn)
+		ours, err := connstr.Hosts(dsn)
 		if err != nil {
 			return
 		}
@@ -164,29 +165,19 @@ func FuzzDSNHosts(f *testing.F) {
 		}
 		var theirs []string
 		for _, fb := range append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port}}, cc.Fallbacks...) {
-			s := displayHostPort(fb.Host, int(fb.Port))
+			s := connstr.DisplayHostPort(fb.Host, int(fb.Port))
 			if len(theirs) == 0 || theirs[len(theirs)-1] != s { // TLS and plaintext attempts of one host
 				theirs = append(theirs, s)
 			}
 		}
 		for _, h := range ours {
-			if h.host == "" {
+			if h.Host == "" {
 				return // pgx fills in its default host (a socket directory)
 			}
 		}
 		// pgx lists a host twice for sslmode=prefer (TLS, then plaintext).
-		if got := slices.Compact(hostStrings(ours)); !slices.Equal(got, theirs) {
+		if got := slices.Compact(connstr.HostStrings(ours)); !slices.Equal(got, theirs) {
 			t.Fatalf("%q: hosts %q; pgx tries %q", Redact(dsn), got, theirs)
 		}
 	})
-}
-
-func TestConfigAddrListsEveryHostOnce(t *testing.T) {
-	cc, err := pgconn.ParseConfig("postgres://u@hostA:5432,hostB:5433/db") // sslmode=prefer: two attempts per host
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := configAddr(cc); got != "hostA:5432,hostB:5433" {
-		t.Fatalf("configAddr = %q", got)
-	}
 }

@@ -108,7 +108,7 @@ func explainPrepared(t *testing.T, conn *pgxpool.Conn, sql string, args []any, m
 }
 
 // listPageShapes are the List calls whose statements the plan tests check:
-// every statement listQuery can choose, from the start, the middle and the
+// every statement pgsql.ListQuery can choose, from the start, the middle and the
 // end of a bulk-filled collection.
 func listPageShapes() []ListOptions {
 	shapes := []ListOptions{
@@ -181,7 +181,7 @@ func TestPGListPlansAreOrderedIndexScans(t *testing.T) {
 	check := func(stats string) {
 		for _, o := range listPageShapes() {
 			o, _ := resolveListOptions(o)
-			sql, args := s.pg.sql.listQuery(s.pg.execMode(), "apis", o, o.Limit+1)
+			sql, args := s.pg.sql.ListQuery(s.pg.execMode(), "apis", o.Prefix, o.After, o.Limit+1)
 			args = args[1:] // the exec mode
 			for _, cache := range []string{"4GB", "8MB"} {
 				// 8MB: as if the table were much larger than the cache,
@@ -225,40 +225,4 @@ func TestPGListPlansAreOrderedIndexScans(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("analysed, small collections around")
-}
-
-// TestListQueryShapes pins which statement serves which page and that the
-// key range it gets is exact.
-func TestListQueryShapes(t *testing.T) {
-	q := newPGStatements("s")
-	for _, c := range []struct {
-		opts ListOptions
-		sql  string
-		args []any
-	}{
-		{ListOptions{}, q.listAfter, []any{"c", "", 101}},
-		{ListOptions{After: "k"}, q.listAfter, []any{"c", "k", 101}},
-		{ListOptions{Prefix: "ab"}, q.listRange, []any{"c", "ab", "ac", 101}},
-		{ListOptions{Prefix: "ab", After: "a"}, q.listRange, []any{"c", "ab", "ac", 101}},
-		{ListOptions{Prefix: "ab", After: "ab"}, q.listRangeAfter, []any{"c", "ab", "ac", 101}},
-		{ListOptions{Prefix: "ab", After: "abz"}, q.listRangeAfter, []any{"c", "abz", "ac", 101}},
-		{ListOptions{Prefix: "%_\\"}, q.listRange, []any{"c", "%_\\", "%_]", 101}},
-		{ListOptions{Prefix: "\U0010FFFF"}, q.listFrom, []any{"c", "\U0010FFFF", 101}},
-		{ListOptions{Prefix: "\U0010FFFF", After: "\U0010FFFFx"}, q.listAfter, []any{"c", "\U0010FFFFx", 101}},
-	} {
-		sql, args := q.listQuery(directExecMode, "c", c.opts, 101)
-		if args[0] != directExecMode {
-			t.Errorf("listQuery(%+v): the exec mode is not the first argument: %v", c.opts, args)
-		}
-		args = args[1:]
-		if sql != c.sql || fmt.Sprint(args) != fmt.Sprint(c.args) {
-			t.Errorf("listQuery(%+v) = %s %q; want %s %q", c.opts, sql, args, c.sql, c.args)
-		}
-	}
-	// Each is the collection and one key range, nothing more.
-	for sql, ands := range map[string]int{q.listAfter: 1, q.listFrom: 1, q.listRange: 2, q.listRangeAfter: 2} {
-		if strings.Count(sql, " AND ") != ands || strings.Contains(sql, "starts_with") || strings.Contains(sql, "LIKE") {
-			t.Errorf("List statement with redundant predicates: %s", sql)
-		}
-	}
 }

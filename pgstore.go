@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/pgsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,8 +89,8 @@ func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...PGOption) (*PGS
 			opt(&o)
 		}
 	}
-	if err := validateSchemaName(o.schema); err != nil {
-		return nil, fmt.Errorf("dbmanager: NewPGStore: %w", err)
+	if err := pgsql.ValidateSchemaName(o.schema); err != nil {
+		return nil, fmt.Errorf("dbmanager: NewPGStore: %w: %w", ErrInvalid, err)
 	}
 	b := newPGBackend(o)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
@@ -100,7 +101,7 @@ func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...PGOption) (*PGS
 		if proxied {
 			b.mode.Store(int32(proxiedExecMode))
 		}
-		return migrate(ctx, conn, o.schema, b.execMode())
+		return pgsql.Migrate(ctx, conn, o.schema, b.execMode())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dbmanager: NewPGStore: create schema %s: %w", pgx.Identifier{o.schema}.Sanitize(), err)
@@ -118,7 +119,7 @@ type pgBackend struct {
 	schema      string
 	acquire     func(context.Context) (*pgxpool.Conn, error)
 	retryBudget time.Duration // see withRetryBudget
-	sql         pgStatements
+	sql         pgsql.Statements
 	health      string // see healthStatement
 	// mode is the pgx.QueryExecMode passed as the first argument of every
 	// statement, whatever the pool's DefaultQueryExecMode (pgexecmode.go).
@@ -129,7 +130,7 @@ type pgBackend struct {
 }
 
 func newPGBackend(o pgOptions) *pgBackend {
-	b := &pgBackend{schema: o.schema, acquire: o.acquire, retryBudget: o.retryBudget, sql: newPGStatements(o.schema),
+	b := &pgBackend{schema: o.schema, acquire: o.acquire, retryBudget: o.retryBudget, sql: pgsql.NewStatements(o.schema),
 		health: healthStatement(o.schema), reads: o.reads}
 	b.mode.Store(int32(directExecMode))
 	return b
@@ -161,7 +162,7 @@ func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, er
 	}
 	r := Record{Collection: collection, Key: key}
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, b.sql.get, b.execMode(), collection, key).
+		return conn.QueryRow(ctx, b.sql.Get, b.execMode(), collection, key).
 			Scan(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -171,12 +172,12 @@ func (b *pgBackend) get(ctx context.Context, collection, key string) (Record, er
 }
 
 func (b *pgBackend) put(ctx context.Context, collection, key string, value []byte, cond writeConditions) (Record, error) {
-	sql, args := b.sql.upsert, []any{b.execMode(), collection, key, value}
+	sql, args := b.sql.Upsert, []any{b.execMode(), collection, key, value}
 	switch {
 	case cond.ifAbsent:
-		sql = b.sql.insert
+		sql = b.sql.Insert
 	case cond.versionSet:
-		sql, args = b.sql.update, append(args, cond.ifVersion)
+		sql, args = b.sql.Update, append(args, cond.ifVersion)
 	}
 	r := Record{Collection: collection, Key: key, Value: value}
 	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
@@ -196,9 +197,9 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 }
 
 func (b *pgBackend) delete(ctx context.Context, collection, key string, cond writeConditions) error {
-	sql, args := b.sql.delete, []any{b.execMode(), collection, key}
+	sql, args := b.sql.Delete, []any{b.execMode(), collection, key}
 	if cond.versionSet {
-		sql, args = b.sql.deleteVersion, append(args, cond.ifVersion)
+		sql, args = b.sql.DeleteVersion, append(args, cond.ifVersion)
 	}
 	var deleted int64
 	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
@@ -231,7 +232,7 @@ func (b *pgBackend) list(ctx context.Context, collection string, opts ListOption
 			return records, more, err
 		}
 	}
-	sql, args := b.sql.listQuery(b.execMode(), collection, opts, opts.Limit+1)
+	sql, args := b.sql.ListQuery(b.execMode(), collection, opts.Prefix, opts.After, opts.Limit+1)
 	var records []Record
 	scan := scanRecords(collection, &records)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gatewaykit/dbmanager/internal/pgsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -83,7 +84,7 @@ func TestPGStoreRefusesNewerSchemaVersion(t *testing.T) {
 	if _, err := NewPGStore(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE dbmanager.schema_version SET version = $1`, pgSchemaVersion+1); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE dbmanager.schema_version SET version = $1`, pgsql.LayoutVersion+1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewPGStore(ctx, pool); err == nil || !strings.Contains(err.Error(), "version") {
@@ -275,26 +276,6 @@ func TestPGStoreLinguisticCollation(t *testing.T) {
 		p, err := s.List(ctx, "c", ListOptions{Prefix: prefix})
 		if err != nil || len(p.Records) != want {
 			t.Errorf("Prefix %q on a linguistic database: %d records (%v), want %d", prefix, len(p.Records), err, want)
-		}
-	}
-}
-
-func TestPrefixUpperBound(t *testing.T) {
-	for prefix, want := range map[string]string{
-		"":                      "",
-		"a":                     "b",
-		"a%":                    "a&",
-		"z\x7f":                 "z\u0080",
-		"é":                     "ê",
-		"\uD7FF":                "\uE000",
-		"a\U0010FFFF":           "b",
-		"\U0010FFFF":            "",
-		"\U0010FFFF\U0010FFFF":  "",
-		"x\U0010FFFF\U0010FFFF": "y",
-	} {
-		got, ok := prefixUpperBound(prefix)
-		if got != want || ok != (want != "") {
-			t.Errorf("prefixUpperBound(%q) = %q, %v; want %q", prefix, got, ok, want)
 		}
 	}
 }

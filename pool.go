@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/netconn"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,7 +33,7 @@ import (
 //	echo                SQL_ECHO             a pgx QueryTracer logging via slog
 //	(none)              DB_QUERY_EXEC_MODE   ConnConfig.DefaultQueryExecMode: SQL on Pool()
 //	(none)              DB_TCP_KEEPALIVE,    ConnConfig.DialFunc: keepalives and TCP_USER_TIMEOUT
-//	                    DB_TCP_USER_TIMEOUT  on every connection (dialer.go)
+//	                    DB_TCP_USER_TIMEOUT  on every connection (internal/netconn)
 //
 // and, unless target_session_attrs asks for another kind of node, the
 // pool follows the writer (writer.go): ValidateConnect refuses read-only
@@ -131,7 +133,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	if err != nil {
 		return nil, err
 	}
-	params, err := dsnParams(dsn)
+	params, err := connstr.Params(dsn)
 	if err != nil {
 		return nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
 	}
@@ -143,7 +145,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		return nil, err
 	}
 	applyConnectTimeout(cfg, dsn, pc.ConnConfig)
-	pc.ConnConfig.DialFunc = newDialer(cfg, pc.ConnConfig.ConnectTimeout).DialContext
+	pc.ConnConfig.DialFunc = netconn.NewDialer(pc.ConnConfig.ConnectTimeout, cfg.TCPKeepAlive, cfg.TCPUserTimeout).DialContext
 
 	_, urlMax := params["pool_max_conns"]
 	if !urlMax || cfg.Explicit.PoolSize || cfg.Explicit.MaxOverflow {
@@ -186,7 +188,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		}
 		// Every acquire also checks, without a round trip, that the server
 		// has not closed the connection while it sat idle.
-		pc.PrepareConn = dropClosedConns
+		pc.PrepareConn = netconn.DropClosed(func(c *pgx.Conn) { markClose(c, closeDeadPeer) })
 	} else {
 		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}
@@ -453,7 +455,7 @@ func explainAcquire(ctx context.Context, pool *pgxpool.Pool, err error, waited t
 	if errors.As(err, &ce) {
 		target := ""
 		if ce.Config != nil {
-			target = configAddr(ce.Config)
+			target = connstr.ConfigAddr(ce.Config)
 		}
 		return ClassifyConnectError(err, target)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/netconn"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -282,5 +284,39 @@ func TestPoolConnectFailureIsClassifiedAndRedacted(t *testing.T) {
 	wantReason(t, err, ReasonAuth)
 	if strings.Contains(buf.String(), leakMarker) {
 		t.Fatal("log leaks the password")
+	}
+}
+
+// TestPoolConnectionsCarryKeepAliveAndUserTimeout checks the options on a
+// connection the pool's config really opens to PostgreSQL: the pool dials
+// with netconn.NewDialer and the configured durations (or the defaults,
+// DefaultTCPKeepAlive and DefaultTCPUserTimeout).
+func TestPoolConnectionsCarryKeepAliveAndUserTimeout(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads Linux socket options")
+	}
+	url := pgtest.URL(t)
+	for _, c := range []struct {
+		env  []string
+		want netconn.SocketOptions
+	}{
+		{[]string{"DB_TCP_USER_TIMEOUT", "3", "DB_TCP_KEEPALIVE", "4"},
+			netconn.SocketOptions{KeepAlive: 1, Idle: 4, Interval: 1, Count: netconn.KeepAliveProbes, UserTimeout: 3 * time.Second}},
+		{nil, netconn.SocketOptions{KeepAlive: 1, Idle: int(DefaultTCPKeepAlive / time.Second), Interval: 1,
+			Count: netconn.KeepAliveProbes, UserTimeout: DefaultTCPUserTimeout}},
+	} {
+		pc := poolConfigFor(t, append([]string{"DATABASE_URL", url}, c.env...)...)
+		conn, err := pgx.ConnectConfig(context.Background(), pc.ConnConfig)
+		if err != nil {
+			t.Fatal(safeError(err))
+		}
+		got, err := netconn.ReadSocketOptions(conn.PgConn().Conn())
+		conn.Close(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("pool connection options with %q: %+v; want %+v", c.env, got, c.want)
+		}
 	}
 }

@@ -390,13 +390,21 @@ func varsReadByLoadConfig(t *testing.T) map[string]bool {
 	return vars
 }
 
-// sourceLiterals returns every string literal in the package's non-test
-// Go files.
+// sourceLiterals returns every string literal in the non-test Go files of
+// the package and of the internal packages it imports (where its machinery
+// lives; the test-only ones, such as pgtest, do not count).
 func sourceLiterals(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, dir := range libraryInternalDirs(t) {
+		internal, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, internal...)
 	}
 	var lits []string
 	for _, name := range files {
@@ -417,6 +425,36 @@ func sourceLiterals(t *testing.T) []string {
 		})
 	}
 	return lits
+}
+
+// libraryInternalDirs lists the internal/ directories whose packages the
+// root package's non-test files import.
+func libraryInternalDirs(t *testing.T) []string {
+	t.Helper()
+	const prefix = "github.com/gatewaykit/dbmanager/"
+	seen := map[string]bool{}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if dir, ok := strings.CutPrefix(p, prefix); ok && strings.HasPrefix(dir, "internal/") && !seen[dir] {
+				seen[dir] = true
+				dirs = append(dirs, dir)
+			}
+		}
+	}
+	return dirs
 }
 
 // dirMentions reports whether a Go file under dir contains s.

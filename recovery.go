@@ -90,7 +90,7 @@ const (
 // analyzeAfterMove refreshes the planner's statistics once a move has
 // written many rows at once, instead of leaving that to autovacuum, which
 // may take minutes to notice. The Store's own statements do not need it
-// (their plans are the same with or without statistics, see listQuery),
+// (their plans are the same with or without statistics, see pgsql.ListQuery),
 // but a caller's own SQL on the table might. It runs after the switch, on
 // the recovery goroutine, so no call waits for it; ANALYZE takes a lock
 // that blocks no read or write, only other maintenance and DDL on the
@@ -104,7 +104,7 @@ func (m *Manager) analyzeAfterMove(ctx context.Context, p *primary, moved int) {
 	actx, cancel := context.WithTimeout(ctx, analyzeTimeout)
 	defer cancel()
 	start := time.Now()
-	if _, err := p.pool.Exec(actx, p.store.pg.sql.analyze, pgx.QueryExecModeSimpleProtocol); err != nil {
+	if _, err := p.pool.Exec(actx, p.store.pg.sql.Analyze, pgx.QueryExecModeSimpleProtocol); err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("Analyzing the table after the move failed; autovacuum will do it later",
 				slog.String("reason", errorText(err)))

@@ -3,11 +3,15 @@ package dbmanager
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 )
 
 // Read replica configuration.
@@ -106,7 +110,7 @@ func checkReadURL(raw string) error {
 		return bad("names no host; want postgresql://host:5432/dbname or host=... (one replica per host)")
 	}
 	for _, h := range s.hosts {
-		if h.host == "" || strings.HasPrefix(h.host, "/") {
+		if h.Host == "" || strings.HasPrefix(h.Host, "/") {
 			return bad("every replica needs a TCP host name or IP address (no empty host, no Unix socket)")
 		}
 	}
@@ -116,9 +120,9 @@ func checkReadURL(raw string) error {
 // parseReadHosts parses AWS_DB_READ_HOST: a comma-separated list of
 // host[:port] ([v6]:port for IPv6 with a port). Its errors say what is
 // wrong without quoting the value.
-func parseReadHosts(v string) ([]hostPort, error) {
-	var out []hostPort
-	seen := map[hostPort]bool{}
+func parseReadHosts(v string) ([]connstr.HostPort, error) {
+	var out []connstr.HostPort
+	seen := map[connstr.HostPort]bool{}
 	for i, elem := range splitList(v) {
 		n := i + 1
 		if elem == "" {
@@ -137,12 +141,12 @@ func parseReadHosts(v string) ([]hostPort, error) {
 	return out, nil
 }
 
-func parseReadHost(elem string) (hostPort, error) {
+func parseReadHost(elem string) (connstr.HostPort, error) {
 	if strings.ContainsAny(elem, "/?#@ \t\\'\"") {
-		return hostPort{}, errors.New("want a host name or IP address with an optional :port (no scheme, path, user or spaces)")
+		return connstr.HostPort{}, errors.New("want a host name or IP address with an optional :port (no scheme, path, user or spaces)")
 	}
 	if ip := net.ParseIP(elem); ip != nil && strings.Contains(elem, ":") {
-		return hostPort{host: elem}, nil // a bare IPv6 address, no port
+		return connstr.HostPort{Host: elem}, nil // a bare IPv6 address, no port
 	}
 	host, portText := elem, ""
 	if strings.HasPrefix(elem, "[") || strings.Contains(elem, ":") {
@@ -152,22 +156,22 @@ func parseReadHost(elem string) (hostPort, error) {
 			host, err = elem[1:len(elem)-1], nil
 		}
 		if err != nil {
-			return hostPort{}, errors.New("want host:port, or [IPv6]:port for an IPv6 address with a port")
+			return connstr.HostPort{}, errors.New("want host:port, or [IPv6]:port for an IPv6 address with a port")
 		}
 		if strings.HasPrefix(elem, "[") && net.ParseIP(host) == nil {
-			return hostPort{}, errors.New("only an IPv6 address goes in brackets")
+			return connstr.HostPort{}, errors.New("only an IPv6 address goes in brackets")
 		}
 	}
 	if host == "" {
-		return hostPort{}, errors.New("no host name")
+		return connstr.HostPort{}, errors.New("no host name")
 	}
-	h := hostPort{host: host}
+	h := connstr.HostPort{Host: host}
 	if portText != "" || strings.HasSuffix(elem, ":") {
 		p, err := strconv.Atoi(portText)
 		if err != nil || p < 1 || p > 65535 {
-			return hostPort{}, errors.New("the port is not a number from 1 to 65535")
+			return connstr.HostPort{}, errors.New("the port is not a number from 1 to 65535")
 		}
-		h.port = p
+		h.Port = p
 	}
 	return h, nil
 }
@@ -196,14 +200,14 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 		return nil, nil
 	}
 	writerDSN := writer.DSN.Reveal()
-	params, err := dsnParams(writerDSN)
+	params, err := connstr.Params(writerDSN)
 	if err != nil {
 		return nil, &ConfigError{Var: "connection string", Problem: "cannot read the writer's parameters for the read replicas"}
 	}
 	if params["hostaddr"] != "" {
 		return nil, &ConfigError{Var: "connection string", Problem: "the writer's connection string sets hostaddr, which would send the read replicas' connections to the writer; use host"}
 	}
-	var hosts []hostPort
+	var hosts []connstr.HostPort
 	var own connSettings // what DATABASE_READ_URL names itself
 	if cfg.ReadURL.IsSet() {
 		dsn, err := ParseDatabaseURL(cfg.ReadURL.Reveal())
@@ -224,19 +228,19 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 	}
 	out := make([]Target, 0, len(hosts))
 	for _, h := range hosts {
-		if h.port == 0 {
-			h.port = writerPort(writer)
+		if h.Port == 0 {
+			h.Port = writerPort(writer)
 		}
-		set := map[string]string{"host": h.host, "port": strconv.Itoa(h.port), "target_session_attrs": "any"}
+		set := map[string]string{"host": h.Host, "port": strconv.Itoa(h.Port), "target_session_attrs": "any"}
 		for _, p := range own.pairs {
-			set[p.key] = p.value
+			set[p.Key] = p.Value
 		}
-		dsn, err := setDSNParams(writerDSN, set)
+		dsn, err := connstr.SetParams(writerDSN, set)
 		if err != nil {
 			return nil, &ConfigError{Var: "connection string", Problem: "cannot set a read replica's host in the writer's connection string"}
 		}
 		t := Target{Source: writer.Source, DSN: NewSecret(dsn), Redacted: Redact(dsn),
-			Host: h.host, Port: h.port, Hosts: []string{h.String()}, Database: writer.Database, User: writer.User}
+			Host: h.Host, Port: h.Port, Hosts: []string{h.String()}, Database: writer.Database, User: writer.User}
 		if v, ok := own.lookup("dbname"); ok {
 			t.Database = v
 		}
@@ -254,54 +258,54 @@ func writerPort(writer Target) int {
 	if writer.Port != 0 {
 		return writer.Port
 	}
-	if hosts, err := dsnHosts(writer.DSN.Reveal()); err == nil && len(hosts) > 0 && hosts[0].port != 0 {
-		return hosts[0].port
+	if hosts, err := connstr.Hosts(writer.DSN.Reveal()); err == nil && len(hosts) > 0 && hosts[0].Port != 0 {
+		return hosts[0].Port
 	}
 	return DefaultDBPort
 }
 
 // connSettings is what a connection string names: its hosts, each with
-// its port (dsnHosts), and every other setting (user, password, dbname
+// its port (connstr.Hosts), and every other setting (user, password, dbname
 // and the parameters), in order, as libpq keywords.
 type connSettings struct {
-	hosts []hostPort
-	pairs []kvPair // everything but host and port
+	hosts []connstr.HostPort
+	pairs []connstr.Pair // everything but host and port
 }
 
 // parseConnSettings reads a URL (postgres://, possibly several hosts) or
 // a key=value string.
 func parseConnSettings(dsn string) (connSettings, error) {
 	var s connSettings
-	hosts, err := dsnHosts(dsn)
+	hosts, err := connstr.Hosts(dsn)
 	if err != nil {
 		return s, err
 	}
-	if isURLForm(dsn) {
-		u, err := parsePGURL(dsn)
+	if connstr.IsURL(dsn) {
+		u, err := connstr.ParseURL(dsn)
 		if err != nil {
 			return s, err
 		}
 		if u.User != nil {
-			s.pairs = append(s.pairs, kvPair{key: "user", value: u.User.Username()})
+			s.pairs = append(s.pairs, connstr.Pair{Key: "user", Value: u.User.Username()})
 			if pw, ok := u.User.Password(); ok {
-				s.pairs = append(s.pairs, kvPair{key: "password", value: pw})
+				s.pairs = append(s.pairs, connstr.Pair{Key: "password", Value: pw})
 			}
 		}
 		if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-			s.pairs = append(s.pairs, kvPair{key: "dbname", value: db})
+			s.pairs = append(s.pairs, connstr.Pair{Key: "dbname", Value: db})
 		}
-		q, err := u.query()
+		q, err := u.Query()
 		if err != nil {
 			return s, err
 		}
-		for _, k := range sortedKeys(lastValues(q)) {
-			s.pairs = append(s.pairs, kvPair{key: k, value: q.Get(k)})
+		for _, k := range slices.Sorted(maps.Keys(lastValues(q))) {
+			s.pairs = append(s.pairs, connstr.Pair{Key: k, Value: q.Get(k)})
 		}
-	} else if s.pairs, err = parseKV(dsn); err != nil {
+	} else if s.pairs, err = connstr.ParseKV(dsn); err != nil {
 		return s, err
 	}
 	s.drop("host", "port")
-	if len(hosts) == 1 && hosts[0] == (hostPort{}) {
+	if len(hosts) == 1 && hosts[0] == (connstr.HostPort{}) {
 		return s, nil // no host named at all
 	}
 	s.hosts = hosts
@@ -320,8 +324,8 @@ func lastValues(q url.Values) map[string]string {
 func (s *connSettings) lookup(key string) (string, bool) {
 	v, ok := "", false
 	for _, p := range s.pairs {
-		if p.key == key {
-			v, ok = p.value, true
+		if p.Key == key {
+			v, ok = p.Value, true
 		}
 	}
 	return v, ok
@@ -334,7 +338,7 @@ func (s *connSettings) drop(keys ...string) {
 	for _, p := range s.pairs {
 		drop := false
 		for _, k := range keys {
-			drop = drop || p.key == k
+			drop = drop || p.Key == k
 		}
 		if !drop {
 			out = append(out, p)

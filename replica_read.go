@@ -30,7 +30,7 @@ func readsFromWriter(ctx context.Context) bool {
 // failed): the caller then reads from the writer.
 func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec Record, ok bool, err error) {
 	r := Record{Collection: collection, Key: key}
-	ok, err = b.reads.read(ctx, b.pipelineNamed(), b.sql.get, []any{collection, key}, scanOneRow(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt))
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), b.sql.Get, []any{collection, key}, scanOneRow(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt))
 	if !ok {
 		return Record{}, false, nil
 	}
@@ -42,7 +42,7 @@ func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec
 
 // replicaList is List on a read replica; ok as for replicaGet.
 func (b *pgBackend) replicaList(ctx context.Context, collection string, opts ListOptions) (records []Record, more, ok bool, err error) {
-	sql, args := b.sql.listQuery(directExecMode, collection, opts, opts.Limit+1)
+	sql, args := b.sql.ListQuery(directExecMode, collection, opts.Prefix, opts.After, opts.Limit+1)
 	args = args[1:] // the mode: read chooses its own
 	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scanRecords(collection, &records))
 	if !ok || err != nil {

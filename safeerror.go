@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -59,7 +60,7 @@ func safeError(err error) error {
 	}
 	var secrets []string
 	if isParse {
-		secrets = append(secrets, dsnPasswords(pce.ConnString)...)
+		secrets = append(secrets, connstr.Passwords(pce.ConnString)...)
 	}
 	if isConnect && ce.Config != nil {
 		secrets = append(secrets, ce.Config.Password)
@@ -68,7 +69,7 @@ func safeError(err error) error {
 	if isParse {
 		msg = strings.ReplaceAll(msg, pce.Error(), parseErrorText(pce))
 	}
-	s := &SafeError{msg: scrubText(msg, secrets), causes: keptCauses(err)}
+	s := &SafeError{msg: connstr.Scrub(msg, secrets), causes: keptCauses(err)}
 	if isParse {
 		s.causes = append(s.causes, ErrConfig)
 	}
@@ -92,7 +93,7 @@ func parseErrorText(pce *pgconn.ParseConfigError) string {
 		case errors.As(inner, &ne):
 			text += " (not a valid number)"
 		default:
-			text += " (" + scrubText(inner.Error(), dsnPasswords(pce.ConnString)) + ")"
+			text += " (" + connstr.Scrub(inner.Error(), connstr.Passwords(pce.ConnString)) + ")"
 		}
 	}
 	return "dbmanager: invalid configuration: cannot parse connection string: " + text

@@ -21,7 +21,7 @@ import (
 const (
 	closeLifetime = "lifetime"  // older than DB_POOL_RECYCLE
 	closeIdle     = "idle"      // idle longer than the pool's MaxConnIdleTime
-	closeDeadPeer = "dead_peer" // the server had already closed it (found on acquire, connalive.go)
+	closeDeadPeer = "dead_peer" // the server had already closed it (found on acquire, internal/netconn)
 	closeReadOnly = "read_only" // found on a read-only node
 	closeOverflow = "overflow"  // released while the pool already kept enough idle ones
 	closeShutdown = "shutdown"  // the pool was closed

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -64,7 +65,7 @@ type stmtEntry struct {
 // exists.
 func (t *instrumentation) instrumentPool(pc *pgxpool.Config) *poolTelemetry {
 	cc := pc.ConnConfig
-	name := displayHostPort(cc.Host, int(cc.Port)) + "/" + cc.Database
+	name := connstr.DisplayHostPort(cc.Host, int(cc.Port)) + "/" + cc.Database
 	pt := &poolTelemetry{
 		t:        t,
 		name:     name,

@@ -484,7 +484,7 @@ func TestTelemetryConnectionsClosedByReason(t *testing.T) {
 	})
 
 	// The server closes the pool's idle connections: the next acquire
-	// finds them dead (connalive.go) and opens a new one.
+	// finds them dead (internal/netconn) and opens a new one.
 	admin := openAdmin(t, url)
 	pool, _ := m.Pool()
 	var idle int

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -63,7 +64,7 @@ func loadCAFile(path string) ([]*x509.Certificate, error) {
 // prepareTLS applies the TLS policy to dsn before pgx parses it and
 // returns the trust decision for finishTLS.
 func prepareTLS(cfg Config, dsn string) (string, *trustPlan, error) {
-	params, err := dsnParams(dsn)
+	params, err := connstr.Params(dsn)
 	if err != nil {
 		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
 	}
@@ -89,7 +90,7 @@ func prepareTLS(cfg Config, dsn string) (string, *trustPlan, error) {
 				"the connection string asks for sslmode=%s, weaker than the verify-full that %s requires; remove sslmode or set sslmode=verify-full", mode, why)}
 		}
 	}
-	dsn, err = setDSNParams(dsn, set)
+	dsn, err = connstr.SetParams(dsn, set)
 	if err != nil {
 		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot set its TLS parameters"}
 	}
@@ -178,7 +179,7 @@ func connConfig(cfg Config, dsn string, rec *tlsRecorder) (*pgx.ConnConfig, erro
 }
 
 func applyConnectTimeout(cfg Config, dsn string, cc *pgx.ConnConfig) {
-	params, _ := dsnParams(dsn)
+	params, _ := connstr.Params(dsn)
 	if _, inDSN := params["connect_timeout"]; inDSN && !cfg.Explicit.ConnectTimeout && cc.ConnectTimeout > 0 {
 		return
 	}

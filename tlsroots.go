@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/gatewaykit/dbmanager/internal/rdsca"
 )
 
@@ -213,7 +214,7 @@ func trustedRoots(cfg Config) (*x509.CertPool, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		params, err := dsnParams(dsn)
+		params, err := connstr.Params(dsn)
 		if err != nil {
 			return nil, "", &ConfigError{Var: "DATABASE_URL", Problem: "cannot read its parameters"}
 		}

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 )
 
 // Source names where the connection settings came from.
@@ -55,9 +57,9 @@ type Target struct {
 // "hostA:5432,hostB:5433" for several hosts ("" if unknown).
 func (t Target) Addr() string {
 	if len(t.Hosts) > 0 {
-		return joinHosts(t.Hosts)
+		return connstr.JoinHosts(t.Hosts)
 	}
-	return displayHostPort(t.Host, t.Port)
+	return connstr.DisplayHostPort(t.Host, t.Port)
 }
 
 // LogValue describes the target for slog without secrets.
@@ -66,7 +68,7 @@ func (t Target) LogValue() slog.Value {
 		slog.String("source", string(t.Source)),
 		slog.String("host", t.Host),
 		slog.Int("port", t.Port),
-		slog.String("hosts", joinHosts(t.Hosts)),
+		slog.String("hosts", connstr.JoinHosts(t.Hosts)),
 		slog.String("database", t.Database),
 		slog.String("user", t.User),
 	)
@@ -105,12 +107,12 @@ func ParseDatabaseURL(raw string) (string, error) {
 		if !strings.Contains(raw, "=") {
 			return bad("not a URL or key=value connection string; want postgresql://user:password@host:5432/dbname or host=... dbname=...")
 		}
-		pairs, err := parseKV(raw)
+		pairs, err := connstr.ParseKV(raw)
 		if err != nil {
 			return bad("malformed key=value connection string (quote values with spaces as key='value')")
 		}
 		for _, p := range pairs {
-			if strings.EqualFold(p.key, "sslmode") && !validSSLMode(p.value) {
+			if strings.EqualFold(p.Key, "sslmode") && !validSSLMode(p.Value) {
 				return bad("sslmode must be disable, allow, prefer, require, verify-ca or verify-full")
 			}
 		}
@@ -123,8 +125,8 @@ func ParseDatabaseURL(raw string) (string, error) {
 		}
 		return bad(fmt.Sprintf("scheme %q is not PostgreSQL; want postgres://, postgresql://, postgresql+asyncpg:// or postgresql+psycopg2://", scheme))
 	}
-	u, err := parsePGURL("postgres" + raw[i:])
-	if errors.Is(err, errHostList) {
+	u, err := connstr.ParseURL("postgres" + raw[i:])
+	if errors.Is(err, connstr.ErrHostList) {
 		return bad("malformed host list: want host1:port1,host2:port2 (each port from 1 to 65535)")
 	}
 	if err != nil {
@@ -136,7 +138,7 @@ func ParseDatabaseURL(raw string) (string, error) {
 	if u.Opaque != "" {
 		return bad("malformed URL: want postgresql://user:password@host:5432/dbname")
 	}
-	q, err := u.query()
+	q, err := u.Query()
 	if err != nil {
 		return bad("malformed query string (percent-encode special characters)")
 	}
@@ -154,18 +156,18 @@ func ParseDatabaseURL(raw string) (string, error) {
 	if m := q.Get("sslmode"); m != "" && !validSSLMode(m) {
 		return bad("sslmode must be disable, allow, prefer, require, verify-ca or verify-full")
 	}
-	if u.hostList == "" && unbracketedColon(u.URL) {
+	if u.HostList == "" && connstr.UnbracketedColon(u.URL) {
 		return bad("malformed URL: write an IPv6 address in brackets, e.g. [::1]:5432")
 	}
-	if p := u.Port(); p != "" && u.hostList == "" { // parsePGURL checked a list's ports
+	if p := u.Port(); p != "" && u.HostList == "" { // connstr.ParseURL checked a list's ports
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return bad("port is not a number from 1 to 65535")
 		}
 	}
-	if _, err := splitHostPortLists(u.hostPortLists()); err != nil {
+	if _, err := connstr.SplitHostPortLists(u.HostPortLists()); err != nil {
 		return bad("the host and port lists do not match: give one port for all hosts or one per host")
 	}
-	u.setQuery(q)
+	u.SetQuery(q)
 	return u.String(), nil
 }
 
@@ -286,11 +288,11 @@ func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Tar
 // newTarget fills the display fields of a target from its DSN.
 func newTarget(src Source, dsn string) Target {
 	t := Target{Source: src, DSN: NewSecret(dsn), Redacted: Redact(dsn)}
-	if isURLForm(dsn) {
-		if u, err := parsePGURL(dsn); err == nil {
+	if connstr.IsURL(dsn) {
+		if u, err := connstr.ParseURL(dsn); err == nil {
 			t.Database = strings.TrimPrefix(u.Path, "/")
 			t.User = u.User.Username()
-			if q, err := u.query(); err == nil {
+			if q, err := u.Query(); err == nil {
 				if v := q.Get("dbname"); v != "" {
 					t.Database = v
 				}
@@ -299,26 +301,26 @@ func newTarget(src Source, dsn string) Target {
 				}
 			}
 		}
-	} else if pairs, err := parseKV(dsn); err == nil {
+	} else if pairs, err := connstr.ParseKV(dsn); err == nil {
 		for _, p := range pairs {
-			switch p.key {
+			switch p.Key {
 			case "dbname":
-				t.Database = p.value
+				t.Database = p.Value
 			case "user":
-				t.User = p.value
+				t.User = p.Value
 			}
 		}
 	}
-	hosts, err := dsnHosts(dsn)
+	hosts, err := connstr.Hosts(dsn)
 	if err != nil || len(hosts) == 0 {
 		return t
 	}
-	t.Hosts = hostStrings(hosts)
+	t.Hosts = connstr.HostStrings(hosts)
 	names := make([]string, len(hosts))
-	t.Port = hosts[0].port
+	t.Port = hosts[0].Port
 	for i, h := range hosts {
-		names[i] = h.host
-		if h.port != t.Port {
+		names[i] = h.Host
+		if h.Port != t.Port {
 			t.Port = 0
 		}
 	}

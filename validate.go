@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gatewaykit/dbmanager/internal/jsonvalid"
 )
 
 // validateName checks a collection name or key against the contract.
@@ -64,14 +66,14 @@ func validateCursor(what, s string) error {
 }
 
 // validateValue checks that v is one valid JSON document in valid UTF-8,
-// accepting exactly what utf8.Valid(v) && json.Valid(v) accepts. validJSON
+// accepting exactly what utf8.Valid(v) && json.Valid(v) accepts. jsonvalid.Valid
 // does both checks in one pass; only a rejected value pays for utf8.Valid,
 // to say which of the two failed.
 func validateValue(v []byte) error {
 	switch {
 	case len(v) > MaxValueLen:
 		return fmt.Errorf("%w: value is %d bytes, over the limit of %d", ErrInvalid, len(v), MaxValueLen)
-	case validJSON(v):
+	case jsonvalid.Valid(v):
 		return nil
 	case !utf8.Valid(v):
 		return fmt.Errorf("%w: value is not valid UTF-8", ErrInvalid)

@@ -1,6 +1,8 @@
 package dbmanager
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -24,5 +26,28 @@ func TestPlainASCII(t *testing.T) {
 	}
 	if !plainASCII("") {
 		t.Error(`plainASCII("") = false`)
+	}
+}
+
+func TestValidateValueKeepsItsErrors(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want string // "" means accepted
+	}{
+		{`{"a":[1,2,"é"]}`, ""},
+		{"\"\xff\"", "value is not valid UTF-8"},
+		{"\xff", "value is not valid UTF-8"},
+		{"[\xff", "value is not valid UTF-8"},
+		{`{"a":}`, "value is not a valid JSON document"},
+		{``, "value is not a valid JSON document"},
+		{strings.Repeat("[", 10001) + strings.Repeat("]", 10001), "value is not a valid JSON document"},
+	} {
+		err := validateValue([]byte(c.in))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("validateValue(%.20q) = %v, want nil", c.in, err)
+		case c.want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(fmt.Sprint(err), c.want)):
+			t.Errorf("validateValue(%.20q) = %v, want ErrInvalid with %q", c.in, err, c.want)
+		}
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package dbmanager
+package netconn
 
 import (
 	"syscall"

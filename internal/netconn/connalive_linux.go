@@ -1,4 +1,4 @@
-package dbmanager
+package netconn
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package dbmanager
+package pgsql
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// pgSchemaVersion is the layout this code reads and writes. A later release
+// LayoutVersion is the layout this code reads and writes. A later release
 // that changes the table adds a migration step from the version it finds in
 // the schema_version table and raises this number.
-const pgSchemaVersion = 1
+const LayoutVersion = 1
 
 // pgMaxIdentifierLen is PostgreSQL's NAMEDATALEN-1: longer names are
 // silently truncated by the server, so they are refused instead.
@@ -33,7 +33,8 @@ const pgMaxIdentifierLen = 63
 //     characters, its recursive parser fails on deep nesting that Go
 //     accepts once max_stack_depth is small, and it parses every document
 //     again on the server. bytea stores the bytes the caller gave, always;
-//     checkedStore has already proved they are valid UTF-8 JSON.
+//     checkedStore (the root's checked layer) has already proved they are
+//     valid UTF-8 JSON.
 //   - version counts writes (1 on insert); created_at/updated_at are
 //     timestamptz, which has the microsecond precision the contract names.
 const pgCreateTable = `CREATE TABLE IF NOT EXISTS %[1]s (
@@ -52,26 +53,27 @@ const pgCreateVersionTable = `CREATE TABLE IF NOT EXISTS %[1]s (
 	version   integer NOT NULL
 )`
 
-// validateSchemaName checks a WithSchema name. It is always quoted as an
-// identifier when used, so any other character is fine.
-func validateSchemaName(name string) error {
+// ValidateSchemaName checks a schema name, saying what is wrong with it
+// (the caller wraps its sentinel around the error). The name is always
+// quoted as an identifier when used, so any other character is fine.
+func ValidateSchemaName(name string) error {
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: empty schema name", ErrInvalid)
+		return errors.New("empty schema name")
 	case len(name) > pgMaxIdentifierLen:
-		return fmt.Errorf("%w: schema name is %d bytes, over PostgreSQL's limit of %d", ErrInvalid, len(name), pgMaxIdentifierLen)
+		return fmt.Errorf("schema name is %d bytes, over PostgreSQL's limit of %d", len(name), pgMaxIdentifierLen)
 	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: schema name is not valid UTF-8", ErrInvalid)
+		return errors.New("schema name is not valid UTF-8")
 	}
 	for i := 0; i < len(name); i++ {
 		if name[i] == 0 {
-			return fmt.Errorf("%w: schema name contains a NUL byte", ErrInvalid)
+			return errors.New("schema name contains a NUL byte")
 		}
 	}
 	return nil
 }
 
-// migrate creates the schema, the table and the version row if they are
+// Migrate creates the schema, the table and the version row if they are
 // missing, in one transaction under a transaction-scoped advisory lock
 // keyed on the schema name, so that processes starting together queue up
 // instead of racing on CREATE ... IF NOT EXISTS (which is not safe against
@@ -79,7 +81,7 @@ func validateSchemaName(name string) error {
 // this code knows. Every statement runs in mode (the store's exec mode), so
 // none leaves a named prepared statement behind on a server connection
 // that a transaction pooler hands to another client.
-func migrate(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.QueryExecMode) error {
+func Migrate(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.QueryExecMode) error {
 	quoted := pgx.Identifier{schema}.Sanitize()
 	if current, err := layoutIsCurrent(ctx, conn, schema, mode); err != nil || current {
 		return err
@@ -104,21 +106,21 @@ func migrate(ctx context.Context, conn *pgxpool.Conn, schema string, mode pgx.Qu
 		err := tx.QueryRow(ctx, fmt.Sprintf(
 			`WITH ins AS (INSERT INTO %[1]s (version) VALUES ($1) ON CONFLICT DO NOTHING RETURNING version)
 			 SELECT version FROM ins UNION ALL SELECT version FROM %[1]s LIMIT 1`,
-			pgx.Identifier{schema, "schema_version"}.Sanitize()), mode, pgSchemaVersion).Scan(&version)
+			pgx.Identifier{schema, "schema_version"}.Sanitize()), mode, LayoutVersion).Scan(&version)
 		if err != nil {
 			return err
 		}
-		if version > pgSchemaVersion {
-			return fmt.Errorf("schema %s has layout version %d; this release knows only up to %d", quoted, version, pgSchemaVersion)
+		if version > LayoutVersion {
+			return fmt.Errorf("schema %s has layout version %d; this release knows only up to %d", quoted, version, LayoutVersion)
 		}
-		// version < pgSchemaVersion: future migrations go here.
+		// version < LayoutVersion: future migrations go here.
 		return nil
 	})
 }
 
 // layoutIsCurrent reports whether the schema already holds this release's
 // layout, read in one statement that needs no privilege beyond reading the
-// version table. Then migrate creates nothing and takes no lock, so a
+// version table. Then Migrate creates nothing and takes no lock, so a
 // least-privilege user (USAGE on the schema and rights on the table, no
 // CREATE) can start on a schema its owner made; CREATE ... IF NOT EXISTS
 // would need CREATE even when the object exists. A newer layout is an
@@ -142,8 +144,8 @@ func layoutIsCurrent(ctx context.Context, conn *pgxpool.Conn, schema string, mod
 	if err != nil {
 		return false, err
 	}
-	if version > pgSchemaVersion {
-		return false, fmt.Errorf("schema %s has layout version %d; this release knows only up to %d", pgx.Identifier{schema}.Sanitize(), version, pgSchemaVersion)
+	if version > LayoutVersion {
+		return false, fmt.Errorf("schema %s has layout version %d; this release knows only up to %d", pgx.Identifier{schema}.Sanitize(), version, LayoutVersion)
 	}
-	return version == pgSchemaVersion, nil
+	return version == LayoutVersion, nil
 }

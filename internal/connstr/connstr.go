@@ -1,4 +1,8 @@
-package dbmanager
+// Package connstr reads and writes PostgreSQL connection strings in both
+// their shapes (a postgres:// URL, possibly listing several hosts, and
+// libpq's key=value list) without echoing what they hold, and redacts the
+// passwords they carry from anything shown to a person.
+package connstr
 
 import (
 	"errors"
@@ -11,19 +15,19 @@ import (
 
 var errDSNSyntax = errors.New("malformed key=value connection string")
 
-// isURLForm reports whether dsn is URL-shaped (has a scheme).
-func isURLForm(dsn string) bool { return strings.Contains(dsn, "://") }
+// IsURL reports whether dsn is URL-shaped (has a scheme).
+func IsURL(dsn string) bool { return strings.Contains(dsn, "://") }
 
-// kvPair is one key=value setting with the byte range of its value.
-type kvPair struct {
-	key, value string
+// Pair is one key=value setting, its value unquoted.
+type Pair struct {
+	Key, Value string
 }
 
-// parseKV splits a libpq key=value string: keys separated from values by
+// ParseKV splits a libpq key=value string: keys separated from values by
 // '=' (spaces allowed around it), values either single-quoted (with
 // backslash escapes) or bare up to the next space (backslash escapes too).
-func parseKV(s string) ([]kvPair, error) {
-	var out []kvPair
+func ParseKV(s string) ([]Pair, error) {
+	var out []Pair
 	i := 0
 	skipSpace := func() {
 		for i < len(s) && isSpace(s[i]) {
@@ -81,7 +85,7 @@ func parseKV(s string) ([]kvPair, error) {
 				i++
 			}
 		}
-		out = append(out, kvPair{key: key, value: b.String()})
+		out = append(out, Pair{Key: key, Value: b.String()})
 	}
 }
 
@@ -89,23 +93,23 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
-// quoteKV quotes a value for a key=value string.
-func quoteKV(v string) string {
+// QuoteKV quotes a value for a key=value string.
+func QuoteKV(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 	return "'" + r.Replace(v) + "'"
 }
 
-// dsnParams returns the settings of a connection string that are given as
+// Params returns the settings of a connection string that are given as
 // parameters: the query of a URL or every pair of a key=value string. Later
 // values win, as in pgx. Keys are as written.
-func dsnParams(dsn string) (map[string]string, error) {
+func Params(dsn string) (map[string]string, error) {
 	params := map[string]string{}
-	if isURLForm(dsn) {
-		u, err := parsePGURL(dsn)
+	if IsURL(dsn) {
+		u, err := ParseURL(dsn)
 		if err != nil {
 			return nil, err
 		}
-		q, err := u.query()
+		q, err := u.Query()
 		if err != nil {
 			return nil, err
 		}
@@ -116,44 +120,44 @@ func dsnParams(dsn string) (map[string]string, error) {
 		}
 		return params, nil
 	}
-	pairs, err := parseKV(dsn)
+	pairs, err := ParseKV(dsn)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range pairs {
-		params[p.key] = p.value
+		params[p.Key] = p.Value
 	}
 	return params, nil
 }
 
-// setDSNParams returns dsn with the given parameters set (replacing any
+// SetParams returns dsn with the given parameters set (replacing any
 // existing value).
-func setDSNParams(dsn string, set map[string]string) (string, error) {
+func SetParams(dsn string, set map[string]string) (string, error) {
 	if len(set) == 0 {
 		return dsn, nil
 	}
-	if isURLForm(dsn) {
-		u, err := parsePGURL(dsn)
+	if IsURL(dsn) {
+		u, err := ParseURL(dsn)
 		if err != nil {
 			return "", err
 		}
-		q, err := u.query()
+		q, err := u.Query()
 		if err != nil {
 			return "", err
 		}
 		for k, v := range set {
 			q.Set(k, v)
 		}
-		u.setQuery(q)
+		u.SetQuery(q)
 		return u.String(), nil
 	}
-	if _, err := parseKV(dsn); err != nil {
+	if _, err := ParseKV(dsn); err != nil {
 		return "", err
 	}
 	var b strings.Builder
 	b.WriteString(strings.TrimSpace(dsn))
 	for _, k := range sortedKeys(set) {
-		b.WriteString(" " + k + "=" + quoteKV(set[k]))
+		b.WriteString(" " + k + "=" + QuoteKV(set[k]))
 	}
 	return strings.TrimSpace(b.String()), nil
 }
@@ -171,17 +175,17 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// dsnPasswords returns the passwords a connection string carries (the URL
+// Passwords returns the passwords a connection string carries (the URL
 // userinfo password and password/sslpassword parameters in any case), best
 // effort, for scrubbing them out of messages.
-func dsnPasswords(dsn string) []string {
+func Passwords(dsn string) []string {
 	var out []string
-	if isURLForm(dsn) {
-		if u, err := parsePGURL(dsn); err == nil && !strings.Contains(u.Path+u.RawQuery+u.Fragment, "@") {
+	if IsURL(dsn) {
+		if u, err := ParseURL(dsn); err == nil && !strings.Contains(u.Path+u.RawQuery+u.Fragment, "@") {
 			if pw, ok := u.User.Password(); ok {
 				out = append(out, pw)
 			}
-			if q, err := u.query(); err == nil {
+			if q, err := u.Query(); err == nil {
 				for k, vs := range q {
 					if isPasswordKey(k) {
 						out = append(out, vs...)
@@ -204,10 +208,10 @@ func dsnPasswords(dsn string) []string {
 		}
 		return out
 	}
-	if pairs, err := parseKV(dsn); err == nil {
+	if pairs, err := ParseKV(dsn); err == nil {
 		for _, p := range pairs {
-			if isPasswordKey(p.key) {
-				out = append(out, p.value)
+			if isPasswordKey(p.Key) {
+				out = append(out, p.Value)
 			}
 		}
 	}

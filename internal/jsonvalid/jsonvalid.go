@@ -1,16 +1,19 @@
-package dbmanager
+// Package jsonvalid checks that bytes are one valid JSON document in valid
+// UTF-8, exactly as utf8.Valid && json.Valid would, in a single pass that does
+// not allocate.
+package jsonvalid
 
 import (
 	"encoding/binary"
 	"math/bits"
 )
 
-// maxJSONDepth is the deepest nesting of arrays and objects that validJSON
+// maxNesting is the deepest nesting of arrays and objects that Valid
 // accepts. It equals encoding/json's maxNestingDepth: json.Valid rejects a
 // document as soon as it opens container number 10001 without closing one.
-const maxJSONDepth = 10000
+const maxNesting = 10000
 
-// validJSON reports exactly what utf8.Valid(b) && json.Valid(b) reports, in a
+// Valid reports exactly what utf8.Valid(b) && json.Valid(b) reports, in a
 // single pass and without allocating:
 //
 //   - b is one JSON value (RFC 8259 grammar as encoding/json's scanner reads
@@ -20,7 +23,7 @@ const maxJSONDepth = 10000
 //     \n \r \t and \uXXXX (any four hex digits, lone surrogates included);
 //   - numbers follow -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? with no
 //     limit on magnitude;
-//   - arrays and objects nest at most maxJSONDepth (10000) levels deep;
+//   - arrays and objects nest at most maxNesting (10000) levels deep;
 //   - every byte sequence is valid UTF-8 as utf8.Valid defines it (no
 //     overlong forms, no UTF-16 surrogates, nothing above U+10FFFF). Outside
 //     strings only ASCII is grammatical, so this is checked in string bodies.
@@ -28,36 +31,36 @@ const maxJSONDepth = 10000
 // It does not recurse: the container stack is a bit set in a fixed-size array
 // (256 levels, and a second pass with 10000 levels for deeper documents), so
 // its stack use is bounded (under 2 KB) and deep nesting cannot overflow.
-func validJSON(b []byte) bool {
+func Valid(b []byte) bool {
 	// Most documents nest shallowly: try with a small stack first, so the
 	// common case does not pay for clearing the full 10000-level one.
 	var shallow [shallowJSONWords]uint64
 	if ok, tooDeep := scanJSON(b, shallow[:]); !tooDeep {
 		return ok
 	}
-	return validDeepJSON(b)
+	return validDeep(b)
 }
 
-// shallowJSONWords is the size in 64-bit words of the stack validJSON tries
+// shallowJSONWords is the size in 64-bit words of the stack Valid tries
 // first; documents nesting deeper than 64*shallowJSONWords levels are
-// scanned again with a stack of maxJSONDepth levels.
+// scanned again with a stack of maxNesting levels.
 const shallowJSONWords = 4
 
-// validDeepJSON is validJSON with room for maxJSONDepth levels from the start.
+// validDeep is Valid with room for maxNesting levels from the start.
 //
 //go:noinline
-func validDeepJSON(b []byte) bool {
-	var deep [(maxJSONDepth + 63) / 64]uint64
+func validDeep(b []byte) bool {
+	var deep [(maxNesting + 63) / 64]uint64
 	ok, _ := scanJSON(b, deep[:])
 	return ok
 }
 
-// scanJSON does the work of validJSON with isObject as the container stack:
+// scanJSON does the work of Valid with isObject as the container stack:
 // bit d is set when the container at depth d is an object. If b nests deeper
-// than isObject can record (and isObject is smaller than maxJSONDepth levels),
+// than isObject can record (and isObject is smaller than maxNesting levels),
 // it stops and reports tooDeep, and ok means nothing.
 func scanJSON(b []byte, isObject []uint64) (ok, tooDeep bool) {
-	maxDepth := min(len(isObject)*64, maxJSONDepth)
+	maxDepth := min(len(isObject)*64, maxNesting)
 	depth := 0
 	i := 0
 	n := len(b)
@@ -75,7 +78,7 @@ value: // expecting the start of a value, possibly after whitespace
 		goto afterValue
 	case '{':
 		if depth == maxDepth {
-			return false, maxDepth < maxJSONDepth
+			return false, maxDepth < maxNesting
 		}
 		isObject[depth>>6] |= 1 << (depth & 63)
 		depth++
@@ -88,7 +91,7 @@ value: // expecting the start of a value, possibly after whitespace
 		goto key
 	case '[':
 		if depth == maxDepth {
-			return false, maxDepth < maxJSONDepth
+			return false, maxDepth < maxNesting
 		}
 		isObject[depth>>6] &^= 1 << (depth & 63)
 		depth++

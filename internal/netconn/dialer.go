@@ -1,4 +1,4 @@
-package dbmanager
+package netconn
 
 import (
 	"context"
@@ -26,24 +26,26 @@ import (
 // keepAliveInterval is the time between keepalive probes once they start.
 const keepAliveInterval = time.Second
 
-// keepAliveProbes is how many unanswered probes close a connection when
+// KeepAliveProbes is how many unanswered probes close a connection when
 // TCP_USER_TIMEOUT does not close it first.
-const keepAliveProbes = 5
+const KeepAliveProbes = 5
 
-// newDialer returns the dialer for the pool's connections: timeout bounds
-// one dial (0: only the context does), with cfg's keepalive and user
-// timeout on every TCP connection.
-func newDialer(cfg Config, timeout time.Duration) *net.Dialer {
+// NewDialer returns the dialer for the pool's connections: timeout bounds
+// one dial (0: only the context does); keepAlive is the silence after which
+// an idle TCP connection is probed (then every second, KeepAliveProbes
+// times), and userTimeout how long sent data may stay unacknowledged before
+// the kernel closes the connection (Linux). Zero turns either off.
+func NewDialer(timeout, keepAlive, userTimeout time.Duration) *net.Dialer {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: -1}
-	if cfg.TCPKeepAlive > 0 {
+	if keepAlive > 0 {
 		d.KeepAliveConfig = net.KeepAliveConfig{
 			Enable:   true,
-			Idle:     cfg.TCPKeepAlive,
-			Interval: min(keepAliveInterval, cfg.TCPKeepAlive),
-			Count:    keepAliveProbes,
+			Idle:     keepAlive,
+			Interval: min(keepAliveInterval, keepAlive),
+			Count:    KeepAliveProbes,
 		}
 	}
-	if ut := cfg.TCPUserTimeout; ut > 0 {
+	if ut := userTimeout; ut > 0 {
 		d.ControlContext = func(_ context.Context, network, _ string, c syscall.RawConn) error {
 			if !strings.HasPrefix(network, "tcp") {
 				return nil // a Unix socket

@@ -1,0 +1,42 @@
+// Package netconn shapes the TCP connections under the pool: a dialer
+// whose keepalives and TCP_USER_TIMEOUT make a silent node visible within
+// seconds, and a check, without a round trip, that the server has not
+// already closed an idle connection.
+package netconn
+
+import (
+	"context"
+	"net"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// peerHasClosed reports whether the server side of an idle connection has
+// already said goodbye: data or end-of-stream waiting in the socket where
+// an idle PostgreSQL connection has none (a server that shuts down sends
+// FATAL 57P01 and closes; a cut connection has an RST waiting). It costs
+// one non-blocking system call and sends nothing, so unlike a ping it can
+// run on every acquire. Where it cannot look (another OS, an unusual
+// net.Conn) it reports false.
+func peerHasClosed(c net.Conn) bool {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		c = tc.NetConn()
+	}
+	return socketHasClosed(c)
+}
+
+// DropClosed returns a pgxpool PrepareConn hook: a connection whose server
+// has already closed it is destroyed (after onDrop, if not nil, has seen
+// it) and the pool hands out another, so a caller never meets a connection
+// that died while idle in the pool (a server restart, a reset).
+func DropClosed(onDrop func(*pgx.Conn)) func(context.Context, *pgx.Conn) (bool, error) {
+	return func(_ context.Context, conn *pgx.Conn) (bool, error) {
+		if peerHasClosed(conn.PgConn().Conn()) {
+			if onDrop != nil {
+				onDrop(conn)
+			}
+			return false, nil
+		}
+		return true, nil
+	}
+}
