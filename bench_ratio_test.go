@@ -29,8 +29,10 @@ const alternatingRounds = 20
 // benchmark quickly.
 func alternatingOn(b *testing.B, goroutines int, store, baseline func(i int)) {
 	perGoroutine := max(b.N/alternatingRounds/goroutines, 10)
-	run := func(op func(int)) time.Duration {
+	var cs, cb time.Duration // the process's CPU time during each side's rounds
+	run := func(op func(int), cpu *time.Duration) time.Duration {
 		var wg sync.WaitGroup
+		c0 := processCPU()
 		start := time.Now()
 		for g := range goroutines {
 			wg.Add(1)
@@ -42,22 +44,26 @@ func alternatingOn(b *testing.B, goroutines int, store, baseline func(i int)) {
 			}()
 		}
 		wg.Wait()
-		return time.Since(start)
+		d := time.Since(start)
+		*cpu += processCPU() - c0
+		return d
 	}
 	var ts, tb time.Duration
 	b.ResetTimer()
 	for r := range alternatingRounds {
 		if r%2 == 0 {
-			ts += run(store)
-			tb += run(baseline)
+			ts += run(store, &cs)
+			tb += run(baseline, &cb)
 		} else {
-			tb += run(baseline)
-			ts += run(store)
+			tb += run(baseline, &cb)
+			ts += run(store, &cs)
 		}
 	}
 	ops := float64(alternatingRounds * perGoroutine * goroutines)
 	b.ReportMetric(float64(ts.Nanoseconds())/ops, "store-ns/op")
 	b.ReportMetric(float64(tb.Nanoseconds())/ops, "baseline-ns/op")
+	b.ReportMetric(float64(cs.Nanoseconds())/ops, "store-cpu-ns/op")
+	b.ReportMetric(float64(cb.Nanoseconds())/ops, "baseline-cpu-ns/op")
 	b.ReportMetric(float64(tb)/float64(ts), "throughput-ratio")
 }
 

@@ -243,10 +243,40 @@ func load(t *testing.T, m *Manager, during func()) {
 	}
 }
 
-func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
+// TestCallerCancelEndsABoundedCallAtOnce: a call whose context can be
+// cancelled but has no deadline gets the router's bound (no timer of its
+// own), and the caller's cancel still ends it at once on a silent network,
+// long before that bound.
+func TestCallerCancelEndsABoundedCallAtOnce(t *testing.T) {
+	ctx := context.Background()
+	s, proxy := storeWithOneRowBehindAProxy(t, "10", "10")
+	proxy.BlackHole()
+	defer proxy.Heal()
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := s.Get(cctx, "apis", "k")
+	took := time.Since(start)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get after the caller's cancel: %v; want context.Canceled", err)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		t.Errorf("the caller's cancel was reported as the router's bound: %v", err)
+	}
+	// The bound is DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT = 20 s.
+	if took > 10*time.Second {
+		t.Errorf("Get took %s after a cancel at 200 ms; want it to end at once", took)
+	}
+}
+
+// storeWithOneRowBehindAProxy is a Manager's Store on PostgreSQL reached
+// through a fault proxy, with DB_CONNECT_TIMEOUT and DB_POOL_TIMEOUT as
+// given (seconds) and the row apis/k written.
+func storeWithOneRowBehindAProxy(t *testing.T, connectTimeout, poolTimeout string) (Store, *faultproxy.Proxy) {
+	t.Helper()
 	ctx := context.Background()
 	dbURL, proxy := viaProxy(t, pgtest.URL(t))
-	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "1", "DB_POOL_TIMEOUT", "1"))
+	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", connectTimeout, "DB_POOL_TIMEOUT", poolTimeout))
 	if err := m.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -254,6 +284,12 @@ func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
 	if _, err := s.Put(ctx, "apis", "k", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
+	return s, proxy
+}
+
+func TestCallWithoutDeadlineDoesNotHangOnAPartition(t *testing.T) {
+	ctx := context.Background()
+	s, proxy := storeWithOneRowBehindAProxy(t, "1", "1")
 	proxy.BlackHole()
 	start := time.Now()
 	_, err := s.Get(ctx, "apis", "k") // no deadline of its own

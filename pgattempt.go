@@ -78,7 +78,7 @@ func (b *pgBackend) runStatement(ctx context.Context, kind statementKind, run fu
 			return err
 		}
 		v := judgeAttempt(ctx, err, acquireFailed, kind)
-		if ctx.Err() != nil {
+		if callErr(ctx) != nil {
 			return endedByContext(ctx, err, last, v, kind, acquireFailed)
 		}
 		switch v {
@@ -100,13 +100,30 @@ func (b *pgBackend) runStatement(ctx context.Context, kind statementKind, run fu
 
 // attempt acquires a connection, runs one statement on it and releases it.
 // A connection the statement broke (or found on a read-only node) is
-// closed and dropped from the pool on release.
+// closed and dropped from the pool on release. Under the router's bound,
+// which no timer enforces (callbound.go), the connection's read and write
+// deadline is the bound while the statement runs: a server that stops
+// answering fails the statement with a timeout then.
 func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) (err error, acquireFailed bool) {
 	conn, err := b.acquire(ctx)
 	if err != nil {
 		return err, true
 	}
 	defer conn.Release()
+	if dl, ok := unenforcedDeadline(ctx); ok {
+		pc := conn.Conn().PgConn()
+		_ = pc.Conn().SetDeadline(dl)
+		defer func() {
+			// Cleared before the deferred Release returns the connection to
+			// the pool. A connection the statement broke is being closed by
+			// pgconn in the background under a deadline of its own, which
+			// must stay (clearing it could leave that close waiting on a
+			// silent network for ever).
+			if !pc.IsClosed() {
+				_ = pc.Conn().SetDeadline(time.Time{})
+			}
+		}()
+	}
 	return b.runOn(ctx, conn, run), false
 }
 
@@ -117,7 +134,7 @@ func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind state
 	}
 	if acquireFailed {
 		var exhausted *PoolExhaustedError
-		if errors.As(err, &exhausted) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !isConnectFailure(err)) {
+		if errors.As(err, &exhausted) || (errors.Is(err, context.DeadlineExceeded) && callErr(ctx) == nil && !isConnectFailure(err)) {
 			return verdictFinal // the wait for a free connection ran out: another wait would too
 		}
 		if r := classify(err); r == ReasonAuth || r == ReasonNoDatabase || r == ReasonTLS {
@@ -158,7 +175,7 @@ func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind state
 // write had been sent, and in ErrUnavailable when the deadline ran out
 // before the statement could run (no connection in time, or retrying).
 func endedByContext(ctx context.Context, err, last error, v verdict, kind statementKind, acquireFailed bool) error {
-	ctxErr := ctx.Err()
+	ctxErr := callErr(ctx)
 	var pg *pgconn.PgError
 	refused := errors.As(err, &pg) && pg.Severity != "FATAL" && pg.Severity != "PANIC" // an ERROR: nothing applied
 	if kind == stmtWrite && !acquireFailed && !refused && !pgconn.SafeToRetry(err) {

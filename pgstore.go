@@ -277,7 +277,7 @@ func scanRecords(collection string, records *[]Record) func(pgx.Rows) error {
 // runs it once more, on the same connection (an ERROR leaves it usable).
 func (b *pgBackend) runOn(ctx context.Context, conn *pgxpool.Conn, run func(*pgxpool.Conn) error) error {
 	err := run(conn)
-	if err == nil || ctx.Err() != nil || !isStatementCacheMiss(err) {
+	if err == nil || callErr(ctx) != nil || !isStatementCacheMiss(err) {
 		return err
 	}
 	b.mode.Store(int32(proxiedExecMode))

@@ -201,6 +201,9 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	}
 
 	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, connectFailed: o.connectFailed}
+	if cfg.PoolTimeout > 0 {
+		h.waits = newPoolWaits(cfg.PoolTimeout)
+	}
 	h.statements.mode = pc.ConnConfig.DefaultQueryExecMode
 	if cfg.SQLEcho {
 		pc.ConnConfig.Tracer = &echoHooks{poolHooks: h, args: cfg.SQLEchoArgs}
@@ -224,6 +227,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 type poolHooks struct {
 	logger         *slog.Logger
 	acquireTimeout time.Duration
+	waits          *poolWaits    // shared deadlines for acquires nobody can cancel (poolwait.go)
 	statements     poolerWarning // warns once when a pooler breaks statements
 	connectFailed  func(error)   // see withConnectFailureNotice
 }
@@ -242,10 +246,21 @@ type acquireState struct {
 	cancel context.CancelFunc
 }
 
-// TraceAcquireStart bounds the acquire by the pool timeout.
+// TraceAcquireStart bounds the acquire by the pool timeout: with a
+// deadline shared by the acquires of a slice of time when the caller's
+// context cannot be cancelled (poolwait.go), with a timer of its own
+// otherwise.
 func (h *poolHooks) TraceAcquireStart(ctx context.Context, pool *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
 	if h.acquireTimeout <= 0 {
 		return ctx
+	}
+	if h.waits != nil && ctx.Done() == nil {
+		slice := h.waits.current()
+		if d, ok := ctx.Deadline(); !ok || !d.Before(slice.deadline) {
+			w := &waitCtx{Context: ctx, slice: slice}
+			w.acq.parent = ctx
+			return w
+		}
 	}
 	actx, cancel := context.WithTimeout(ctx, h.acquireTimeout)
 	return context.WithValue(actx, acquireKey{}, &acquireState{parent: ctx, cancel: cancel})
@@ -257,7 +272,9 @@ func (h *poolHooks) TraceAcquireEnd(ctx context.Context, pool *pgxpool.Pool, dat
 	if !ok {
 		return
 	}
-	st.cancel()
+	if st.cancel != nil {
+		st.cancel()
+	}
 	if data.Err != nil && errors.Is(data.Err, context.DeadlineExceeded) && st.parent.Err() == nil {
 		s := StatsOf(pool)
 		if s.Acquired >= s.Max {

@@ -76,16 +76,10 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		return nil, safeError(err)
 	}
 	p := &primary{target: target, pool: pool, tls: tlsRec, tel: pt.observe(pool)}
-	acquire := func(ctx context.Context) (*pgxpool.Conn, error) {
-		var conn *pgxpool.Conn
-		open := func(ctx context.Context) (err error) {
-			conn, err = Acquire(ctx, pool, 0) // the pool itself bounds the wait by DB_POOL_TIMEOUT
-			return err
-		}
-		if cache != nil {
-			return conn, cache.RetryAuth(ctx, open)
-		}
-		return conn, open(ctx)
+	// The pool itself bounds the wait by DB_POOL_TIMEOUT.
+	acquire := func(ctx context.Context) (*pgxpool.Conn, error) { return Acquire(ctx, pool, 0) }
+	if cache != nil {
+		acquire = func(ctx context.Context) (*pgxpool.Conn, error) { return acquireRetryingAuth(ctx, pool, cache) }
 	}
 	if err := reachWriter(ctx, pool, target.Addr()); err != nil {
 		p.close()
@@ -110,6 +104,27 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		logBehindProxy(ctx, m.log, pc.ConnConfig.DefaultQueryExecMode)
 	}
 	return p, nil
+}
+
+// acquireRetryingAuth takes a connection from pool and, when opening one
+// fails authentication during a password rotation, retries as
+// credentials.Cache.RetryAuth does. The first try costs what Acquire costs.
+func acquireRetryingAuth(ctx context.Context, pool *pgxpool.Pool, cache *credentials.Cache) (*pgxpool.Conn, error) {
+	gen := cache.Generation()
+	conn, err := Acquire(ctx, pool, 0)
+	if err == nil || !credentials.IsAuthFailure(err) {
+		return conn, err
+	}
+	return acquireAfterAuthFailure(ctx, pool, cache, gen, err)
+}
+
+func acquireAfterAuthFailure(ctx context.Context, pool *pgxpool.Pool, cache *credentials.Cache, gen uint64, err error) (*pgxpool.Conn, error) {
+	var conn *pgxpool.Conn
+	err = cache.RetryAfterAuthFailure(ctx, gen, err, func(ctx context.Context) (err error) {
+		conn, err = Acquire(ctx, pool, 0)
+		return err
+	})
+	return conn, err
 }
 
 // reachWriter pings until the pool holds a connection to a node that
@@ -186,7 +201,8 @@ func (m *Manager) secretCache(ctx context.Context) (*credentials.Cache, error) {
 		credentials.WithTTL(m.cfg.SecretCacheTTL),
 		credentials.WithRotationBudget(m.cfg.RotationBudget),
 		credentials.WithLogger(m.log),
-		credentials.WithObserver(m.tel))
+		credentials.WithObserver(m.tel),
+		credentials.WithRetryContext(enforceBound))
 	return m.secrets, nil
 }
 

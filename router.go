@@ -48,44 +48,38 @@ func (r *routingStore) switchTo(s Store, primary bool) {
 	r.current.Store(&route{store: s, primary: primary})
 }
 
-// bound gives a call on the primary the default deadline if ctx has none.
-func (r *routingStore) bound(ctx context.Context, rt *route) (context.Context, context.CancelFunc) {
-	if !rt.primary || r.callTimeout <= 0 {
-		return ctx, func() {}
-	}
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, r.callTimeout)
-}
-
-// call is one call on the current backend: its context bounded as bound
-// says, and its outcome told to observe.
+// call is one call on the current backend: its context bounded when it
+// has no deadline (a deadline without a timer, see callbound.go), and its
+// outcome told to observe.
 type call struct {
-	r      *routingStore
-	rt     *route
-	caller context.Context // the caller's own context
-	ctx    context.Context // caller, bounded
-	cancel context.CancelFunc
-	epoch  uint64
-	write  bool
+	r       *routingStore
+	rt      *route
+	caller  context.Context // the caller's own context
+	ctx     context.Context // caller, bounded
+	bounded bool            // ctx carries the router's bound
+	epoch   uint64
+	write   bool
 }
 
 func (r *routingStore) begin(ctx context.Context, write bool) call {
 	rt := r.target()
-	bctx, cancel := r.bound(ctx, rt)
-	return call{r: r, rt: rt, caller: ctx, ctx: bctx, cancel: cancel, epoch: r.epoch.Load(), write: write}
+	c := call{r: r, rt: rt, caller: ctx, ctx: ctx, epoch: r.epoch.Load(), write: write}
+	if rt.primary && r.callTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			c.ctx, c.bounded = withBound(ctx, time.Now().Add(r.callTimeout)), true
+		}
+	}
+	return c
 }
 
-// end releases the call's timer and tells observe its outcome. A failure
-// that comes from the caller's own context (its deadline, a cancel) says
-// nothing about the primary and is not told. When the default bound ran
-// out, the error says so and wraps ErrUnavailable: the primary did not
-// answer within DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT.
+// end tells observe the call's outcome. A failure that comes from the
+// caller's own context (its deadline, a cancel) says nothing about the
+// primary and is not told. When the default bound ran out, the error says
+// so and wraps ErrUnavailable: the primary did not answer within
+// DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT.
 func (c call) end(err error) error {
-	bounded := c.ctx != c.caller && errors.Is(c.ctx.Err(), context.DeadlineExceeded) && c.caller.Err() == nil
-	c.cancel()
-	if err != nil && bounded && !errors.Is(err, ErrUnavailable) {
+	if err != nil && c.bounded && !errors.Is(err, ErrUnavailable) && c.caller.Err() == nil &&
+		isTimeout(err) && callErr(c.ctx) != nil {
 		err = withCause(err, func(cause error) error {
 			return fmt.Errorf("%w: no answer within %s (DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT): %w", ErrUnavailable, c.r.callTimeout, cause)
 		})

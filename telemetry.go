@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"reflect"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -56,6 +57,28 @@ type instrumentation struct {
 	traceSQL    bool          // DB_TRACE_SQL
 	store       *storeSets
 	managerReg  metric.Registration
+	// defaultTP is OpenTelemetry's global delegate when tracer came from
+	// it while no SDK was installed (nil otherwise): see tracing.
+	defaultTP trace.TracerProvider
+}
+
+// tracing reports whether a span the Manager starts could be recorded.
+// It is false only while tracer is the global delegate and nothing has
+// replaced it (otel.SetTracerProvider): then every span is a no-op, and
+// the Store skips starting one (and its allocations). Once an SDK is
+// installed, the next call traces.
+func (t *instrumentation) tracing() bool {
+	return t.defaultTP == nil || otel.GetTracerProvider() != t.defaultTP
+}
+
+// isGlobalDelegate reports whether tp is OpenTelemetry's own global
+// provider, which records nothing until an SDK is installed behind it.
+func isGlobalDelegate(tp trace.TracerProvider) bool {
+	rt := reflect.TypeOf(tp)
+	if rt != nil && rt.Kind() == reflect.Pointer {
+		rt = rt.Elem()
+	}
+	return rt != nil && rt.PkgPath() == "go.opentelemetry.io/otel/internal/global"
 }
 
 func newTelemetry(cfg Config, o managerOptions, log *slog.Logger) *instrumentation {
@@ -63,8 +86,12 @@ func newTelemetry(cfg Config, o managerOptions, log *slog.Logger) *instrumentati
 	if mp == nil {
 		mp = otel.GetMeterProvider() // the global delegate: follows an SDK installed later
 	}
+	var defaultTP trace.TracerProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()
+		if isGlobalDelegate(tp) {
+			defaultTP = tp
+		}
 	}
 	t := &instrumentation{
 		tracer:      tp.Tracer(telemetry.ScopeName),
@@ -74,6 +101,7 @@ func newTelemetry(cfg Config, o managerOptions, log *slog.Logger) *instrumentati
 		slow:        cfg.SlowQueryThreshold,
 		leak:        cfg.LeakDetectionThreshold,
 		traceSQL:    cfg.TraceSQL,
+		defaultTP:   defaultTP,
 	}
 	inst, err := telemetry.NewInstruments(t.meter)
 	if err != nil {

@@ -183,7 +183,7 @@ type sqlCall struct {
 
 func (pt *poolTelemetry) startSQL(ctx context.Context, e *stmtEntry, sql string, args []any, batchSize int) context.Context {
 	c := &sqlCall{start: time.Now(), stmt: e, lib: libraryCallOf(ctx)}
-	if trace.SpanFromContext(ctx).IsRecording() {
+	if pt.t.tracing() && trace.SpanFromContext(ctx).IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, len(e.spanAttrs)+2+len(args))
 		attrs = append(attrs, e.spanAttrs...)
 		if batchSize > 0 {

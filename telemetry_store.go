@@ -172,6 +172,9 @@ type storeCallState struct {
 
 func (is *instrumentedStore) begin(ctx context.Context, op storeOp, collection string) (context.Context, storeCallState) {
 	ctx = withLibraryCall(ctx, &libraryCall{op: opNames[op], collection: collection})
+	if !is.t.tracing() {
+		return ctx, storeCallState{start: time.Now(), op: op, coll: collection}
+	}
 	ctx, span := is.t.tracer.Start(ctx, opSpanNames[op], trace.WithSpanKind(is.kind))
 	if span.IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, 4)
@@ -203,6 +206,9 @@ func (is *instrumentedStore) end(ctx context.Context, c storeCallState, key stri
 	}
 	is.t.inst.StoreOperations.Add(ctx, 1, o.add...)
 	is.t.inst.StoreDuration.Record(ctx, d, o.rec...)
+	if c.span == nil {
+		return
+	}
 	if c.span.IsRecording() {
 		c.span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcome))
 		if errType != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,11 +41,11 @@ type Cache struct {
 	mu          sync.Mutex
 	creds       Credentials
 	have        bool
-	generation  uint64    // grows with every fetch that returned credentials
-	fetchedAt   time.Time // when creds were fetched
-	lastAttempt time.Time // when the last fetch started
-	stale       bool      // Invalidate was called: fetch again, rate limit permitting
-	lastErr     error     // the error of the last fetch, if it failed
+	generation  atomic.Uint64 // grows with every fetch that returned credentials (written under mu)
+	fetchedAt   time.Time     // when creds were fetched
+	lastAttempt time.Time     // when the last fetch started
+	stale       bool          // Invalidate was called: fetch again, rate limit permitting
+	lastErr     error         // the error of the last fetch, if it failed
 	inflight    *secretFetch
 }
 
@@ -64,6 +65,8 @@ type options struct {
 	logger      *slog.Logger
 	parse       func(string) (Credentials, error)
 	observer    Observer // the Manager's telemetry; may be nil
+	// retryContext prepares the context of a rotation retry; may be nil.
+	retryContext func(context.Context) (context.Context, context.CancelFunc)
 }
 
 // Option configures a Cache (see NewCache).
@@ -128,6 +131,15 @@ func WithObserver(o Observer) Option {
 	return func(so *options) { so.observer = o }
 }
 
+// WithRetryContext makes the rotation retry (RetryAuth and
+// RetryAfterAuthFailure after a failed login) run under f(ctx) instead of
+// ctx, and call the returned cancel when it ends. The root package passes
+// its enforceBound: a timer behind a call bound that nothing enforces yet,
+// so the retry's waits end at that bound.
+func WithRetryContext(f func(context.Context) (context.Context, context.CancelFunc)) Option {
+	return func(o *options) { o.retryContext = f }
+}
+
 // withClock replaces time.Now (tests).
 func withClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
@@ -155,14 +167,10 @@ func NewCache(src Source, secretID string, opts ...Option) *Cache {
 func (c *Cache) SecretID() string { return c.secretID }
 
 // Generation identifies the credentials the cache holds: it grows with
-// every fetch that returned credentials (0 before the first). Read it
-// before a login and pass it to RetryAfterAuthFailure if the login fails
-// authentication.
-func (c *Cache) Generation() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.generation
-}
+// every fetch that returned credentials (0 before the first). Reading it
+// takes no lock: read it before a login and pass it to
+// RetryAfterAuthFailure if the login fails authentication.
+func (c *Cache) Generation() uint64 { return c.generation.Load() }
 
 // Current returns the cached credentials, fetching the secret first if
 // none are cached, the TTL has run out, or Invalidate was called (and the
@@ -180,13 +188,13 @@ func (c *Cache) current(ctx context.Context) (Credentials, uint64, error) {
 		c.mu.Lock()
 		now := c.opts.now()
 		if c.have && !c.needsFetch(now) {
-			creds, gen := c.creds, c.generation
+			creds, gen := c.creds, c.generation.Load()
 			c.mu.Unlock()
 			return creds, gen, nil
 		}
 		if c.have && c.inflight == nil && now.Sub(c.lastAttempt) < c.opts.minInterval {
 			// Due for a fetch, but the last one was moments ago.
-			creds, gen := c.creds, c.generation
+			creds, gen := c.creds, c.generation.Load()
 			c.mu.Unlock()
 			return creds, gen, nil
 		}
@@ -220,7 +228,7 @@ func (c *Cache) current(ctx context.Context) (Credentials, uint64, error) {
 			continue
 		}
 		c.mu.Lock()
-		creds, gen, have := c.creds, c.generation, c.have
+		creds, gen, have := c.creds, c.generation.Load(), c.have
 		c.mu.Unlock()
 		if have && ctx.Err() == nil {
 			c.opts.logger.WarnContext(ctx, "Secret refresh failed; using the cached credentials",
@@ -254,8 +262,7 @@ func (c *Cache) fetch(ctx context.Context, f *secretFetch) {
 	if err == nil {
 		c.creds, c.have, c.stale = creds, true, false
 		c.fetchedAt = c.opts.now()
-		c.generation++
-		f.creds, f.gen = creds, c.generation
+		f.creds, f.gen = creds, c.generation.Add(1)
 	}
 	f.err = err
 	if !isContextError(err) {
@@ -288,7 +295,7 @@ func (c *Cache) Refresh(ctx context.Context) (Credentials, error) {
 // same old password ask for one fetch, not one each.
 func (c *Cache) invalidateGeneration(gen uint64) {
 	c.mu.Lock()
-	if c.generation == gen {
+	if c.generation.Load() == gen {
 		c.stale = true
 	}
 	c.mu.Unlock()

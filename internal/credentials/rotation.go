@@ -88,14 +88,22 @@ func (c *Cache) RetryAuth(ctx context.Context, op func(context.Context) error) e
 // RetryAfterAuthFailure is RetryAuth for a caller that ran op once itself:
 // err is that run's error, an authentication failure (see IsAuthFailure),
 // and gen the Generation read before it. It refreshes the secret and
-// retries op as RetryAuth does, and returns what RetryAuth would.
+// retries op as RetryAuth does, and returns what RetryAuth would; callers
+// that run op once themselves pay for nothing else until a login fails.
 func (c *Cache) RetryAfterAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
 	return c.retryAuthFailure(ctx, gen, err, op)
 }
 
 // retryAuthFailure is RetryAuth after op's first run failed authentication
-// (err) with the credentials of generation gen.
+// (err) with the credentials of generation gen. Its waits (for a fetch in
+// flight, between attempts) end with ctx, after WithRetryContext's
+// function (the root's call bound, callbound.go) has prepared it.
 func (c *Cache) retryAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
+	if c.opts.retryContext != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = c.opts.retryContext(ctx)
+		defer cancel()
+	}
 	start := c.opts.now()
 	b := rotationBackoff()
 	for attempt := 1; ; attempt++ {

@@ -174,3 +174,27 @@ func TestRetryAfterAuthFailure(t *testing.T) {
 		t.Fatalf("err = %v, want the retry's own error", err)
 	}
 }
+
+// TestRetryContext: the retry runs under the context WithRetryContext's
+// function prepares (the root's call bound), not only the caller's, and
+// its cancel runs when the retry ends.
+func TestRetryContext(t *testing.T) {
+	src := &countingSource{value: secretJSON("app", "old")}
+	var prepared, cancelled atomic.Int64
+	bound := func(ctx context.Context) (context.Context, context.CancelFunc) {
+		prepared.Add(1)
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		return ctx, func() { cancelled.Add(1); cancel() }
+	}
+	c := NewCache(src, "prod/db", WithMinInterval(0), WithRetryContext(bound))
+	if err := c.RetryAuth(context.Background(), func(context.Context) error { return nil }); err != nil || prepared.Load() != 0 {
+		t.Fatalf("a call that succeeded: err=%v, retry context prepared %d times", err, prepared.Load())
+	}
+	err := c.RetryAuth(context.Background(), func(context.Context) error { return errAuth })
+	if !IsAuthFailure(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the auth failure ended by the prepared deadline", err)
+	}
+	if prepared.Load() != 1 || cancelled.Load() != 1 {
+		t.Fatalf("retry context prepared %d, cancelled %d times; want 1 and 1", prepared.Load(), cancelled.Load())
+	}
+}
