@@ -374,7 +374,7 @@ func TestPgBouncerWarnsAboutPoolSQL(t *testing.T) {
 		if !isPoolerStatementError(err) {
 			t.Fatalf("unexpected failure: %v", err)
 		}
-		assertNothingLeaks(t, "a failed statement's error", ExplainAcquireError(t.Context(), must(m.Pool()), err))
+		assertNothingLeaks(t, "a failed statement's error", explainAcquireError(t.Context(), must(m.Pool()), err))
 	}
 	out := logs.String()
 	if n := strings.Count(out, msgPoolerStatements); n != 1 {

@@ -41,7 +41,7 @@ const (
 type ConnectionError struct {
 	Reason Reason // why it failed
 	Target string // redacted "host:port" (may be empty)
-	err    error  // safe cause (*SafeError or a network / server error)
+	err    error  // safe cause (*redactedError or a network / server error)
 }
 
 // Error names the target, the reason and the redacted cause.
@@ -65,13 +65,13 @@ func (e *ConnectionError) Unwrap() []error {
 	return []error{ErrUnavailable, e.err}
 }
 
-// ClassifyConnectError turns an error from connecting or pinging (pgx,
+// classifyConnectError turns an error from connecting or pinging (pgx,
 // pgxpool) into a *ConnectionError with its Reason, redacted. target is a
 // display string such as Target.Host:Port ("" if unknown). A nil error
 // stays nil; an error that already is a *ConnectionError, or that is a
 // configuration error (ErrConfig), is returned redacted but unchanged in
 // kind.
-func ClassifyConnectError(err error, target string) error {
+func classifyConnectError(err error, target string) error {
 	if err == nil {
 		return nil
 	}
@@ -158,7 +158,7 @@ func tlsMessage(err error) bool {
 // by ctx. A failure is a *ConnectionError (wrapping ErrUnavailable) with a
 // Reason; a DSN that cannot be parsed is a redacted error wrapping
 // ErrConfig. No setting of a Config (TLS requirement, CA file) is applied:
-// use NewConnConfig and ValidateConnConfig for that.
+// use newConnConfig and validateConnConfig for that.
 func ValidateConnection(ctx context.Context, dsn string) error {
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -167,13 +167,13 @@ func ValidateConnection(ctx context.Context, dsn string) error {
 	if cc.ConnectTimeout <= 0 {
 		cc.ConnectTimeout = DefaultConnectTimeout
 	}
-	return ValidateConnConfig(ctx, cc)
+	return validateConnConfig(ctx, cc)
 }
 
-// ValidateConnConfig connects with cc, pings and closes, bounded by
+// validateConnConfig connects with cc, pings and closes, bounded by
 // cc.ConnectTimeout (DefaultConnectTimeout when zero) for the whole
 // attempt and by ctx. Failures are *ConnectionError values.
-func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
+func validateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 	timeout := cc.ConnectTimeout
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
@@ -183,7 +183,7 @@ func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 	target := connstr.DisplayHostPort(cc.Host, int(cc.Port))
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return ClassifyConnectError(err, target)
+		return classifyConnectError(err, target)
 	}
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
@@ -191,7 +191,7 @@ func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 		_ = conn.Close(cctx)
 	}()
 	if err := conn.Ping(ctx); err != nil {
-		return ClassifyConnectError(err, target)
+		return classifyConnectError(err, target)
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func (d *diagnosis) checkStore(ctx context.Context, s *Step) {
 	defer pool.Close()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		s.fail("the Manager's pool cannot open a connection: "+errorText(ExplainAcquireError(ctx, pool, err)),
+		s.fail("the Manager's pool cannot open a connection: "+errorText(explainAcquireError(ctx, pool, err)),
 			"the auth step passed on a single connection: check the pool's settings (pool_* in DATABASE_URL) and the server's connection limit")
 		return
 	}

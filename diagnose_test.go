@@ -193,7 +193,7 @@ func TestExplainLoginRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgErr := func(code, msg string) error {
-		return &SafeError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Code: code, Message: msg}}}
+		return &redactedError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Code: code, Message: msg}}}
 	}
 	iam := DefaultConfig()
 	iam.IAMAuth = true
