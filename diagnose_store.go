@@ -212,7 +212,7 @@ func (p storePrivileges) missing(schema string, current bool) (missing, grants [
 // the Manager does), writes a scratch key, reads it back and deletes it.
 func writeTest(ctx context.Context, pool *pgxpool.Pool, schema string) (time.Duration, error) {
 	start := time.Now()
-	store, err := NewPGStore(ctx, pool, WithSchema(schema))
+	store, err := newPGStore(ctx, pool, withSchema(schema))
 	if err != nil {
 		return 0, err
 	}

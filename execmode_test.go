@@ -199,7 +199,7 @@ func storeOnOneSession(t *testing.T, poolMode pgx.QueryExecMode) (*PGStore, *pgx
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s, err := NewPGStore(t.Context(), pool)
+	s, err := newPGStore(t.Context(), pool)
 	if err != nil {
 		t.Fatal(err)
 	}

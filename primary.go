@@ -87,7 +87,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		p.close()
 		return nil, err
 	}
-	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout), withReplicas(p.replicas))
+	p.store, err = newPGStore(ctx, pool, withSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout), withReplicas(p.replicas))
 	if err != nil {
 		p.close()
 		if isReadOnlyError(err) {

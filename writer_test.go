@@ -188,7 +188,7 @@ func TestRouterBoundOnlyRelabelsItsOwnDeadline(t *testing.T) {
 // once; there is no writer to wait for.
 func TestClosedPoolIsNotWaitedFor(t *testing.T) {
 	pool := newTestPool(t)
-	s, err := NewPGStore(context.Background(), pool, withRetryBudget(time.Minute))
+	s, err := newPGStore(context.Background(), pool, withRetryBudget(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
