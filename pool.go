@@ -385,28 +385,6 @@ func poolStatsOf(p *pgxpool.Pool) PoolStats {
 	}
 }
 
-// PoolExhaustedError says that no connection became free within the pool
-// timeout (DB_POOL_TIMEOUT) because all were in use. It wraps
-// ErrUnavailable and context.DeadlineExceeded.
-type PoolExhaustedError struct {
-	Wait  time.Duration // how long the caller waited (0 if unknown)
-	Stats PoolStats     // the pool when the wait ended
-}
-
-// Error says the pool was exhausted and shows its statistics.
-func (e *PoolExhaustedError) Error() string {
-	w := ""
-	if e.Wait > 0 {
-		w = " within " + e.Wait.String()
-	}
-	return "dbmanager: connection pool exhausted: no free connection" + w + " (" + e.Stats.String() + "); raise DB_POOL_SIZE/DB_MAX_OVERFLOW or look for long transactions"
-}
-
-// Unwrap returns ErrUnavailable and context.DeadlineExceeded.
-func (e *PoolExhaustedError) Unwrap() []error {
-	return []error{ErrUnavailable, context.DeadlineExceeded}
-}
-
 // acquireConn takes a connection from pool, waiting at most timeout (the
 // Config's PoolTimeout; <= 0 means only ctx bounds it). When the wait ends
 // because every connection is in use, the error is a *PoolExhaustedError;
