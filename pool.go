@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 	"log/slog"
 	"time"
 
@@ -36,7 +37,7 @@ import (
 //	                    DB_TCP_USER_TIMEOUT  on every connection (internal/netconn)
 //
 // and, unless target_session_attrs asks for another kind of node, the
-// pool follows the writer (writer.go): ValidateConnect refuses read-only
+// pool follows the writer (internal/writerwatch): ValidateConnect refuses read-only
 // nodes, OnPgError, PrepareConn and AfterRelease drop connections found on
 // one, ShouldPing checks the connections that were idle then.
 //
@@ -193,11 +194,11 @@ func newPoolConfig(cfg Config, t connTarget, opts ...poolOption) (*pgxpool.Confi
 		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}
 
-	// Follow the writer (writer.go), unless the string asks for another
+	// Follow the writer (internal/writerwatch), unless the string asks for another
 	// kind of node.
-	watch := newWriterWatch(params, o.readOnly)
+	watch := writerwatch.New(params, o.readOnly, func(c *pgconn.PgConn) { markPgClose(c, closeReadOnly) })
 	if watch != nil {
-		watch.install(pc)
+		watch.Install(pc)
 	}
 
 	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, connectFailed: o.connectFailed}

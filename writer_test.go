@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"errors"
+	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -78,7 +79,7 @@ func TestPoolDropsConnectionsOnAReadOnlyNode(t *testing.T) {
 	srv.Fence(t)
 	_, err := pool.Exec(ctx, "INSERT INTO t VALUES (1)")
 	var pg *pgconn.PgError
-	if !errors.As(err, &pg) || pg.Code != sqlStateReadOnly {
+	if !errors.As(err, &pg) || pg.Code != writerwatch.SQLStateReadOnly {
 		t.Fatalf("a write on the fenced node = %v; want 25006", err)
 	}
 	eventually(t, 5*time.Second, "the refused connection to be closed", func() bool { return pool.Stat().TotalConns() == before-1 })
