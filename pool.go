@@ -38,7 +38,7 @@ import (
 //
 // and, unless target_session_attrs asks for another kind of node, the
 // pool follows the writer (internal/writerwatch): ValidateConnect refuses read-only
-// nodes, OnPgError, PrepareConn and AfterRelease drop connections found on
+// nodes, OnPgError and PrepareConn drop connections found on
 // one, ShouldPing checks the connections that were idle then.
 //
 // pool_max_conns, pool_max_conn_lifetime, pool_max_conn_lifetime_jitter,
