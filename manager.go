@@ -43,7 +43,7 @@ type Manager struct {
 	primary        *primary
 	secrets        *credentials.Cache
 	iam            *credentials.IAM
-	target         Target // where the primary is, as last resolved (display fields only)
+	target         connTarget // where the primary is, as last resolved (display fields only)
 	fallbackReason string
 	recovery       recoveryCounts
 	lastStatus     string // the health status last logged

@@ -60,7 +60,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	if cache != nil {
 		secret = cache.Current
 	}
-	target, err := ResolveTarget(ctx, cfg, secret)
+	target, err := resolveTarget(ctx, cfg, secret)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, err
 	}
-	popts := []PoolOption{WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withReadOnlyNotice(m.noteReadOnlyNode)}
+	popts := []poolOption{withPoolLogger(m.log), withBeforeConnect(beforeConnect), withReadOnlyNotice(m.noteReadOnlyNode)}
 	if cache != nil {
 		popts = append(popts, withConnectFailureNotice(func(err error) {
 			if credentials.IsAuthFailure(err) {
@@ -76,7 +76,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 			}
 		}))
 	}
-	pc, err := NewPoolConfig(cfg, target, popts...)
+	pc, err := newPoolConfig(cfg, target, popts...)
 	if err != nil {
 		return nil, err
 	}
