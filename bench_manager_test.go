@@ -167,11 +167,11 @@ func BenchmarkManagerList(b *testing.B) {
 func BenchmarkPGListFreshVsAnalyzed(b *testing.B) {
 	ctx := context.Background()
 	pool := newTestPool(b)
-	fresh, err := NewPGStore(ctx, pool, WithSchema("fresh"))
+	fresh, err := newPGStore(ctx, pool, withSchema("fresh"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	analysed, err := NewPGStore(ctx, pool, WithSchema("analysed"))
+	analysed, err := newPGStore(ctx, pool, withSchema("analysed"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func newBenchPGStore(b *testing.B) (*PGStore, *pgxpool.Pool, []string) {
 // benchPGStoreOn is newBenchPGStore on a pool of the caller's.
 func benchPGStoreOn(b *testing.B, pool *pgxpool.Pool) (*PGStore, *pgxpool.Pool, []string) {
 	b.Helper()
-	s, err := NewPGStore(context.Background(), pool)
+	s, err := newPGStore(context.Background(), pool)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -227,7 +227,7 @@ func TestPgBouncerStoreNotDetected(t *testing.T) {
 	for _, c := range acquireN(t, pool, 8) {
 		c.Release()
 	}
-	s, err := NewPGStore(t.Context(), pool)
+	s, err := newPGStore(t.Context(), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestPgBouncerMoveBatches(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(pool.Close)
-			s, err := NewPGStore(t.Context(), pool, WithSchema("move_"+mode))
+			s, err := newPGStore(t.Context(), pool, withSchema("move_"+mode))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +374,7 @@ func TestPgBouncerWarnsAboutPoolSQL(t *testing.T) {
 		if !isPoolerStatementError(err) {
 			t.Fatalf("unexpected failure: %v", err)
 		}
-		assertNothingLeaks(t, "a failed statement's error", ExplainAcquireError(t.Context(), must(m.Pool()), err))
+		assertNothingLeaks(t, "a failed statement's error", explainAcquireError(t.Context(), must(m.Pool()), err))
 	}
 	out := logs.String()
 	if n := strings.Count(out, msgPoolerStatements); n != 1 {

@@ -78,12 +78,12 @@ const minLeakDetectionMS = 2000
 // maxThresholdMS bounds DB_SLOW_QUERY_MS and DB_LEAK_DETECTION_MS (a day).
 const maxThresholdMS = 24 * 60 * 60 * 1000
 
-// ExplicitSettings records which settings the environment set explicitly.
+// explicitSettings records which settings the environment set explicitly.
 // A pool_* (or connect_timeout, default_query_exec_mode) parameter in
 // DATABASE_URL is honoured unless the matching field here is true. A
 // Config built in code has all false, so parameters in its URL win over
 // its pool fields; set the flag to make the Config field win.
-type ExplicitSettings struct {
+type explicitSettings struct {
 	PoolSize       bool // DB_POOL_SIZE  (vs pool_max_conns in the URL, with MaxOverflow)
 	MaxOverflow    bool // DB_MAX_OVERFLOW (vs pool_max_conns)
 	PoolPrePing    bool // DB_POOL_PRE_PING (vs pool_ping_timeout)
@@ -205,9 +205,9 @@ type Config struct {
 	// variable).
 	ReadMaxLag time.Duration
 
-	// Explicit records which settings came from the environment, so that
+	// explicit records which settings came from the environment, so that
 	// pool_* parameters in DATABASE_URL are honoured otherwise.
-	Explicit ExplicitSettings
+	explicit explicitSettings
 }
 
 // DefaultConfig returns a Config with every default and nothing configured
@@ -247,7 +247,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if raw := get("DATABASE_URL"); raw != "" {
 		if isMemoryURL(raw) {
 			cfg.MemoryOnly = true
-		} else if _, err := ParseDatabaseURL(raw); err != nil {
+		} else if _, err := parseDatabaseURL(raw); err != nil {
 			errs = append(errs, err)
 		} else {
 			cfg.DatabaseURL = NewSecret(raw)
@@ -295,7 +295,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	boolVar("SQL_ECHO", &cfg.SQLEcho)
 	boolVar("SQL_ECHO_ARGS", &cfg.SQLEchoArgs)
 	boolVar("DB_TRACE_SQL", &cfg.TraceSQL)
-	cfg.Explicit.PoolPrePing = boolVar("DB_POOL_PRE_PING", &cfg.PoolPrePing)
+	cfg.explicit.PoolPrePing = boolVar("DB_POOL_PRE_PING", &cfg.PoolPrePing)
 	cfg.SSLRootCert = get("AWS_SSLROOTCERT")
 
 	intVar := func(name string, lo int, dst *int) bool {
@@ -311,8 +311,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		*dst = n
 		return true
 	}
-	cfg.Explicit.PoolSize = intVar("DB_POOL_SIZE", 1, &cfg.PoolSize)
-	cfg.Explicit.MaxOverflow = intVar("DB_MAX_OVERFLOW", 0, &cfg.MaxOverflow)
+	cfg.explicit.PoolSize = intVar("DB_POOL_SIZE", 1, &cfg.PoolSize)
+	cfg.explicit.MaxOverflow = intVar("DB_MAX_OVERFLOW", 0, &cfg.MaxOverflow)
 
 	durVar := func(name string, allowNever bool, dst *time.Duration) bool {
 		v := get(name)
@@ -335,9 +335,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		bad(name, fmt.Sprintf("%q is not valid; %s", v, want))
 		return false
 	}
-	cfg.Explicit.PoolRecycle = durVar("DB_POOL_RECYCLE", true, &cfg.PoolRecycle)
+	cfg.explicit.PoolRecycle = durVar("DB_POOL_RECYCLE", true, &cfg.PoolRecycle)
 	durVar("DB_POOL_TIMEOUT", false, &cfg.PoolTimeout)
-	cfg.Explicit.ConnectTimeout = durVar("DB_CONNECT_TIMEOUT", false, &cfg.ConnectTimeout)
+	cfg.explicit.ConnectTimeout = durVar("DB_CONNECT_TIMEOUT", false, &cfg.ConnectTimeout)
 	if durVar("DB_TCP_KEEPALIVE", true, &cfg.TCPKeepAlive) && cfg.TCPKeepAlive > maxTCPKeepAlive {
 		bad("DB_TCP_KEEPALIVE", fmt.Sprintf("want at most %d seconds (the kernel's limit); -1 turns keepalives off", int(maxTCPKeepAlive/time.Second)))
 	}
@@ -367,7 +367,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
 		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
-			cfg.QueryExecMode, cfg.Explicit.QueryExecMode = mode, true
+			cfg.QueryExecMode, cfg.explicit.QueryExecMode = mode, true
 		} else {
 			bad("DB_QUERY_EXEC_MODE", fmt.Sprintf("%q is not valid; want cache_statement, cache_describe, describe_exec, exec or simple_protocol", v))
 		}

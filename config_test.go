@@ -23,7 +23,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		cfg.TCPKeepAlive != 5*time.Second || cfg.TCPUserTimeout != 8*time.Second {
 		t.Fatalf("defaults: got %+v", cfg)
 	}
-	if cfg.Source() != SourceNone || cfg.MemoryOnly || cfg.Explicit != (ExplicitSettings{}) {
+	if cfg.Source() != SourceNone || cfg.MemoryOnly || cfg.explicit != (explicitSettings{}) {
 		t.Fatalf("nothing configured: got source %v", cfg.Source())
 	}
 	if cfg.MaxConns() != 15 || want.MaxConns() != 15 {
@@ -80,12 +80,12 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		{"AWS_DB_IAM_AUTH", cfg.IAMAuth && cfg.RequiresTLS()},
 		{"SQL_ECHO", cfg.SQLEcho},
 		{"SQL_ECHO_ARGS", cfg.SQLEchoArgs},
-		{"DB_POOL_SIZE", cfg.PoolSize == 7 && cfg.Explicit.PoolSize},
-		{"DB_MAX_OVERFLOW", cfg.MaxOverflow == 0 && cfg.Explicit.MaxOverflow},
-		{"DB_POOL_PRE_PING", !cfg.PoolPrePing && cfg.Explicit.PoolPrePing},
-		{"DB_POOL_RECYCLE -1 = never", cfg.PoolRecycle == 0 && cfg.Explicit.PoolRecycle},
+		{"DB_POOL_SIZE", cfg.PoolSize == 7 && cfg.explicit.PoolSize},
+		{"DB_MAX_OVERFLOW", cfg.MaxOverflow == 0 && cfg.explicit.MaxOverflow},
+		{"DB_POOL_PRE_PING", !cfg.PoolPrePing && cfg.explicit.PoolPrePing},
+		{"DB_POOL_RECYCLE -1 = never", cfg.PoolRecycle == 0 && cfg.explicit.PoolRecycle},
 		{"DB_POOL_TIMEOUT", cfg.PoolTimeout == 2500*time.Millisecond},
-		{"DB_CONNECT_TIMEOUT", cfg.ConnectTimeout == 750*time.Millisecond && cfg.Explicit.ConnectTimeout},
+		{"DB_CONNECT_TIMEOUT", cfg.ConnectTimeout == 750*time.Millisecond && cfg.explicit.ConnectTimeout},
 		{"DB_FALLBACK", cfg.Fallback == FallbackNone},
 		{"DB_SECRET_CACHE_TTL", cfg.SecretCacheTTL == 10*time.Minute},
 		{"DB_ROTATION_BUDGET", cfg.RotationBudget == 90*time.Second},

@@ -82,20 +82,20 @@ func TestSpecialPasswordAgainstServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := ResolveTarget(ctx, cfg, nil)
+	tg, err := resolveTarget(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := NewConnConfig(cfg, tg.DSN.Reveal())
+	cc, err := newConnConfig(cfg, tg.DSN.Reveal())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ValidateConnConfig(ctx, cc); err != nil {
+	if err := validateConnConfig(ctx, cc); err != nil {
 		t.Fatalf("AWS_DB_* with special password: %v", err)
 	}
 	// From a secret.
 	cfg2, _ := LoadConfig(envOf(map[string]string{"AWS_DB_SECRET": "s"}))
-	tg, err = ResolveTarget(ctx, cfg2, func(context.Context) (Credentials, error) {
+	tg, err = resolveTarget(ctx, cfg2, func(context.Context) (Credentials, error) {
 		return Credentials{Username: role, Password: specialPassword, Host: host, Port: port, DBName: db}, nil
 	})
 	if err != nil {
@@ -106,7 +106,7 @@ func TestSpecialPasswordAgainstServer(t *testing.T) {
 	}
 	// From a Python-form DATABASE_URL with the password percent-encoded.
 	raw := "postgresql+asyncpg://" + url.UserPassword(role, specialPassword).String() + "@" + net.JoinHostPort(host, strconv.Itoa(port)) + "/" + db
-	dsn, err := ParseDatabaseURL(raw)
+	dsn, err := parseDatabaseURL(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestSpecialPasswordAgainstServer(t *testing.T) {
 	}
 	// key=value form.
 	kv := "host=" + host + " port=" + strconv.Itoa(port) + " dbname=" + db + " user=" + role + " password=" + connstr.QuoteKV(specialPassword) + " sslmode=disable"
-	if _, err := ParseDatabaseURL(kv); err != nil {
+	if _, err := parseDatabaseURL(kv); err != nil {
 		t.Fatal(err)
 	}
 	if err := ValidateConnection(ctx, kv); err != nil {
@@ -192,12 +192,12 @@ func TestValidateConnectionTimeout(t *testing.T) {
 	port := silentListener(t)
 	cfg := DefaultConfig()
 	cfg.ConnectTimeout = 300 * time.Millisecond
-	cc, err := NewConnConfig(cfg, BuildURL("u", specialPassword, "127.0.0.1", port, "db")+"?sslmode=disable")
+	cc, err := newConnConfig(cfg, BuildURL("u", specialPassword, "127.0.0.1", port, "db")+"?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = ValidateConnConfig(context.Background(), cc)
+	err = validateConnConfig(context.Background(), cc)
 	wantReason(t, err, ReasonTimeout)
 	// Generous bound: the attempt must end near the connect timeout, not hang.
 	if d := time.Since(start); d > 5*time.Second {
@@ -211,11 +211,11 @@ func TestValidateConnectionTimeoutDuringTLS(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.ConnectTimeout = 300 * time.Millisecond
 		cfg.RequireSSL = require
-		cc, err := NewConnConfig(cfg, BuildURL("u", specialPassword, "127.0.0.1", port, "db"))
+		cc, err := newConnConfig(cfg, BuildURL("u", specialPassword, "127.0.0.1", port, "db"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantReason(t, ValidateConnConfig(context.Background(), cc), ReasonTimeout)
+		wantReason(t, validateConnConfig(context.Background(), cc), ReasonTimeout)
 	}
 }
 

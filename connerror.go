@@ -15,63 +15,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Reason classifies why a connection attempt failed.
-type Reason string
-
-// Connection failure reasons, as shown in logs and Info.
-const (
-	ReasonDNS            Reason = "dns"              // the host name does not resolve
-	ReasonRefused        Reason = "refused"          // nothing listens on the port
-	ReasonTimeout        Reason = "timeout"          // no answer within the connect timeout
-	ReasonTLS            Reason = "tls"              // TLS failed: certificate, host name, or server without TLS
-	ReasonAuth           Reason = "authentication"   // wrong user or password (SQLSTATE 28P01, 28000)
-	ReasonNoDatabase     Reason = "missing database" // the database does not exist (3D000)
-	ReasonServerStarting Reason = "server starting"  // the server is starting or shutting down (57P03, 57P01)
-	ReasonReadOnly       Reason = "read-only"        // the server answers but refuses writes (a standby, a fenced writer)
-	ReasonServer         Reason = "server error"     // another error reported by the server (e.g. too many connections)
-	ReasonCanceled       Reason = "canceled"         // the caller's context was cancelled
-	ReasonNetwork        Reason = "network"          // another network error (reset, unreachable)
-	ReasonUnknown        Reason = "unknown"
-)
-
-// ConnectionError is a failed attempt to reach PostgreSQL. It wraps
-// ErrUnavailable (so errors.Is(err, ErrUnavailable) holds) and the
-// classified, redacted cause. Its message and fields never contain a
-// password; json.Marshal shows Reason and Target only.
-type ConnectionError struct {
-	Reason Reason // why it failed
-	Target string // redacted "host:port" (may be empty)
-	err    error  // safe cause (*SafeError or a network / server error)
-}
-
-// Error names the target, the reason and the redacted cause.
-func (e *ConnectionError) Error() string {
-	s := "dbmanager: cannot connect to PostgreSQL"
-	if e.Target != "" {
-		s += " at " + e.Target
-	}
-	s += ": " + string(e.Reason)
-	if e.err != nil {
-		s += ": " + e.err.Error()
-	}
-	return s
-}
-
-// Unwrap returns ErrUnavailable and the cause.
-func (e *ConnectionError) Unwrap() []error {
-	if e.err == nil {
-		return []error{ErrUnavailable}
-	}
-	return []error{ErrUnavailable, e.err}
-}
-
-// ClassifyConnectError turns an error from connecting or pinging (pgx,
+// classifyConnectError turns an error from connecting or pinging (pgx,
 // pgxpool) into a *ConnectionError with its Reason, redacted. target is a
 // display string such as Target.Host:Port ("" if unknown). A nil error
 // stays nil; an error that already is a *ConnectionError, or that is a
 // configuration error (ErrConfig), is returned redacted but unchanged in
 // kind.
-func ClassifyConnectError(err error, target string) error {
+func classifyConnectError(err error, target string) error {
 	if err == nil {
 		return nil
 	}
@@ -158,7 +108,7 @@ func tlsMessage(err error) bool {
 // by ctx. A failure is a *ConnectionError (wrapping ErrUnavailable) with a
 // Reason; a DSN that cannot be parsed is a redacted error wrapping
 // ErrConfig. No setting of a Config (TLS requirement, CA file) is applied:
-// use NewConnConfig and ValidateConnConfig for that.
+// use newConnConfig and validateConnConfig for that.
 func ValidateConnection(ctx context.Context, dsn string) error {
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -167,13 +117,13 @@ func ValidateConnection(ctx context.Context, dsn string) error {
 	if cc.ConnectTimeout <= 0 {
 		cc.ConnectTimeout = DefaultConnectTimeout
 	}
-	return ValidateConnConfig(ctx, cc)
+	return validateConnConfig(ctx, cc)
 }
 
-// ValidateConnConfig connects with cc, pings and closes, bounded by
+// validateConnConfig connects with cc, pings and closes, bounded by
 // cc.ConnectTimeout (DefaultConnectTimeout when zero) for the whole
 // attempt and by ctx. Failures are *ConnectionError values.
-func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
+func validateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 	timeout := cc.ConnectTimeout
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
@@ -183,7 +133,7 @@ func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 	target := connstr.DisplayHostPort(cc.Host, int(cc.Port))
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return ClassifyConnectError(err, target)
+		return classifyConnectError(err, target)
 	}
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
@@ -191,7 +141,7 @@ func ValidateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
 		_ = conn.Close(cctx)
 	}()
 	if err := conn.Ping(ctx); err != nil {
-		return ClassifyConnectError(err, target)
+		return classifyConnectError(err, target)
 	}
 	return nil
 }

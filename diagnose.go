@@ -143,48 +143,13 @@ func (r Report) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// DiagnoseOption configures Diagnose and DiagnoseEnv.
-type DiagnoseOption func(*diagnoseOptions)
-
+// diagnoseOptions are what a diagnosis takes from its Options.
 type diagnoseOptions struct {
 	stepTimeout time.Duration
 	writeTest   bool
 	secrets     SecretSource
 	schema      string
 	now         func() time.Time
-}
-
-// WithStepTimeout bounds each step (default DefaultStepTimeout, 10 s).
-// Zero or less keeps the default.
-func WithStepTimeout(d time.Duration) DiagnoseOption {
-	return func(o *diagnoseOptions) {
-		if d > 0 {
-			o.stepTimeout = d
-		}
-	}
-}
-
-// WithWriteTest makes the store step also write a scratch key, read it
-// back and delete it (creating the Store's schema first if it is missing,
-// as the Manager would). Without it, a diagnosis writes nothing.
-func WithWriteTest() DiagnoseOption {
-	return func(o *diagnoseOptions) { o.writeTest = true }
-}
-
-// WithDiagnoseSecretSource reads the secret from src instead of AWS
-// Secrets Manager, as WithSecretSource does for the Manager.
-func WithDiagnoseSecretSource(src SecretSource) DiagnoseOption {
-	return func(o *diagnoseOptions) { o.secrets = src }
-}
-
-// WithDiagnoseSchema checks the Store's schema under name instead of
-// "dbmanager", as WithStoreSchema does for the Manager.
-func WithDiagnoseSchema(name string) DiagnoseOption {
-	return func(o *diagnoseOptions) {
-		if name != "" {
-			o.schema = name
-		}
-	}
 }
 
 // Diagnose walks the path a Manager built with cfg walks to reach
@@ -203,7 +168,7 @@ func WithDiagnoseSchema(name string) DiagnoseOption {
 // Nothing secret (password, secret value, IAM token) appears in the
 // report. A service can log the report when it falls back to memory:
 // slog.Any("diagnosis", report).
-func Diagnose(ctx context.Context, cfg Config, opts ...DiagnoseOption) Report {
+func Diagnose(ctx context.Context, cfg Config, opts ...Option) Report {
 	d := newDiagnosis(cfg, opts)
 	d.run(ctx, func(ctx context.Context, s *Step) { d.checkConfig(ctx, s, nil) })
 	return d.finish()
@@ -213,7 +178,7 @@ func Diagnose(ctx context.Context, cfg Config, opts ...DiagnoseOption) Report {
 // getenv (os.Getenv for the real environment): its config step lists the
 // variables that are set (never a secret's value) and every problem
 // LoadConfig found; when there is any, the other steps are skipped.
-func DiagnoseEnv(ctx context.Context, getenv func(string) string, opts ...DiagnoseOption) Report {
+func DiagnoseEnv(ctx context.Context, getenv func(string) string, opts ...Option) Report {
 	env := &envRecord{getenv: getenv, set: map[string]string{}}
 	cfg, err := LoadConfig(env.get)
 	env.err = err
@@ -244,12 +209,19 @@ type diagnosis struct {
 	cleanup    []func()
 }
 
-func newDiagnosis(cfg Config, opts []DiagnoseOption) *diagnosis {
-	o := diagnoseOptions{stepTimeout: DefaultStepTimeout, schema: defaultManagerOptions().schema, now: time.Now}
+func newDiagnosis(cfg Config, opts []Option) *diagnosis {
+	mo := defaultManagerOptions()
 	for _, opt := range opts {
 		if opt != nil {
-			opt(&o)
+			opt(&mo)
 		}
+	}
+	o := diagnoseOptions{stepTimeout: DefaultStepTimeout, writeTest: mo.writeTest, secrets: mo.secrets, schema: mo.schema, now: time.Now}
+	if mo.stepTimeout > 0 {
+		o.stepTimeout = mo.stepTimeout
+	}
+	if o.schema == "" {
+		o.schema = defaultManagerOptions().schema
 	}
 	d := &diagnosis{cfg: cfg, opts: o}
 	d.addSecret(cfg.DBPassword.Reveal())

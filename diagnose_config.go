@@ -55,7 +55,7 @@ func (e *envRecord) listing(rejected map[string]bool) string {
 		case name == "DATABASE_URL" || name == "DATABASE_READ_URL":
 			if isMemoryURL(v) {
 				v = strings.TrimSpace(v)
-			} else if _, err := ParseDatabaseURL(v); err == nil {
+			} else if _, err := parseDatabaseURL(v); err == nil {
 				v = Redact(strings.TrimSpace(v))
 			} else {
 				v = "(invalid, see below)"
@@ -134,7 +134,7 @@ func (d *diagnosis) checkConfig(ctx context.Context, s *Step, env *envRecord) {
 		return
 	}
 	if src != SourceSecret {
-		t, err := ResolveTarget(ctx, d.cfg, nil)
+		t, err := resolveTarget(ctx, d.cfg, nil)
 		if err == nil {
 			err = d.setWriter(t)
 		}
@@ -245,7 +245,7 @@ func fixForConfigError(err error) string {
 
 // setWriter records the writer target, and its read replicas, with the
 // pool configuration the Manager would build for each.
-func (d *diagnosis) setWriter(t Target) error {
+func (d *diagnosis) setWriter(t connTarget) error {
 	w, err := d.newTarget(roleWriter, t)
 	if err != nil {
 		return err
@@ -256,12 +256,12 @@ func (d *diagnosis) setWriter(t Target) error {
 
 // newTarget is target t in role with the pool configuration the Manager
 // would build for it; t's passwords are scrubbed from the report.
-func (d *diagnosis) newTarget(role string, t Target) (*diagTarget, error) {
+func (d *diagnosis) newTarget(role string, t connTarget) (*diagTarget, error) {
 	for _, pw := range connstr.Passwords(t.DSN.Reveal()) {
 		d.addSecret(pw)
 	}
 	rec := &tlsRecorder{}
-	pc, err := NewPoolConfig(d.cfg, t, WithPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
+	pc, err := newPoolConfig(d.cfg, t, withPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func readConfigProblems(cfg Config) []error {
 
 // setReplicas records the read replicas of the writer target w with the
 // pool configuration the Manager would build for each (openReplicas).
-func (d *diagnosis) setReplicas(w Target) error {
+func (d *diagnosis) setReplicas(w connTarget) error {
 	targets, err := resolveReadTargets(d.cfg, w)
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ func TestDiagnoseReplicasOfSecretWriter(t *testing.T) {
 	execURL(t, admin, "GRANT CREATE ON DATABASE "+quoteIdent(db)+" TO "+role)
 	src := mapSecrets{"good": `{"username":"` + role + `","password":"` + pw + `","host":"` + host + `","port":` + itoa(port) + `,"dbname":"` + db + `"}`}
 	cfg := envConfig(t, "AWS_DB_SECRET", "good", "AWS_DB_READ_HOST", host) // no port: the writer's
-	r := Diagnose(context.Background(), cfg, WithDiagnoseSecretSource(src), WithStepTimeout(5*time.Second))
+	r := Diagnose(context.Background(), cfg, WithSecretSource(src), WithStepTimeout(5*time.Second))
 	addr := connstr.DisplayHostPort(host, port)
 	if s := stepNamed(t, r, "config"); s.Status != StepOK || !strings.Contains(s.Detail, "read replicas from AWS_DB_READ_HOST, "+host+" (a port left out is the writer's)") {
 		t.Errorf("config step: %+v", s)

@@ -16,7 +16,7 @@ import (
 
 // The secret step: the Manager's own secret cache reads the secret
 // (through a recorder that notes how long the fetch took and which field
-// names the secret has), then ResolveTarget and NewPoolConfig build the
+// names the secret has), then resolveTarget and newPoolConfig build the
 // writer target from it, exactly as the Manager does at start-up.
 
 // secretRecorder is a SecretSource that passes every call to src and
@@ -104,7 +104,7 @@ func (d *diagnosis) checkSecret(ctx context.Context, s *Step) {
 		return
 	}
 	d.cache = cache
-	t, err := ResolveTarget(ctx, d.cfg, cache.Current)
+	t, err := resolveTarget(ctx, d.cfg, cache.Current)
 	rec.mu.Lock()
 	fetched, took, names, values := rec.fetched, rec.took, rec.fields, rec.values
 	rec.mu.Unlock()

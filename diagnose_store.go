@@ -80,7 +80,7 @@ func (d *diagnosis) checkStore(ctx context.Context, s *Step) {
 	defer pool.Close()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		s.fail("the Manager's pool cannot open a connection: "+errorText(ExplainAcquireError(ctx, pool, err)),
+		s.fail("the Manager's pool cannot open a connection: "+errorText(explainAcquireError(ctx, pool, err)),
 			"the auth step passed on a single connection: check the pool's settings (pool_* in DATABASE_URL) and the server's connection limit")
 		return
 	}
@@ -212,7 +212,7 @@ func (p storePrivileges) missing(schema string, current bool) (missing, grants [
 // the Manager does), writes a scratch key, reads it back and deletes it.
 func writeTest(ctx context.Context, pool *pgxpool.Pool, schema string) (time.Duration, error) {
 	start := time.Now()
-	store, err := NewPGStore(ctx, pool, WithSchema(schema))
+	store, err := newPGStore(ctx, pool, withSchema(schema))
 	if err != nil {
 		return 0, err
 	}

@@ -33,7 +33,7 @@ const replicaOutOfRotation = "the Manager keeps this read replica out of rotatio
 // configuration it would use there.
 type diagTarget struct {
 	role   string
-	target Target
+	target connTarget
 	pool   *pgxpool.Config
 	tls    *tlsRecorder // what verified handshakes with pool's TLS settings showed
 }

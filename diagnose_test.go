@@ -89,7 +89,7 @@ func TestDiagnoseWithSecretSource(t *testing.T) {
 	}
 	ctx := context.Background()
 	cfg := envConfig(t, "AWS_DB_SECRET", "good")
-	r := Diagnose(ctx, cfg, WithDiagnoseSecretSource(src), WithStepTimeout(5*time.Second))
+	r := Diagnose(ctx, cfg, WithSecretSource(src), WithStepTimeout(5*time.Second))
 	if !r.OK {
 		t.Fatalf("not ok:\n%s", r)
 	}
@@ -101,7 +101,7 @@ func TestDiagnoseWithSecretSource(t *testing.T) {
 	}
 	noLeak(t, r, pw)
 
-	r = Diagnose(ctx, envConfig(t, "AWS_DB_SECRET", "bad"), WithDiagnoseSecretSource(src))
+	r = Diagnose(ctx, envConfig(t, "AWS_DB_SECRET", "bad"), WithSecretSource(src))
 	if s := stepNamed(t, r, "secret"); s.Status != StepFailed || !strings.Contains(s.Detail, `"password" must be a JSON string`) {
 		t.Errorf("malformed secret: %+v", s)
 	}
@@ -193,7 +193,7 @@ func TestExplainLoginRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgErr := func(code, msg string) error {
-		return &SafeError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Code: code, Message: msg}}}
+		return &redactedError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Code: code, Message: msg}}}
 	}
 	iam := DefaultConfig()
 	iam.IAMAuth = true

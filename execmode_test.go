@@ -14,14 +14,14 @@ import (
 )
 
 func TestLoadConfigQueryExecMode(t *testing.T) {
-	if cfg := envConfig(t); cfg.QueryExecMode != 0 || cfg.Explicit.QueryExecMode {
-		t.Fatalf("unset DB_QUERY_EXEC_MODE: %v (explicit %v), want the zero value", cfg.QueryExecMode, cfg.Explicit.QueryExecMode)
+	if cfg := envConfig(t); cfg.QueryExecMode != 0 || cfg.explicit.QueryExecMode {
+		t.Fatalf("unset DB_QUERY_EXEC_MODE: %v (explicit %v), want the zero value", cfg.QueryExecMode, cfg.explicit.QueryExecMode)
 	}
 	for name, mode := range queryExecModeNames {
 		for _, v := range []string{name, strings.ToUpper(name), " " + name + " "} {
 			cfg := envConfig(t, "DB_QUERY_EXEC_MODE", v)
-			if cfg.QueryExecMode != mode || !cfg.Explicit.QueryExecMode {
-				t.Errorf("DB_QUERY_EXEC_MODE=%q: %v (explicit %v), want %v", v, cfg.QueryExecMode, cfg.Explicit.QueryExecMode, mode)
+			if cfg.QueryExecMode != mode || !cfg.explicit.QueryExecMode {
+				t.Errorf("DB_QUERY_EXEC_MODE=%q: %v (explicit %v), want %v", v, cfg.QueryExecMode, cfg.explicit.QueryExecMode, mode)
 			}
 			if got := cfg.LogValue().String(); !strings.Contains(got, "query_exec_mode="+name) {
 				t.Errorf("LogValue does not show the mode: %s", got)
@@ -52,11 +52,11 @@ func TestPoolQueryExecMode(t *testing.T) {
 		{"the variable's", envConfig(t, "DB_QUERY_EXEC_MODE", "exec"), plain, pgx.QueryExecModeExec},
 		{"the variable wins over the URL", envConfig(t, "DB_QUERY_EXEC_MODE", "cache_describe"), inURL, pgx.QueryExecModeCacheDescribe},
 		{"a Config built in code loses to the URL", Config{QueryExecMode: pgx.QueryExecModeExec}, inURL, pgx.QueryExecModeSimpleProtocol},
-		{"unless Explicit says so", Config{QueryExecMode: pgx.QueryExecModeExec, Explicit: ExplicitSettings{QueryExecMode: true}}, inURL, pgx.QueryExecModeExec},
+		{"unless Explicit says so", Config{QueryExecMode: pgx.QueryExecModeExec, explicit: explicitSettings{QueryExecMode: true}}, inURL, pgx.QueryExecModeExec},
 		{"a Config built in code without a URL value", Config{QueryExecMode: pgx.QueryExecModeDescribeExec}, plain, pgx.QueryExecModeDescribeExec},
 	}
 	for _, c := range cases {
-		pc, err := NewPoolConfig(c.cfg, targetFor(t, c.dsn))
+		pc, err := newPoolConfig(c.cfg, targetFor(t, c.dsn))
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -64,7 +64,7 @@ func TestPoolQueryExecMode(t *testing.T) {
 			t.Errorf("%s: DefaultQueryExecMode %v, want %v", c.name, got, c.want)
 		}
 	}
-	_, err := NewPoolConfig(Config{QueryExecMode: 42}, targetFor(t, plain))
+	_, err := newPoolConfig(Config{QueryExecMode: 42}, targetFor(t, plain))
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Var != "DB_QUERY_EXEC_MODE" {
 		t.Fatalf("unknown mode in a Config: %v, want a *ConfigError", err)
@@ -199,7 +199,7 @@ func storeOnOneSession(t *testing.T, poolMode pgx.QueryExecMode) (*PGStore, *pgx
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s, err := NewPGStore(t.Context(), pool)
+	s, err := newPGStore(t.Context(), pool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,7 +113,7 @@ func errClass(err error) string {
 // pages (timestamps excluded). One database serves the whole fuzz process;
 // its table is emptied before each input.
 func FuzzDifferential(f *testing.F) {
-	pg := newTestPGStore(f, WithSchema("fuzz"))
+	pg := newTestPGStore(f, withSchema("fuzz"))
 
 	f.Add([]byte("\x00\x00\x00\x00\x03\x00\x00\x00"))
 	f.Add([]byte("\x00\x01\x00\x00\x00\x02\x01\x00\x06\x00\x00\x10\x06\x00\x00\x91"))

@@ -46,8 +46,8 @@ func FuzzLoadConfig(f *testing.F) {
 			cfg.TCPKeepAlive < 0 || cfg.TCPKeepAlive > maxTCPKeepAlive || cfg.TCPUserTimeout < 0 || cfg.TCPUserTimeout > maxTCPUserTimeout {
 			t.Fatalf("accepted an invalid setting: %+v", cfg)
 		}
-		if set := strings.TrimSpace(mode) != ""; set != cfg.Explicit.QueryExecMode || set != (queryExecModeName(cfg.QueryExecMode) != "") {
-			t.Fatalf("DB_QUERY_EXEC_MODE=%q accepted as %v (explicit %v)", mode, cfg.QueryExecMode, cfg.Explicit.QueryExecMode)
+		if set := strings.TrimSpace(mode) != ""; set != cfg.explicit.QueryExecMode || set != (queryExecModeName(cfg.QueryExecMode) != "") {
+			t.Fatalf("DB_QUERY_EXEC_MODE=%q accepted as %v (explicit %v)", mode, cfg.QueryExecMode, cfg.explicit.QueryExecMode)
 		}
 		for _, s := range []string{cfg.LogValue().String(), sprintAll(cfg)} {
 			if strings.Contains(s, pw) && !strings.Contains(others, pw) {
@@ -79,7 +79,7 @@ func FuzzParseDatabaseURL(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		dsn, err := ParseDatabaseURL(raw)
+		dsn, err := parseDatabaseURL(raw)
 		pws := connstr.Passwords(raw)
 		leaks := func(s string) string {
 			for _, p := range pws {
@@ -91,7 +91,7 @@ func FuzzParseDatabaseURL(f *testing.F) {
 		}
 		if err != nil {
 			if p := leaks(err.Error()); p != "" {
-				t.Fatalf("ParseDatabaseURL error echoes password %q: %v", p, err)
+				t.Fatalf("parseDatabaseURL error echoes password %q: %v", p, err)
 			}
 		}
 		if p := leaks(Redact(raw)); p != "" {

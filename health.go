@@ -86,7 +86,7 @@ func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
 	epoch := m.router.epoch.Load()
 	err := p.store.pg.checkWritable(pctx)
 	h.Latency = time.Since(start)
-	stats := StatsOf(p.pool)
+	stats := poolStatsOf(p.pool)
 	h.Pool = &stats
 	if err != nil && ctx.Err() == nil && pctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
 		// The health timeout, not the caller, ended it: the primary is silent.

@@ -34,7 +34,7 @@ func TestMultiHostTargets(t *testing.T) {
 		{"postgres://u:pw@[::1]:6543/db", "::1", 6543, []string{"[::1]:6543"}},
 	}
 	for _, c := range cases {
-		dsn, err := ParseDatabaseURL(c.dsn)
+		dsn, err := parseDatabaseURL(c.dsn)
 		if err != nil {
 			t.Errorf("%s: %v", c.dsn, err)
 			continue
@@ -61,7 +61,7 @@ func TestMultiHostTargets(t *testing.T) {
 func TestMultiHostURLKeepsItsHostList(t *testing.T) {
 	const pw = "S3cr3t-multi"
 	in := "postgresql+psycopg2://app:" + pw + "@hostA:5432,hostB/gateway?sslmode=require&password=" + pw
-	dsn, err := ParseDatabaseURL(in)
+	dsn, err := parseDatabaseURL(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestMultiHostURLRejects(t *testing.T) {
 		"postgres:///db?host=a,b&port=1,2,3",
 		"postgres://u:S3cr3tZ@h1:1,h2:2/db?port=1,2,3",
 	} {
-		_, err := ParseDatabaseURL(in)
+		_, err := parseDatabaseURL(in)
 		if err == nil {
 			t.Errorf("accepted %q", Redact(in))
 			continue
@@ -151,7 +151,7 @@ func FuzzDSNHosts(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		dsn, err := ParseDatabaseURL(raw) // what a Target is made from
+		dsn, err := parseDatabaseURL(raw) // what a Target is made from
 		if err != nil {
 			return
 		}

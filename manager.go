@@ -41,7 +41,7 @@ type Manager struct {
 	primary        *primary
 	secrets        *SecretCache
 	iam            *IAMAuth
-	target         Target // where the primary is, as last resolved (display fields only)
+	target         connTarget // where the primary is, as last resolved (display fields only)
 	fallbackReason string
 	recovery       recoveryCounts
 	lastStatus     string // the health status last logged

@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"fmt"
+	"github.com/gatewaykit/dbmanager/internal/writegate"
 )
 
 // recordKey names a record across backends.
@@ -121,14 +122,14 @@ func (mv *move) dropDeleted(ctx context.Context, pg recordImporter, recs []Recor
 // false if that must not happen (the Manager closed), which fails the
 // move. On failure the Store still serves mem and the move can be run
 // again.
-func (mv *move) run(ctx context.Context, gate *writeGate, mem *MemStore, pg recordImporter, switchOver func() bool) error {
+func (mv *move) run(ctx context.Context, gate *writegate.Gate, mem *MemStore, pg recordImporter, switchOver func() bool) error {
 	if err := mv.copyChanged(ctx, pg, mem.snapshot()); err != nil {
 		return fmt.Errorf("copy records written during the outage: %w", err)
 	}
-	if err := gate.close(ctx); err != nil {
+	if err := gate.Close(ctx); err != nil {
 		return err
 	}
-	defer gate.open()
+	defer gate.Open()
 	recs := mem.snapshot()
 	if err := mv.copyChanged(ctx, pg, recs); err != nil {
 		return fmt.Errorf("copy records written during the move: %w", err)

@@ -58,7 +58,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	if cache != nil {
 		credentials = cache.Current
 	}
-	target, err := ResolveTarget(ctx, cfg, credentials)
+	target, err := resolveTarget(ctx, cfg, credentials)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, err
 	}
-	popts := []PoolOption{WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withReadOnlyNotice(m.noteReadOnlyNode)}
+	popts := []poolOption{withPoolLogger(m.log), withBeforeConnect(beforeConnect), withReadOnlyNotice(m.noteReadOnlyNode)}
 	if cache != nil {
 		popts = append(popts, withConnectFailureNotice(func(err error) {
 			if IsAuthFailure(err) {
@@ -74,7 +74,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 			}
 		}))
 	}
-	pc, err := NewPoolConfig(cfg, target, popts...)
+	pc, err := newPoolConfig(cfg, target, popts...)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,9 @@ type managerOptions struct {
 	meterProvider  metric.MeterProvider
 	tracerProvider trace.TracerProvider
 	collectionAttr bool
+	// Diagnose only.
+	stepTimeout time.Duration
+	writeTest   bool
 }
 
 // Defaults of the Manager's background reconnect (see WithRecoveryBackoff)
@@ -54,9 +57,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithSecretSource makes the Manager read the secret named by
-// AWS_DB_SECRET / AWS_SECRET_NAME from src instead of AWS Secrets Manager
-// (another secret store, or a stand-in in tests).
+// WithSecretSource makes the Manager (and NewPool, Diagnose) read the
+// secret named by AWS_DB_SECRET / AWS_SECRET_NAME from src instead of AWS
+// Secrets Manager (another secret store, or a stand-in in tests).
 func WithSecretSource(src SecretSource) Option {
 	return func(o *managerOptions) { o.secrets = src }
 }
@@ -69,8 +72,10 @@ func OnConflict(f func(context.Context, Conflict)) Option {
 	return func(o *managerOptions) { o.onConflict = f }
 }
 
-// WithStoreSchema sets the PostgreSQL schema of the Manager's Store
-// (default "dbmanager"; see WithSchema).
+// WithStoreSchema sets the PostgreSQL schema of the Store (default
+// "dbmanager"), for the Manager, NewPGStore and Diagnose. The name is used
+// as a quoted identifier (any characters; at most 63 bytes, PostgreSQL's
+// limit).
 func WithStoreSchema(name string) Option {
 	return func(o *managerOptions) { o.schema = name }
 }
@@ -97,4 +102,19 @@ func WithHealthTimeout(d time.Duration) Option {
 			o.healthTimeout = d
 		}
 	}
+}
+
+// WithStepTimeout bounds each step of Diagnose and DiagnoseEnv (default
+// DefaultStepTimeout, 10 s); zero or less keeps the default. The Manager
+// and NewPool ignore it.
+func WithStepTimeout(d time.Duration) Option {
+	return func(o *managerOptions) { o.stepTimeout = d }
+}
+
+// WithWriteTest makes Diagnose's store step also write a scratch key, read
+// it back and delete it (creating the Store's schema first if it is
+// missing, as the Manager would). Without it, a diagnosis writes nothing.
+// The Manager and NewPool ignore it.
+func WithWriteTest() Option {
+	return func(o *managerOptions) { o.writeTest = true }
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -54,3 +55,10 @@ func serverUnavailable(code string) bool {
 	}
 	return false
 }
+
+// errNodeReadOnly says a node does not accept writes (writerwatch).
+var errNodeReadOnly = writerwatch.ErrNodeReadOnly
+
+// isReadOnlyError reports whether err says the node does not accept
+// writes (a 25006, or a connection refused by the read-write check).
+func isReadOnlyError(err error) bool { return writerwatch.IsReadOnlyError(err) }

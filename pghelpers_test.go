@@ -23,9 +23,9 @@ func newTestPool(t testing.TB) *pgxpool.Pool {
 }
 
 // newTestPGStore returns a PGStore on a fresh database.
-func newTestPGStore(t testing.TB, opts ...PGOption) *PGStore {
+func newTestPGStore(t testing.TB, opts ...pgOption) *PGStore {
 	t.Helper()
-	s, err := NewPGStore(context.Background(), newTestPool(t), opts...)
+	s, err := newPGStore(context.Background(), newTestPool(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,7 +165,7 @@ func assertOrderedIndexScan(t *testing.T, what string, plan planNode, limit int)
 func TestPGListPlansAreOrderedIndexScans(t *testing.T) {
 	ctx := context.Background()
 	pool := newTestPool(t)
-	s, err := NewPGStore(ctx, pool)
+	s, err := newPGStore(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}

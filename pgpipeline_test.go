@@ -20,7 +20,7 @@ func TestSendStatements(t *testing.T) {
 	var logs logBuffer
 	cfg := DefaultConfig()
 	cfg.SQLEcho = true
-	p := openPool(t, cfg, pgtestURL(t), WithPoolLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	p := openPool(t, cfg, pgtestURL(t), withPoolLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	conn, err := p.Acquire(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ func TestPGStoreStartsWithoutCreatePrivilegeOnAnExistingSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(owner.Close)
-	if _, err := NewPGStore(ctx, owner); err != nil {
+	if _, err := newPGStore(ctx, owner); err != nil {
 		t.Fatal(err)
 	}
 
@@ -47,7 +47,7 @@ func TestPGStoreStartsWithoutCreatePrivilegeOnAnExistingSchema(t *testing.T) {
 	if canCreate {
 		t.Fatal("test setup: the role may still CREATE")
 	}
-	s, err := NewPGStore(ctx, app)
+	s, err := newPGStore(ctx, app)
 	if err != nil {
 		t.Fatalf("NewPGStore as a user without CREATE on an existing schema: %v", err)
 	}

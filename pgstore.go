@@ -14,7 +14,7 @@ import (
 )
 
 // PGStore is the PostgreSQL Store. It keeps every collection in one table,
-// "records", in its own schema (see WithSchema), created at start-up by
+// "records", in its own schema (see WithStoreSchema), created at start-up by
 // NewPGStore. Every operation is one statement, so one round trip, and
 // conditional writes are decided by the statement itself, never by a read
 // followed by a write.
@@ -26,8 +26,8 @@ type PGStore struct {
 	pg *pgBackend
 }
 
-// PGOption configures NewPGStore.
-type PGOption func(*pgOptions)
+// pgOption configures newPGStore.
+type pgOption func(*pgOptions)
 
 type pgOptions struct {
 	schema      string
@@ -36,12 +36,8 @@ type pgOptions struct {
 	reads       *replicaSet
 }
 
-// WithSchema puts the store's table in the named schema instead of
-// "dbmanager". The name is used as a quoted identifier (any characters; at
-// most 63 bytes, PostgreSQL's limit); an empty or longer name makes
-// NewPGStore fail with ErrInvalid. Stores with different schemas on one
-// database are fully separate.
-func WithSchema(name string) PGOption {
+// withSchema puts the store's table in the named schema (WithStoreSchema).
+func withSchema(name string) pgOption {
 	return func(o *pgOptions) { o.schema = name }
 }
 
@@ -51,13 +47,13 @@ func WithSchema(name string) PGOption {
 // return a connection of the store's pool or an error; the store releases
 // every connection it gets. A failed acquire counts as "nothing sent", so
 // the store may call acquire a second time for the same operation.
-func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) PGOption {
+func withAcquire(acquire func(context.Context) (*pgxpool.Conn, error)) pgOption {
 	return func(o *pgOptions) { o.acquire = acquire }
 }
 
 // withReplicas makes the store read from rs's replicas when they can
 // answer consistently, and learn each write's WAL position (replica_*.go).
-func withReplicas(rs *replicaSet) PGOption {
+func withReplicas(rs *replicaSet) pgOption {
 	return func(o *pgOptions) { o.reads = rs }
 }
 
@@ -65,12 +61,16 @@ func withReplicas(rs *replicaSet) PGOption {
 // connection, a read-only node, a server shutting down) be tried again,
 // with a short backoff, for up to d after the call started (within its
 // deadline). 0, the default, tries such a statement once more at once.
-func withRetryBudget(d time.Duration) PGOption {
+func withRetryBudget(d time.Duration) pgOption {
 	return func(o *pgOptions) { o.retryBudget = d }
 }
 
 // NewPGStore creates the schema and table if they are missing (safe when
-// several processes start at once) and returns a store on pool. It also
+// several processes start at once) and returns a store on pool, in the schema WithStoreSchema names
+// ("dbmanager" by default; any characters, at most 63 bytes: an empty or
+// longer name fails with ErrInvalid; stores in different schemas of one
+// database are fully separate). Of the Options, only WithStoreSchema
+// applies. It also
 // finds out whether a connection pooler or proxy (PgBouncer, RDS Proxy)
 // stands in front of PostgreSQL: the store's statements then avoid named
 // prepared statements, which transaction pooling breaks, whatever the
@@ -79,7 +79,19 @@ func withRetryBudget(d time.Duration) PGOption {
 // with ErrInvalid for a bad option, ErrUnavailable when the database cannot
 // be reached, and an error naming the problem when the schema cannot be
 // created or was made by a newer release.
-func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...PGOption) (*PGStore, error) {
+func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*PGStore, error) {
+	mo := defaultManagerOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&mo)
+		}
+	}
+	return newPGStore(ctx, pool, withSchema(mo.schema))
+}
+
+// newPGStore is NewPGStore with the options only the library itself sets
+// (an acquire with rotation retry, replicas, a retry budget).
+func newPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...pgOption) (*PGStore, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("dbmanager: NewPGStore: %w: nil pool", ErrInvalid)
 	}

@@ -28,7 +28,7 @@ func TestPGStoreSchemaCreationRace(t *testing.T) {
 				return
 			}
 			defer pool.Close()
-			_, errs[i] = NewPGStore(context.Background(), pool, WithSchema("raced"))
+			_, errs[i] = newPGStore(context.Background(), pool, withSchema("raced"))
 		})
 	}
 	wg.Wait()
@@ -43,11 +43,11 @@ func TestPGStoreSchemaIsQuotedAndSeparate(t *testing.T) {
 	pool := newTestPool(t)
 	ctx := context.Background()
 	weird := `we"ird; DROP TABLE x; --`
-	a, err := NewPGStore(ctx, pool, WithSchema(weird))
+	a, err := newPGStore(ctx, pool, withSchema(weird))
 	if err != nil {
 		t.Fatalf("a schema name with quotes and semicolons is an identifier, quoted: %v", err)
 	}
-	b, err := NewPGStore(ctx, pool) // default schema
+	b, err := newPGStore(ctx, pool) // default schema
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +69,11 @@ func TestPGStoreSchemaIsQuotedAndSeparate(t *testing.T) {
 func TestPGStoreRejectsBadSchemaNames(t *testing.T) {
 	pool := newTestPool(t)
 	for _, name := range []string{"", strings.Repeat("s", 64), "a\x00b", "\xff"} {
-		if _, err := NewPGStore(context.Background(), pool, WithSchema(name)); !errors.Is(err, ErrInvalid) {
-			t.Errorf("WithSchema(%q): error %v, want ErrInvalid", name, err)
+		if _, err := newPGStore(context.Background(), pool, withSchema(name)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("withSchema(%q): error %v, want ErrInvalid", name, err)
 		}
 	}
-	if _, err := NewPGStore(context.Background(), pool, WithSchema(strings.Repeat("s", 63))); err != nil {
+	if _, err := newPGStore(context.Background(), pool, withSchema(strings.Repeat("s", 63))); err != nil {
 		t.Errorf("a 63-byte schema name is valid: %v", err)
 	}
 }
@@ -81,20 +81,20 @@ func TestPGStoreRejectsBadSchemaNames(t *testing.T) {
 func TestPGStoreRefusesNewerSchemaVersion(t *testing.T) {
 	pool := newTestPool(t)
 	ctx := context.Background()
-	if _, err := NewPGStore(ctx, pool); err != nil {
+	if _, err := newPGStore(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `UPDATE dbmanager.schema_version SET version = $1`, pgsql.LayoutVersion+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewPGStore(ctx, pool); err == nil || !strings.Contains(err.Error(), "version") {
+	if _, err := newPGStore(ctx, pool); err == nil || !strings.Contains(err.Error(), "version") {
 		t.Errorf("a schema from a newer release is refused: %v", err)
 	}
 }
 
 func TestPGStoreCloseLeavesPoolOpen(t *testing.T) {
 	pool := newTestPool(t)
-	s, err := NewPGStore(context.Background(), pool)
+	s, err := newPGStore(context.Background(), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestPGStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	_, err = NewPGStore(context.Background(), pool)
+	_, err = newPGStore(context.Background(), pool)
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("NewPGStore with no server: %v, want ErrUnavailable", err)
 	}
@@ -156,7 +156,7 @@ func TestPGStoreRetriesWhenNothingWasSent(t *testing.T) {
 		}
 		return pool.Acquire(ctx)
 	}
-	s, err := NewPGStore(context.Background(), pool, withAcquire(acquire))
+	s, err := newPGStore(context.Background(), pool, withAcquire(acquire))
 	if err != nil {
 		t.Fatalf("NewPGStore retries a failed acquire once: %v", err)
 	}
@@ -187,7 +187,7 @@ func TestPGStoreRetriesWhenNothingWasSent(t *testing.T) {
 func TestPGStoreDoesNotRetryWhatMayHaveRun(t *testing.T) {
 	pool := newTestPool(t)
 	var acquires int
-	s, err := NewPGStore(context.Background(), pool, withAcquire(func(ctx context.Context) (*pgxpool.Conn, error) {
+	s, err := newPGStore(context.Background(), pool, withAcquire(func(ctx context.Context) (*pgxpool.Conn, error) {
 		acquires++
 		return pool.Acquire(ctx)
 	}))
@@ -250,7 +250,7 @@ func TestPGStoreLinguisticCollation(t *testing.T) {
 	if err := icuPool.QueryRow(ctx, `SELECT 'a' < 'B'`).Scan(&linguistic); err != nil || !linguistic {
 		t.Skipf("the ICU database does not sort linguistically (%v)", err)
 	}
-	s, err := NewPGStore(ctx, icuPool)
+	s, err := newPGStore(ctx, icuPool)
 	if err != nil {
 		t.Fatal(err)
 	}

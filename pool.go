@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 	"log/slog"
 	"time"
 
@@ -36,14 +37,14 @@ import (
 //	                    DB_TCP_USER_TIMEOUT  on every connection (internal/netconn)
 //
 // and, unless target_session_attrs asks for another kind of node, the
-// pool follows the writer (writer.go): ValidateConnect refuses read-only
-// nodes, OnPgError, PrepareConn and AfterRelease drop connections found on
+// pool follows the writer (internal/writerwatch): ValidateConnect refuses read-only
+// nodes, OnPgError and PrepareConn drop connections found on
 // one, ShouldPing checks the connections that were idle then.
 //
 // pool_max_conns, pool_max_conn_lifetime, pool_max_conn_lifetime_jitter,
 // pool_ping_timeout, connect_timeout and default_query_exec_mode in the
 // connection string win over the defaults, but not over a variable the
-// environment set (Config.Explicit); so do pool_min_conns,
+// environment set (Config.explicit); so do pool_min_conns,
 // pool_max_conn_idle_time and pool_health_check_period (no variable sets
 // those). pool_min_idle_conns keeps pgxpool's meaning.
 //
@@ -77,8 +78,8 @@ const (
 	healthCheckPeriod = 30 * time.Second
 )
 
-// PoolOption adjusts NewPoolConfig.
-type PoolOption func(*poolOptions)
+// poolOption adjusts newPoolConfig.
+type poolOption func(*poolOptions)
 
 type poolOptions struct {
 	logger        *slog.Logger
@@ -90,27 +91,27 @@ type poolOptions struct {
 
 // withConnectFailureNotice makes the pool call f with the error of each
 // connection attempt that fails.
-func withConnectFailureNotice(f func(error)) PoolOption {
+func withConnectFailureNotice(f func(error)) poolOption {
 	return func(o *poolOptions) { o.connectFailed = f }
 }
 
 // withReadOnlyNotice makes the pool call f each time it finds a
 // connection on a read-only node (and closes it).
-func withReadOnlyNotice(f func()) PoolOption { return func(o *poolOptions) { o.readOnly = f } }
+func withReadOnlyNotice(f func()) poolOption { return func(o *poolOptions) { o.readOnly = f } }
 
-// WithPoolLogger sets the logger for SQL_ECHO and pool warnings
+// withPoolLogger sets the logger for SQL_ECHO and pool warnings
 // (slog.Default() otherwise).
-func WithPoolLogger(l *slog.Logger) PoolOption { return func(o *poolOptions) { o.logger = l } }
+func withPoolLogger(l *slog.Logger) poolOption { return func(o *poolOptions) { o.logger = l } }
 
-// WithBeforeConnect sets the pool's BeforeConnect hook: it runs before
+// withBeforeConnect sets the pool's BeforeConnect hook: it runs before
 // every new connection with a copy of the connection settings and may set
 // the password (a rotated secret, an IAM token). Setting
 // pgxpool.Config.BeforeConnect on the result does the same.
-func WithBeforeConnect(f func(context.Context, *pgx.ConnConfig) error) PoolOption {
+func withBeforeConnect(f func(context.Context, *pgx.ConnConfig) error) poolOption {
 	return func(o *poolOptions) { o.beforeConnect = f }
 }
 
-// NewPoolConfig maps cfg onto a *pgxpool.Config for target t: the TLS
+// newPoolConfig maps cfg onto a *pgxpool.Config for target t: the TLS
 // policy (see tlsconfig.go), the pool settings in the table above, the
 // connect timeout, the dialer's keepalives and SQL_ECHO; and, unless the
 // connection string's target_session_attrs asks for another kind of node,
@@ -121,7 +122,7 @@ func WithBeforeConnect(f func(context.Context, *pgx.ConnConfig) error) PoolOptio
 // The result's ConnConfig.Tracer implements the acquire timeout (and
 // SQL_ECHO); to add a tracer, wrap the existing one rather than replacing
 // it. Use one config for one pool.
-func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, error) {
+func newPoolConfig(cfg Config, t connTarget, opts ...poolOption) (*pgxpool.Config, error) {
 	var o poolOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -148,7 +149,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	pc.ConnConfig.DialFunc = netconn.NewDialer(pc.ConnConfig.ConnectTimeout, cfg.TCPKeepAlive, cfg.TCPUserTimeout).DialContext
 
 	_, urlMax := params["pool_max_conns"]
-	if !urlMax || cfg.Explicit.PoolSize || cfg.Explicit.MaxOverflow {
+	if !urlMax || cfg.explicit.PoolSize || cfg.explicit.MaxOverflow {
 		pc.MaxConns = int32(max(cfg.MaxConns(), 1))
 	}
 	size := int32(max(cfg.PoolSize, 1))
@@ -166,11 +167,11 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 	}
 
 	_, urlLife := params["pool_max_conn_lifetime"]
-	if !urlLife || cfg.Explicit.PoolRecycle {
+	if !urlLife || cfg.explicit.PoolRecycle {
 		pc.MaxConnLifetime = cfg.PoolRecycle // 0: never
 	}
 	_, urlJitter := params["pool_max_conn_lifetime_jitter"]
-	if !urlJitter || cfg.Explicit.PoolRecycle {
+	if !urlJitter || cfg.explicit.PoolRecycle {
 		pc.MaxConnLifetimeJitter = pc.MaxConnLifetime / 10
 	}
 
@@ -183,7 +184,7 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 			return p.IdleDuration > preDelayIdle
 		}
 		_, urlPing := params["pool_ping_timeout"]
-		if !urlPing || cfg.Explicit.PoolPrePing || pc.PingTimeout <= 0 {
+		if !urlPing || cfg.explicit.PoolPrePing || pc.PingTimeout <= 0 {
 			pc.PingTimeout = cfg.ConnectTimeout
 		}
 		// Every acquire also checks, without a round trip, that the server
@@ -193,11 +194,11 @@ func NewPoolConfig(cfg Config, t Target, opts ...PoolOption) (*pgxpool.Config, e
 		pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}
 
-	// Follow the writer (writer.go), unless the string asks for another
+	// Follow the writer (internal/writerwatch), unless the string asks for another
 	// kind of node.
-	watch := newWriterWatch(params, o.readOnly)
+	watch := writerwatch.New(params, o.readOnly, func(c *pgconn.PgConn) { markPgClose(c, closeReadOnly) })
 	if watch != nil {
-		watch.install(pc)
+		watch.Install(pc)
 	}
 
 	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, connectFailed: o.connectFailed}
@@ -276,7 +277,7 @@ func (h *poolHooks) TraceAcquireEnd(ctx context.Context, pool *pgxpool.Pool, dat
 		st.cancel()
 	}
 	if data.Err != nil && errors.Is(data.Err, context.DeadlineExceeded) && st.parent.Err() == nil {
-		s := StatsOf(pool)
+		s := poolStatsOf(pool)
 		if s.Acquired >= s.Max {
 			h.log().Warn("Connection pool exhausted", "wait", h.acquireTimeout, "stats", s)
 		}
@@ -376,8 +377,8 @@ func (s PoolStats) String() string {
 	return fmt.Sprintf("%d/%d in use, %d idle, %d opening", s.Acquired, s.Max, s.Idle, s.Constructing)
 }
 
-// StatsOf returns the pool's current statistics.
-func StatsOf(p *pgxpool.Pool) PoolStats {
+// poolStatsOf returns the pool's current statistics.
+func poolStatsOf(p *pgxpool.Pool) PoolStats {
 	st := p.Stat()
 	return PoolStats{
 		Max: st.MaxConns(), Total: st.TotalConns(), Acquired: st.AcquiredConns(), Idle: st.IdleConns(),
@@ -385,35 +386,13 @@ func StatsOf(p *pgxpool.Pool) PoolStats {
 	}
 }
 
-// PoolExhaustedError says that no connection became free within the pool
-// timeout (DB_POOL_TIMEOUT) because all were in use. It wraps
-// ErrUnavailable and context.DeadlineExceeded.
-type PoolExhaustedError struct {
-	Wait  time.Duration // how long the caller waited (0 if unknown)
-	Stats PoolStats     // the pool when the wait ended
-}
-
-// Error says the pool was exhausted and shows its statistics.
-func (e *PoolExhaustedError) Error() string {
-	w := ""
-	if e.Wait > 0 {
-		w = " within " + e.Wait.String()
-	}
-	return "dbmanager: connection pool exhausted: no free connection" + w + " (" + e.Stats.String() + "); raise DB_POOL_SIZE/DB_MAX_OVERFLOW or look for long transactions"
-}
-
-// Unwrap returns ErrUnavailable and context.DeadlineExceeded.
-func (e *PoolExhaustedError) Unwrap() []error {
-	return []error{ErrUnavailable, context.DeadlineExceeded}
-}
-
-// Acquire takes a connection from pool, waiting at most timeout (the
+// acquireConn takes a connection from pool, waiting at most timeout (the
 // Config's PoolTimeout; <= 0 means only ctx bounds it). When the wait ends
 // because every connection is in use, the error is a *PoolExhaustedError;
 // a connection that could not be opened gives a *ConnectionError; both
-// wrap ErrUnavailable. Pools from NewPoolConfig bound every acquire by the
-// pool timeout anyway; Acquire adds the explanatory error.
-func Acquire(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (*pgxpool.Conn, error) {
+// wrap ErrUnavailable. Pools from newPoolConfig bound every acquire by the
+// pool timeout anyway; acquireConn adds the explanatory error.
+func acquireConn(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (*pgxpool.Conn, error) {
 	actx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -429,14 +408,14 @@ func Acquire(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (*p
 	return c, nil
 }
 
-// ExplainAcquireError turns an error from a pool operation (Acquire,
-// Query, Exec, Begin on a pool from NewPoolConfig) into the library's
+// explainAcquireError turns an error from a pool operation (Acquire,
+// Query, Exec, Begin on a pool from newPoolConfig) into the library's
 // error when the pool is the cause: a *PoolExhaustedError when the pool
 // timeout ran out with every connection in use, a *ConnectionError when a
 // new connection could not be opened. ctx is the caller's context (its
 // own deadline is not the pool's fault). Other errors come back redacted
 // but otherwise unchanged.
-func ExplainAcquireError(ctx context.Context, pool *pgxpool.Pool, err error) error {
+func explainAcquireError(ctx context.Context, pool *pgxpool.Pool, err error) error {
 	return explainAcquire(ctx, pool, err, 0)
 }
 
@@ -445,11 +424,11 @@ func explainAcquire(ctx context.Context, pool *pgxpool.Pool, err error, waited t
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		s := StatsOf(pool)
+		s := poolStatsOf(pool)
 		if s.Acquired >= s.Max {
 			return &PoolExhaustedError{Wait: waited, Stats: s}
 		}
-		return ClassifyConnectError(err, "")
+		return classifyConnectError(err, "")
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
@@ -457,7 +436,7 @@ func explainAcquire(ctx context.Context, pool *pgxpool.Pool, err error, waited t
 		if ce.Config != nil {
 			target = connstr.ConfigAddr(ce.Config)
 		}
-		return ClassifyConnectError(err, target)
+		return classifyConnectError(err, target)
 	}
 	return safeError(err)
 }

@@ -130,7 +130,7 @@ func TestPoolSteadyLoadOpensNoConnections(t *testing.T) {
 			close(stop)
 			calls, failed := wait()
 			sessionsAfter, _ := serverSessions(t, monitor, sessionsBefore+newAfter-newBefore)
-			st := StatsOf(pool)
+			st := poolStatsOf(pool)
 			t.Logf("%d goroutines: %d calls (%d failed); pool %v, %d connections opened before the window, %d in it; server sessions %d -> %d",
 				goroutines, calls, failed, st, newBefore, newAfter-newBefore, sessionsBefore, sessionsAfter)
 			if failed > 0 {
@@ -157,7 +157,7 @@ func TestPoolSteadyLoadOpensNoConnections(t *testing.T) {
 func waitForPoolSize(t *testing.T, pool *pgxpool.Pool, size int32, limit time.Duration) {
 	t.Helper()
 	start := time.Now()
-	for s := StatsOf(pool); s.Total != size || s.Acquired != 0; s = StatsOf(pool) {
+	for s := poolStatsOf(pool); s.Total != size || s.Acquired != 0; s = poolStatsOf(pool) {
 		if time.Since(start) > limit {
 			t.Fatalf("pool still at %v %v after the load stopped; want %d connections", s, limit, size)
 		}
@@ -165,7 +165,7 @@ func waitForPoolSize(t *testing.T, pool *pgxpool.Pool, size int32, limit time.Du
 	}
 	t.Logf("pool back to %d connections %v after the load stopped", size, time.Since(start).Round(time.Millisecond))
 	time.Sleep(300 * time.Millisecond) // several health checks at the short period
-	if s := StatsOf(pool); s.Total < size {
+	if s := poolStatsOf(pool); s.Total < size {
 		t.Fatalf("pool shrank below DB_POOL_SIZE: %v", s)
 	}
 }
@@ -198,14 +198,14 @@ func TestPoolShrinksToSizeWhenIdle(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	if s := StatsOf(pool); s.Total != DefaultPoolSize+DefaultMaxOverflow {
+	if s := poolStatsOf(pool); s.Total != DefaultPoolSize+DefaultMaxOverflow {
 		t.Fatalf("burst: %v", s)
 	}
 	for _, c := range conns {
 		c.Release()
 	}
 	// Released connections stay: none is closed on release.
-	if s := StatsOf(pool); s.Total != DefaultPoolSize+DefaultMaxOverflow {
+	if s := poolStatsOf(pool); s.Total != DefaultPoolSize+DefaultMaxOverflow {
 		t.Fatalf("connections closed on release: %v", s)
 	}
 	waitForPoolSize(t, pool, DefaultPoolSize, 10*time.Second)

@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-func targetFor(t *testing.T, dsn string) Target {
+func targetFor(t *testing.T, dsn string) connTarget {
 	t.Helper()
-	dsn, err := ParseDatabaseURL(dsn)
+	dsn, err := parseDatabaseURL(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func targetFor(t *testing.T, dsn string) Target {
 }
 
 func TestPoolConfigDefaults(t *testing.T) {
-	pc, err := NewPoolConfig(DefaultConfig(), targetFor(t, "postgres://u:pw@db.example/app"))
+	pc, err := newPoolConfig(DefaultConfig(), targetFor(t, "postgres://u:pw@db.example/app"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,17 +45,17 @@ func TestPoolConfigDefaults(t *testing.T) {
 	}
 	noPing := DefaultConfig()
 	noPing.PoolPrePing = false
-	pc, _ = NewPoolConfig(noPing, targetFor(t, "postgres://u:pw@db.example/app"))
+	pc, _ = newPoolConfig(noPing, targetFor(t, "postgres://u:pw@db.example/app"))
 	if pc.ShouldPing(ctx, pgxpool.ShouldPingParams{IdleDuration: time.Hour}) {
 		t.Fatal("DB_POOL_PRE_PING=false still pings")
 	}
 	never := DefaultConfig()
 	never.PoolRecycle = 0
-	pc, _ = NewPoolConfig(never, targetFor(t, "postgres://u:pw@db.example/app"))
+	pc, _ = newPoolConfig(never, targetFor(t, "postgres://u:pw@db.example/app"))
 	if pc.MaxConnLifetime != 0 || pc.MaxConnLifetimeJitter != 0 {
 		t.Fatal("recycle -1 must mean never")
 	}
-	if _, err := NewPoolConfig(DefaultConfig(), Target{Source: SourceNone}); !errors.Is(err, ErrConfig) {
+	if _, err := newPoolConfig(DefaultConfig(), connTarget{Source: SourceNone}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("empty target: %v", err)
 	}
 }
@@ -64,7 +64,7 @@ func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
 	url := "postgres://u:pw@db.example/app?pool_max_conns=3&pool_max_conn_lifetime=10m&pool_max_conn_lifetime_jitter=1s&pool_ping_timeout=2s&connect_timeout=2" +
 		"&pool_min_conns=1&pool_max_conn_idle_time=5m&pool_health_check_period=10s"
 	cfg, _ := LoadConfig(envOf(nil))
-	pc, err := NewPoolConfig(cfg, targetFor(t, url))
+	pc, err := newPoolConfig(cfg, targetFor(t, url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
 	cfg, _ = LoadConfig(envOf(map[string]string{
 		"DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "1", "DB_POOL_RECYCLE": "60", "DB_POOL_PRE_PING": "true", "DB_CONNECT_TIMEOUT": "7",
 	}))
-	pc, err = NewPoolConfig(cfg, targetFor(t, url))
+	pc, err = newPoolConfig(cfg, targetFor(t, url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,16 +90,16 @@ func TestPoolURLParamsHonouredUnlessEnvSetsThem(t *testing.T) {
 		t.Fatalf("env must win: max %d life %v jitter %v ping %v connect %v", pc.MaxConns, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, pc.PingTimeout, pc.ConnConfig.ConnectTimeout)
 	}
 	// A bad pool_* value is a redacted configuration error.
-	_, err = NewPoolConfig(cfg, targetFor(t, "postgres://u:"+leakMarker+"@db.example/app?pool_max_conns=zero"))
+	_, err = newPoolConfig(cfg, targetFor(t, "postgres://u:"+leakMarker+"@db.example/app?pool_max_conns=zero"))
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("bad pool_max_conns: %v", err)
 	}
 	assertNothingLeaks(t, "pool_max_conns error", err)
 }
 
-func openPool(t *testing.T, cfg Config, dsn string, opts ...PoolOption) *pgxpool.Pool {
+func openPool(t *testing.T, cfg Config, dsn string, opts ...poolOption) *pgxpool.Pool {
 	t.Helper()
-	pc, err := NewPoolConfig(cfg, targetFor(t, dsn), opts...)
+	pc, err := newPoolConfig(cfg, targetFor(t, dsn), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func acquireN(t *testing.T, p *pgxpool.Pool, n int) []*pgxpool.Conn {
 	t.Helper()
 	conns := make([]*pgxpool.Conn, n)
 	for i := range conns {
-		c, err := Acquire(context.Background(), p, 5*time.Second)
+		c, err := acquireConn(context.Background(), p, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestPoolReleaseGoesToWaiter(t *testing.T) {
 		}
 		got <- c
 	}()
-	waitFor(t, "waiter to block", func() bool { return p.Stat().EmptyAcquireCount() > 0 && StatsOf(p).Acquired == 5 })
+	waitFor(t, "waiter to block", func() bool { return p.Stat().EmptyAcquireCount() > 0 && poolStatsOf(p).Acquired == 5 })
 	conns[0].Release()
 	c := <-got
 	if c == nil {
@@ -175,7 +175,7 @@ func TestPoolExhaustedError(t *testing.T) {
 	held := acquireN(t, p, 1)
 	defer held[0].Release()
 
-	_, err := Acquire(context.Background(), p, cfg.PoolTimeout)
+	_, err := acquireConn(context.Background(), p, cfg.PoolTimeout)
 	var pe *PoolExhaustedError
 	if !errors.As(err, &pe) || !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want *PoolExhaustedError: %v", err)
@@ -194,14 +194,14 @@ func TestPoolExhaustedError(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Exec waited %v with a 200ms pool timeout", d)
 	}
-	if err := ExplainAcquireError(ctx, p, err); !errors.As(err, &pe) {
-		t.Fatalf("ExplainAcquireError: %v", err)
+	if err := explainAcquireError(ctx, p, err); !errors.As(err, &pe) {
+		t.Fatalf("explainAcquireError: %v", err)
 	}
 	// The caller's own deadline is not reported as exhaustion.
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	_, err = p.Exec(cctx, "select 1")
-	if err = ExplainAcquireError(cctx, p, err); errors.As(err, &pe) {
+	if err = explainAcquireError(cctx, p, err); errors.As(err, &pe) {
 		t.Fatalf("caller deadline reported as exhaustion: %v", err)
 	}
 }
@@ -212,7 +212,7 @@ func TestSQLEcho(t *testing.T) {
 		var buf logBuffer
 		cfg := DefaultConfig()
 		cfg.SQLEcho, cfg.SQLEchoArgs = true, withArgs
-		p := openPool(t, cfg, dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+		p := openPool(t, cfg, dsn, withPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 		var out string
 		if err := p.QueryRow(context.Background(), "select $1::text", "arg-"+leakMarker).Scan(&out); err != nil {
 			t.Fatal(err)
@@ -236,7 +236,7 @@ func TestSQLEcho(t *testing.T) {
 	}
 	// Without SQL_ECHO nothing is logged.
 	var buf logBuffer
-	p := openPool(t, DefaultConfig(), dsn, WithPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	p := openPool(t, DefaultConfig(), dsn, withPoolLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 	if _, err := p.Exec(context.Background(), "select 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestPoolBeforeConnectSuppliesPassword(t *testing.T) {
 	role := roleWithPassword(t, admin, specialPassword)
 	cfg := DefaultConfig()
 	tg := newTarget(SourceSecret, BuildURL(role, "", host, port, db)+"?sslmode=disable")
-	pc, err := NewPoolConfig(cfg, tg, WithBeforeConnect(func(_ context.Context, cc *pgx.ConnConfig) error {
+	pc, err := newPoolConfig(cfg, tg, withBeforeConnect(func(_ context.Context, cc *pgx.ConnConfig) error {
 		cc.Password = specialPassword
 		return nil
 	}))
@@ -264,7 +264,7 @@ func TestPoolBeforeConnectSuppliesPassword(t *testing.T) {
 	}
 	defer p.Close()
 	if err := p.Ping(context.Background()); err != nil {
-		t.Fatal(ClassifyConnectError(err, ""))
+		t.Fatal(classifyConnectError(err, ""))
 	}
 }
 
@@ -276,11 +276,11 @@ func TestPoolConnectFailureIsClassifiedAndRedacted(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SQLEcho = true
 	p := openPool(t, cfg, BuildURL(role, "wrong-"+leakMarker, host, port, db)+"?sslmode=disable",
-		WithPoolLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
-	_, err := Acquire(context.Background(), p, time.Second)
+		withPoolLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
+	_, err := acquireConn(context.Background(), p, time.Second)
 	wantReason(t, err, ReasonAuth)
 	_, err = p.Exec(context.Background(), "select 1")
-	err = ExplainAcquireError(context.Background(), p, err)
+	err = explainAcquireError(context.Background(), p, err)
 	wantReason(t, err, ReasonAuth)
 	if strings.Contains(buf.String(), leakMarker) {
 		t.Fatal("log leaks the password")

@@ -11,7 +11,7 @@ import (
 // applyQueryExecMode sets the pool's DefaultQueryExecMode from
 // DB_QUERY_EXEC_MODE (cfg.QueryExecMode): it wins over the connection
 // string's default_query_exec_mode only when the environment set it
-// (cfg.Explicit), like the pool_* settings. Unset, the connection string's
+// (cfg.explicit), like the pool_* settings. Unset, the connection string's
 // value or pgx's default (cache_statement) stays.
 func applyQueryExecMode(cfg Config, params map[string]string, cc *pgx.ConnConfig) error {
 	if cfg.QueryExecMode == 0 {
@@ -20,7 +20,7 @@ func applyQueryExecMode(cfg Config, params map[string]string, cc *pgx.ConnConfig
 	if queryExecModeName(cfg.QueryExecMode) == "" {
 		return &ConfigError{Var: "DB_QUERY_EXEC_MODE", Problem: "unknown pgx.QueryExecMode; want cache_statement, cache_describe, describe_exec, exec or simple_protocol"}
 	}
-	if _, inURL := params["default_query_exec_mode"]; inURL && !cfg.Explicit.QueryExecMode {
+	if _, inURL := params["default_query_exec_mode"]; inURL && !cfg.explicit.QueryExecMode {
 		return nil
 	}
 	cc.DefaultQueryExecMode = cfg.QueryExecMode

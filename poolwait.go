@@ -9,7 +9,7 @@ import (
 
 // The pool timeout without a timer per acquire.
 //
-// Every acquire on a pool from NewPoolConfig is bounded by DB_POOL_TIMEOUT.
+// Every acquire on a pool from newPoolConfig is bounded by DB_POOL_TIMEOUT.
 // A context.WithTimeout per acquire costs a timer and its allocations
 // although almost every acquire finds a free connection at once and never
 // waits. When nobody can cancel the caller's context (its Done channel is

@@ -14,7 +14,7 @@ import (
 // primary is an open connection to the configured PostgreSQL: its pool and
 // the Store on it.
 type primary struct {
-	target Target
+	target connTarget
 	pool   *pgxpool.Pool
 	store  *PGStore
 	tls    *tlsRecorder // what the pool's verified TLS handshakes showed
@@ -49,12 +49,12 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if cache != nil {
 		credentials = cache.Current
 	}
-	target, err := ResolveTarget(ctx, m.cfg, credentials)
+	target, err := resolveTarget(ctx, m.cfg, credentials)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
-	m.target = Target{Source: target.Source, Host: target.Host, Port: target.Port, Hosts: target.Hosts,
+	m.target = connTarget{Source: target.Source, Host: target.Host, Port: target.Port, Hosts: target.Hosts,
 		Database: target.Database, User: target.User, Redacted: target.Redacted} // no DSN: Info only
 	m.mu.Unlock()
 	beforeConnect, err := m.credentialHook(ctx, cache)
@@ -62,7 +62,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		return nil, err
 	}
 	tlsRec := &tlsRecorder{}
-	pc, err := NewPoolConfig(m.cfg, target, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withTLSRecorder(tlsRec),
+	pc, err := newPoolConfig(m.cfg, target, withPoolLogger(m.log), withBeforeConnect(beforeConnect), withTLSRecorder(tlsRec),
 		withReadOnlyNotice(m.noteReadOnlyNode))
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	}
 	p := &primary{target: target, pool: pool, tls: tlsRec, tel: pt.observe(pool)}
 	// The pool itself bounds the wait by DB_POOL_TIMEOUT.
-	acquire := func(ctx context.Context) (*pgxpool.Conn, error) { return Acquire(ctx, pool, 0) }
+	acquire := func(ctx context.Context) (*pgxpool.Conn, error) { return acquireConn(ctx, pool, 0) }
 	if cache != nil {
 		acquire = func(ctx context.Context) (*pgxpool.Conn, error) { return acquireRetryingAuth(ctx, pool, cache) }
 	}
@@ -87,7 +87,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 		p.close()
 		return nil, err
 	}
-	p.store, err = NewPGStore(ctx, pool, WithSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout), withReplicas(p.replicas))
+	p.store, err = newPGStore(ctx, pool, withSchema(m.opts.schema), withAcquire(acquire), withRetryBudget(m.cfg.ConnectTimeout), withReplicas(p.replicas))
 	if err != nil {
 		p.close()
 		if isReadOnlyError(err) {
@@ -109,7 +109,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 // SecretCache.RetryAuth does. The first try costs what Acquire costs.
 func acquireRetryingAuth(ctx context.Context, pool *pgxpool.Pool, cache *SecretCache) (*pgxpool.Conn, error) {
 	gen := cache.generation.Load()
-	conn, err := Acquire(ctx, pool, 0)
+	conn, err := acquireConn(ctx, pool, 0)
 	if err == nil || !IsAuthFailure(err) {
 		return conn, err
 	}
@@ -119,7 +119,7 @@ func acquireRetryingAuth(ctx context.Context, pool *pgxpool.Pool, cache *SecretC
 func acquireAfterAuthFailure(ctx context.Context, pool *pgxpool.Pool, cache *SecretCache, gen uint64, err error) (*pgxpool.Conn, error) {
 	var conn *pgxpool.Conn
 	err = cache.retryAuthFailure(ctx, gen, err, func(ctx context.Context) (err error) {
-		conn, err = Acquire(ctx, pool, 0)
+		conn, err = acquireConn(ctx, pool, 0)
 		return err
 	})
 	return conn, err
@@ -140,7 +140,7 @@ func reachWriter(ctx context.Context, pool *pgxpool.Pool, addr string) error {
 		if err == nil {
 			return nil
 		}
-		err = ClassifyConnectError(ExplainAcquireError(ctx, pool, err), addr)
+		err = classifyConnectError(explainAcquireError(ctx, pool, err), addr)
 		if !isReadOnlyError(err) {
 			if readOnly != nil && ctx.Err() != nil {
 				return readOnly

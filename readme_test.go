@@ -277,7 +277,7 @@ func TestREADME(t *testing.T) {
 					t.Errorf("README says %s defaults to %s, but LoadConfig rejects that value: %v", v, def, err)
 					continue
 				}
-				cfg.Explicit = base.Explicit
+				cfg = dbmanager.WithExplicitOfForTest(cfg, base)
 				if !reflect.DeepEqual(cfg, base) {
 					t.Errorf("README says %s defaults to %s, but setting it to that changes the configuration:\n got %+v\nwant %+v", v, def, cfg, base)
 				}
@@ -484,13 +484,10 @@ func sampleErrors(t *testing.T) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		target, err := dbmanager.ResolveTarget(ctx, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = dbmanager.NewPoolConfig(cfg, target)
+		pool, err := dbmanager.NewPool(ctx, cfg)
 		if err == nil {
-			t.Fatalf("NewPoolConfig with %v: no error", env)
+			pool.Close()
+			t.Fatalf("NewPool with %v: no error", env)
 		}
 		return err.Error()
 	}
@@ -504,9 +501,9 @@ func sampleErrors(t *testing.T) []string {
 			"AWS_REQUIRE_SSL": "true",
 		}),
 		(&dbmanager.PoolExhaustedError{Wait: dbmanager.DefaultPoolTimeout, Stats: dbmanager.PoolStats{Max: 15, Acquired: 15}}).Error(),
-		dbmanager.ClassifyConnectError(context.DeadlineExceeded, "db.example.com:5432").Error(),
-		dbmanager.ClassifyConnectError(errors.Join(errors.New("dial"), fmt.Errorf("%w", os.ErrDeadlineExceeded)), "db.example.com:5432").Error(),
-		dbmanager.ClassifyConnectError(fmt.Errorf("ValidateConnect failed: %w", pgconn.ErrReadOnlyConnection), "db.example.com:5432").Error(),
+		dbmanager.ClassifyConnectErrorForTest(context.DeadlineExceeded, "db.example.com:5432").Error(),
+		dbmanager.ClassifyConnectErrorForTest(errors.Join(errors.New("dial"), fmt.Errorf("%w", os.ErrDeadlineExceeded)), "db.example.com:5432").Error(),
+		dbmanager.ClassifyConnectErrorForTest(fmt.Errorf("ValidateConnect failed: %w", pgconn.ErrReadOnlyConnection), "db.example.com:5432").Error(),
 	}
 }
 

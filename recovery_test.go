@@ -24,7 +24,7 @@ func openPGStore(t *testing.T, url string) *PGStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s, err := NewPGStore(ctx, pool)
+	s, err := newPGStore(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}

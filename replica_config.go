@@ -94,7 +94,7 @@ func checkReadURL(raw string) error {
 	if isMemoryURL(raw) {
 		return bad("memory:// cannot be a read replica; want postgresql://host:5432/dbname (user and password default to the writer's)")
 	}
-	dsn, err := ParseDatabaseURL(raw)
+	dsn, err := parseDatabaseURL(raw)
 	if err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
@@ -187,7 +187,7 @@ func splitList(v string) []string {
 
 // resolveReadTargets returns one Target per configured read replica (none
 // when there is no read configuration): the writer's connection string
-// (writer is its resolved target, from ResolveTarget) with host, port and
+// (writer is its resolved target, from resolveTarget) with host, port and
 // target_session_attrs=any set, which pgx lets win over the writer's own
 // (later key=value pairs, or URL query parameters over the host list), and
 // with every user, password, database or parameter DATABASE_READ_URL names
@@ -195,7 +195,7 @@ func splitList(v string) []string {
 // replica. Errors are *ConfigError values that never quote a password.
 //
 // dbdoctor uses it to check each replica as the Manager connects to it.
-func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
+func resolveReadTargets(cfg Config, writer connTarget) ([]connTarget, error) {
 	if !cfg.HasReadReplicas() {
 		return nil, nil
 	}
@@ -210,7 +210,7 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 	var hosts []connstr.HostPort
 	var own connSettings // what DATABASE_READ_URL names itself
 	if cfg.ReadURL.IsSet() {
-		dsn, err := ParseDatabaseURL(cfg.ReadURL.Reveal())
+		dsn, err := parseDatabaseURL(cfg.ReadURL.Reveal())
 		if err == nil {
 			own, err = parseConnSettings(dsn)
 		}
@@ -226,7 +226,7 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 		}
 		hosts = rh
 	}
-	out := make([]Target, 0, len(hosts))
+	out := make([]connTarget, 0, len(hosts))
 	for _, h := range hosts {
 		if h.Port == 0 {
 			h.Port = writerPort(writer)
@@ -239,7 +239,7 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 		if err != nil {
 			return nil, &ConfigError{Var: "connection string", Problem: "cannot set a read replica's host in the writer's connection string"}
 		}
-		t := Target{Source: writer.Source, DSN: NewSecret(dsn), Redacted: Redact(dsn),
+		t := connTarget{Source: writer.Source, DSN: NewSecret(dsn), Redacted: Redact(dsn),
 			Host: h.Host, Port: h.Port, Hosts: []string{h.String()}, Database: writer.Database, User: writer.User}
 		if v, ok := own.lookup("dbname"); ok {
 			t.Database = v
@@ -254,7 +254,7 @@ func resolveReadTargets(cfg Config, writer Target) ([]Target, error) {
 
 // writerPort is the port a replica without one uses: the writer's (its
 // first host's), else 5432.
-func writerPort(writer Target) int {
+func writerPort(writer connTarget) int {
 	if writer.Port != 0 {
 		return writer.Port
 	}

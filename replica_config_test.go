@@ -121,7 +121,7 @@ func TestResolveReadTargets(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := envConfig(t, append([]string{"DATABASE_URL", c.writer}, c.env...)...)
-			writer, err := ResolveTarget(t.Context(), cfg, nil)
+			writer, err := resolveTarget(t.Context(), cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +148,7 @@ func TestResolveReadTargets(t *testing.T) {
 		})
 	}
 	cfg := envConfig(t, "DATABASE_URL", "host=w hostaddr=10.0.0.1 user=u", "AWS_DB_READ_HOST", "r1")
-	w, _ := ResolveTarget(t.Context(), cfg, nil)
+	w, _ := resolveTarget(t.Context(), cfg, nil)
 	if _, err := resolveReadTargets(cfg, w); err == nil || !strings.Contains(err.Error(), "hostaddr") {
 		t.Errorf("hostaddr in the writer: %v", err)
 	}

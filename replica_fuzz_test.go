@@ -47,7 +47,7 @@ func FuzzLoadReadConfig(f *testing.F) {
 				t.Fatalf("Config print shows the password: %s", s)
 			}
 		}
-		writer, err := ResolveTarget(t.Context(), cfg, nil)
+		writer, err := resolveTarget(t.Context(), cfg, nil)
 		if err != nil {
 			t.Fatalf("writer: %v", err)
 		}
@@ -64,7 +64,7 @@ func FuzzLoadReadConfig(f *testing.F) {
 			}
 			cc, err := pgconn.ParseConfig(tg.DSN.Reveal())
 			if err != nil {
-				continue // e.g. a parameter pgx refuses; NewPoolConfig reports it redacted
+				continue // e.g. a parameter pgx refuses; newPoolConfig reports it redacted
 			}
 			if cc.Host != tg.Host || int(cc.Port) != tg.Port || len(cc.Fallbacks) != 0 {
 				t.Fatalf("pgx reads the replica as %s:%d (+%d fallbacks), the Manager shows %s", cc.Host, cc.Port, len(cc.Fallbacks), tg.Addr())

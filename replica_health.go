@@ -100,7 +100,7 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 	cctx, cancel := context.WithTimeout(ctx, rs.checkTimeout)
 	defer cancel()
 	var res checkResult
-	conn, err := Acquire(cctx, r.pool, 0)
+	conn, err := acquireConn(cctx, r.pool, 0)
 	if err != nil {
 		res.err = err
 		return res
@@ -122,7 +122,7 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 		res.ageMicros, err = parseInt8Text(row[2])
 	}
 	if err != nil {
-		res.err = ClassifyConnectError(pgError(cctx, err), r.addr)
+		res.err = classifyConnectError(pgError(cctx, err), r.addr)
 	}
 	return res
 }
@@ -273,7 +273,7 @@ func (rs *replicaSet) learnWriter(ctx context.Context) {
 func (rs *replicaSet) sampleWriter(ctx context.Context) (insert, flush uint64, err error) {
 	cctx, cancel := context.WithTimeout(ctx, rs.checkTimeout)
 	defer cancel()
-	conn, err := Acquire(cctx, rs.writer, 0)
+	conn, err := acquireConn(cctx, rs.writer, 0)
 	if err != nil {
 		return 0, 0, err
 	}

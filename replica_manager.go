@@ -15,7 +15,7 @@ import (
 // target (none, and a nil set, without read configuration). The pools do
 // not dial: a replica that is down at start-up is only out of rotation.
 // Its errors are misconfigurations (*ConfigError).
-func (m *Manager) openReplicas(writer Target, writerPool *pgxpool.Pool, beforeConnect func(context.Context, *pgx.ConnConfig) error) (*replicaSet, error) {
+func (m *Manager) openReplicas(writer connTarget, writerPool *pgxpool.Pool, beforeConnect func(context.Context, *pgx.ConnConfig) error) (*replicaSet, error) {
 	targets, err := resolveReadTargets(m.cfg, writer)
 	if err != nil || len(targets) == 0 {
 		return nil, err
@@ -23,7 +23,7 @@ func (m *Manager) openReplicas(writer Target, writerPool *pgxpool.Pool, beforeCo
 	rs := newReplicaSet(m.cfg, m.log, m.tel, m.opts.healthTimeout, writerPool)
 	for _, t := range targets {
 		rec := &tlsRecorder{}
-		pc, err := NewPoolConfig(m.cfg, t, WithPoolLogger(m.log), WithBeforeConnect(beforeConnect), withTLSRecorder(rec))
+		pc, err := newPoolConfig(m.cfg, t, withPoolLogger(m.log), withBeforeConnect(beforeConnect), withTLSRecorder(rec))
 		if err != nil {
 			rs.close()
 			return nil, err

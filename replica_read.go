@@ -94,7 +94,7 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	var replay *int64
 	check := &pipeStmt{sql: sqlReplayPosition, scan: scanOneRow(&replay)}
 	stmt := &pipeStmt{sql: sql, args: args, scan: scan}
-	conn, err := Acquire(actx, r.pool, 0)
+	conn, err := acquireConn(actx, r.pool, 0)
 	if err == nil {
 		pc := conn.Conn().PgConn()
 		named = named && !r.unnamed.Load()

@@ -63,7 +63,7 @@ func newReplicaSet(cfg Config, log *slog.Logger, tel *instrumentation, checkTime
 
 // newReplica returns the replica for t; its pool config pc gets the hook
 // that forgets what was seen on a connection when it closes.
-func newReplica(t Target, pc *pgxpool.Config, tls *tlsRecorder) *replica {
+func newReplica(t connTarget, pc *pgxpool.Config, tls *tlsRecorder) *replica {
 	r := &replica{addr: t.Addr(), tls: tls, wake: make(chan struct{}, 1)}
 	inner := pc.BeforeClose
 	pc.BeforeClose = func(c *pgx.Conn) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaykit/dbmanager/internal/writegate"
 	"sync/atomic"
 	"time"
 )
@@ -11,11 +12,11 @@ import (
 // routingStore is the stable Store handle that Manager.Store returns. It
 // sends each call to the backend that is current (the in-memory fallback or
 // PostgreSQL), so a service can keep the handle it got at start-up while
-// the Manager falls back and recovers underneath. Writes pass a writeGate
+// the Manager falls back and recovers underneath. Writes pass a write gate (internal/writegate)
 // so that a move between backends can hold them briefly and lose none.
 type routingStore struct {
 	current atomic.Pointer[route]
-	gate    writeGate
+	gate    writegate.Gate
 	// observe is told the outcome of every call on the primary (the
 	// outages epoch when it started, whether it wrote), so the Manager can
 	// notice an outage and its end. It may be nil.
@@ -111,10 +112,10 @@ func (r *routingStore) Get(ctx context.Context, collection, key string) (Record,
 // Put writes to the current backend; during a move between backends it
 // waits until the move is done.
 func (r *routingStore) Put(ctx context.Context, collection, key string, value []byte, opts ...WriteOption) (Record, error) {
-	if err := r.gate.enter(ctx); err != nil {
+	if err := r.gate.Enter(ctx); err != nil {
 		return Record{}, opError("put", collection, key, err)
 	}
-	defer r.gate.leave()
+	defer r.gate.Leave()
 	c := r.begin(ctx, true)
 	rec, err := c.rt.store.Put(c.ctx, collection, key, value, opts...)
 	return rec, c.end(err)
@@ -123,10 +124,10 @@ func (r *routingStore) Put(ctx context.Context, collection, key string, value []
 // Delete deletes from the current backend; during a move between backends
 // it waits until the move is done.
 func (r *routingStore) Delete(ctx context.Context, collection, key string, opts ...WriteOption) error {
-	if err := r.gate.enter(ctx); err != nil {
+	if err := r.gate.Enter(ctx); err != nil {
 		return opError("delete", collection, key, err)
 	}
-	defer r.gate.leave()
+	defer r.gate.Leave()
 	c := r.begin(ctx, true)
 	return c.end(c.rt.store.Delete(c.ctx, collection, key, opts...))
 }

@@ -16,33 +16,33 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// SafeError is an error from pgx whose text has been redacted. pgx's
+// redactedError is an error from pgx whose text has been redacted. pgx's
 // *pgconn.ParseConfigError keeps the raw connection string in an exported
 // field and its message shows some password spellings, and
 // *pgconn.ConnectError carries the whole config, password included;
-// safeError replaces errors that contain them by a SafeError.
+// safeError replaces errors that contain them by a redactedError.
 //
-// A SafeError's message has every known password masked; it has no
+// A redactedError's message has every known password masked; it has no
 // exported fields, so json.Marshal shows nothing, and %#v prints the
 // message. errors.Is and errors.As still reach the causes that classify a
 // failure: *net.OpError, *net.DNSError, *pgconn.PgError, context errors,
 // syscall errors, TLS / x509 errors and pgx's read-only refusals; a parse
 // error wraps ErrConfig.
-type SafeError struct {
+type redactedError struct {
 	msg    string
 	causes []error
 }
 
 // Error returns the redacted message.
-func (e *SafeError) Error() string { return e.msg }
+func (e *redactedError) Error() string { return e.msg }
 
 // GoString returns the redacted message, so %#v shows nothing else.
-func (e *SafeError) GoString() string { return "&dbmanager.SafeError{" + e.msg + "}" }
+func (e *redactedError) GoString() string { return "&dbmanager.redactedError{" + e.msg + "}" }
 
 // Unwrap returns the classification-relevant causes.
-func (e *SafeError) Unwrap() []error { return e.causes }
+func (e *redactedError) Unwrap() []error { return e.causes }
 
-// safeError returns err, or a *SafeError standing in for it when its chain
+// safeError returns err, or a *redactedError standing in for it when its chain
 // holds a pgx error that can reveal a secret (*pgconn.ParseConfigError,
 // *pgconn.ConnectError). Every error that leaves the package passes through
 // it. Errors without such a link are returned unchanged (errors.Is on them
@@ -69,7 +69,7 @@ func safeError(err error) error {
 	if isParse {
 		msg = strings.ReplaceAll(msg, pce.Error(), parseErrorText(pce))
 	}
-	s := &SafeError{msg: connstr.Scrub(msg, secrets), causes: keptCauses(err)}
+	s := &redactedError{msg: connstr.Scrub(msg, secrets), causes: keptCauses(err)}
 	if isParse {
 		s.causes = append(s.causes, ErrConfig)
 	}

@@ -17,20 +17,20 @@ import (
 )
 
 // connectThroughEverything runs the path a Manager takes (LoadConfig,
-// ResolveTarget, NewPoolConfig, pool, Ping, ClassifyConnectError) and
+// resolveTarget, newPoolConfig, pool, Ping, classifyConnectError) and
 // returns the first error, as a caller would see it.
 func connectThroughEverything(env map[string]string, before func(context.Context, *pgx.ConnConfig) error) error {
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
 		return err
 	}
-	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
+	tg, err := resolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
 		return Credentials{Username: "u", Password: "secret-" + leakMarker}, nil
 	})
 	if err != nil {
 		return err
 	}
-	pc, err := NewPoolConfig(cfg, tg, WithBeforeConnect(before))
+	pc, err := newPoolConfig(cfg, tg, withBeforeConnect(before))
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func connectThroughEverything(env map[string]string, before func(context.Context
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
 	defer cancel()
-	return ClassifyConnectError(p.Ping(ctx), tg.Addr())
+	return classifyConnectError(p.Ping(ctx), tg.Addr())
 }
 
 func TestNoSecretInAnyFailure(t *testing.T) {
@@ -106,7 +106,7 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 			// The DNS case has the marker in the host name on purpose: a
 			// host name is not secret. Check the rest without it.
 			if name == "dns" || name == "missing CA file" {
-				err = &SafeError{msg: strings.ReplaceAll(err.Error(), leakMarker, "")}
+				err = &redactedError{msg: strings.ReplaceAll(err.Error(), leakMarker, "")}
 			}
 			assertNothingLeaks(t, name, err)
 			var buf bytes.Buffer

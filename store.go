@@ -2,7 +2,6 @@ package dbmanager
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -118,42 +117,3 @@ func IfVersion(v int64) WriteOption {
 func IfAbsent() WriteOption {
 	return func(c *writeConditions) { c.ifAbsent = true }
 }
-
-// Sentinel errors. Store errors wrap them; test with errors.Is.
-var (
-	// ErrNotFound: the key does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: an IfVersion or IfAbsent condition did not hold.
-	ErrConflict = errors.New("conflict")
-	// ErrInvalid: a collection, key, value or option broke the contract.
-	ErrInvalid = errors.New("invalid argument")
-	// ErrUnavailable: the backend could not be reached; the cause is
-	// wrapped too.
-	ErrUnavailable = errors.New("backend unavailable")
-	// ErrClosed: the store or manager was closed.
-	ErrClosed = errors.New("store closed")
-)
-
-// OpError is the error every Store operation returns. It names the
-// operation, collection and key, and wraps the cause (one of the sentinel
-// errors, often with more detail).
-type OpError struct {
-	Op         string // "get", "put", "delete", "list" or "ping"
-	Collection string // empty for ping
-	Key        string // empty for list and ping
-	Err        error
-}
-
-func (e *OpError) Error() string {
-	switch {
-	case e.Collection == "" && e.Key == "":
-		return "dbmanager: " + e.Op + ": " + e.Err.Error()
-	case e.Key == "":
-		return "dbmanager: " + e.Op + " in " + quote(e.Collection) + ": " + e.Err.Error()
-	default:
-		return "dbmanager: " + e.Op + " " + quote(e.Key) + " in " + quote(e.Collection) + ": " + e.Err.Error()
-	}
-}
-
-// Unwrap returns the cause.
-func (e *OpError) Unwrap() error { return e.Err }

@@ -37,7 +37,7 @@ func TestLoadCAFileErrorsNameThePath(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.RequireSSL = true
 		cfg.SSLRootCert = path
-		_, err := NewConnConfig(cfg, "postgres://u:"+leakMarker+"@db.example/app")
+		_, err := newConnConfig(cfg, "postgres://u:"+leakMarker+"@db.example/app")
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "AWS_SSLROOTCERT") {
 			t.Errorf("%s: %v", path, err)
 		}
@@ -54,7 +54,7 @@ func TestTLSPolicyWithoutServer(t *testing.T) {
 			"postgres://u:" + leakMarker + "@db.example/app?sslmode=" + mode,
 			"host=db.example user=u password=" + leakMarker + " sslmode=" + mode,
 		} {
-			_, err := NewConnConfig(req, dsn)
+			_, err := newConnConfig(req, dsn)
 			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "sslmode="+mode) {
 				t.Errorf("sslmode=%s with AWS_REQUIRE_SSL: %v", mode, err)
 			}
@@ -62,7 +62,7 @@ func TestTLSPolicyWithoutServer(t *testing.T) {
 		}
 	}
 	// No sslmode: verify-full with the host as server name.
-	cc, err := NewConnConfig(req, "postgres://u:pw@db.example/app")
+	cc, err := newConnConfig(req, "postgres://u:pw@db.example/app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,34 +70,34 @@ func TestTLSPolicyWithoutServer(t *testing.T) {
 		t.Fatalf("not verify-full: %+v fallbacks %d", cc.TLSConfig, len(cc.Fallbacks))
 	}
 	// verify-full in the URL is accepted.
-	if _, err := NewConnConfig(req, "postgres://u:pw@db.example/app?sslmode=verify-full"); err != nil {
+	if _, err := newConnConfig(req, "postgres://u:pw@db.example/app?sslmode=verify-full"); err != nil {
 		t.Fatal(err)
 	}
 	// IAM implies TLS.
 	iam := DefaultConfig()
 	iam.IAMAuth = true
-	if _, err := NewConnConfig(iam, "postgres://u@db.example/app?sslmode=require"); !errors.Is(err, ErrConfig) {
+	if _, err := newConnConfig(iam, "postgres://u@db.example/app?sslmode=require"); !errors.Is(err, ErrConfig) {
 		t.Fatalf("IAM with sslmode=require: %v", err)
 	}
 	// Without AWS_REQUIRE_SSL the URL keeps libpq's semantics.
 	plain := DefaultConfig()
-	cc, err = NewConnConfig(plain, "postgres://u:pw@db.example/app?sslmode=disable")
+	cc, err = newConnConfig(plain, "postgres://u:pw@db.example/app?sslmode=disable")
 	if err != nil || cc.TLSConfig != nil {
 		t.Fatalf("sslmode=disable must stay: %v", err)
 	}
-	cc, err = NewConnConfig(plain, "postgres://u:pw@db.example/app")
+	cc, err = newConnConfig(plain, "postgres://u:pw@db.example/app")
 	if err != nil || cc.TLSConfig == nil || len(cc.Fallbacks) != 1 {
 		t.Fatalf("default prefer must stay: %v", err)
 	}
 	// AWS_SSLROOTCERT becomes the trusted root.
 	withCA := req
 	withCA.SSLRootCert = ca.File
-	cc, err = NewConnConfig(withCA, "postgres://u:pw@db.example/app")
+	cc, err = newConnConfig(withCA, "postgres://u:pw@db.example/app")
 	if err != nil || cc.TLSConfig.RootCAs == nil {
 		t.Fatalf("CA: %v", err)
 	}
 	// Unix sockets cannot do TLS: an error when TLS is required.
-	if _, err := NewConnConfig(req, "host=/tmp user=u"); !errors.Is(err, ErrConfig) {
+	if _, err := newConnConfig(req, "host=/tmp user=u"); !errors.Is(err, ErrConfig) {
 		t.Fatalf("unix socket with TLS required: %v", err)
 	}
 }
@@ -123,15 +123,15 @@ func TestTLSAgainstServer(t *testing.T) {
 		return cfg
 	}
 	connect := func(cfg Config) error {
-		tg, err := ResolveTarget(context.Background(), cfg, nil)
+		tg, err := resolveTarget(context.Background(), cfg, nil)
 		if err != nil {
 			return err
 		}
-		cc, err := NewConnConfig(cfg, tg.DSN.Reveal())
+		cc, err := newConnConfig(cfg, tg.DSN.Reveal())
 		if err != nil {
 			return err
 		}
-		return ValidateConnConfig(context.Background(), cc)
+		return validateConnConfig(context.Background(), cc)
 	}
 	t.Run("verify-full succeeds", func(t *testing.T) {
 		if err := connect(env("localhost", ca.File)); err != nil {
@@ -164,10 +164,10 @@ func TestTLSRequiredServerWithoutTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, _ := ResolveTarget(context.Background(), cfg, nil)
-	cc, err := NewConnConfig(cfg, tg.DSN.Reveal())
+	tg, _ := resolveTarget(context.Background(), cfg, nil)
+	cc, err := newConnConfig(cfg, tg.DSN.Reveal())
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantReason(t, ValidateConnConfig(context.Background(), cc), ReasonTLS)
+	wantReason(t, validateConnConfig(context.Background(), cc), ReasonTLS)
 }

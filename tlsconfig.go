@@ -152,15 +152,15 @@ func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder)
 	return nil
 }
 
-// NewConnConfig parses dsn for a single connection with cfg's TLS policy
+// newConnConfig parses dsn for a single connection with cfg's TLS policy
 // and connect timeout applied (DB_CONNECT_TIMEOUT, unless the DSN has
 // connect_timeout and the environment did not set DB_CONNECT_TIMEOUT).
 // Errors are redacted and wrap ErrConfig.
-func NewConnConfig(cfg Config, dsn string) (*pgx.ConnConfig, error) {
+func newConnConfig(cfg Config, dsn string) (*pgx.ConnConfig, error) {
 	return connConfig(cfg, dsn, nil)
 }
 
-// connConfig is NewConnConfig whose verified handshakes rec (if not nil)
+// connConfig is newConnConfig whose verified handshakes rec (if not nil)
 // records.
 func connConfig(cfg Config, dsn string, rec *tlsRecorder) (*pgx.ConnConfig, error) {
 	dsn, plan, err := prepareTLS(cfg, dsn)
@@ -180,7 +180,7 @@ func connConfig(cfg Config, dsn string, rec *tlsRecorder) (*pgx.ConnConfig, erro
 
 func applyConnectTimeout(cfg Config, dsn string, cc *pgx.ConnConfig) {
 	params, _ := connstr.Params(dsn)
-	if _, inDSN := params["connect_timeout"]; inDSN && !cfg.Explicit.ConnectTimeout && cc.ConnectTimeout > 0 {
+	if _, inDSN := params["connect_timeout"]; inDSN && !cfg.explicit.ConnectTimeout && cc.ConnectTimeout > 0 {
 		return
 	}
 	if cfg.ConnectTimeout > 0 {

@@ -210,7 +210,7 @@ func (p *trustPlan) rootsOf(anchor *x509.Certificate) string {
 func trustedRoots(cfg Config) (*x509.CertPool, string, error) {
 	urlRootCert := ""
 	if cfg.Source() == SourceDatabaseURL {
-		dsn, err := ParseDatabaseURL(cfg.DatabaseURL.Reveal())
+		dsn, err := parseDatabaseURL(cfg.DatabaseURL.Reveal())
 		if err != nil {
 			return nil, "", err
 		}

@@ -82,7 +82,7 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 	connect := func(t *testing.T, vars ...string) (TLSInfo, error) {
 		t.Helper()
 		cfg := envConfig(t, vars...)
-		tg, err := ResolveTarget(ctx, cfg, nil)
+		tg, err := resolveTarget(ctx, cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = ValidateConnConfig(ctx, cc)
+		err = validateConnConfig(ctx, cc)
 		info := rec.info()
 		assertNothingLeaks(t, "TLSInfo", info)
 		return info, err

@@ -153,7 +153,7 @@ func TestEmbeddedRootsOnEveryVerifyingHost(t *testing.T) {
 		t.Errorf("sslmode=disable: %v, mode %q", err, rec.info().Mode)
 	}
 	// AWS_SSLROOTCERT=system: pgx's default, the system roots.
-	cc, err = NewConnConfig(envConfig(t, "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", "system"), "postgres://u:pw@a.example/app")
+	cc, err = newConnConfig(envConfig(t, "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", "system"), "postgres://u:pw@a.example/app")
 	if err != nil || cc.TLSConfig.RootCAs != nil {
 		t.Errorf("AWS_SSLROOTCERT=system: %v, roots %v", err, cc.TLSConfig.RootCAs)
 	}
@@ -187,7 +187,7 @@ func BenchmarkConnConfigTrust(b *testing.B) {
 		cfg.RequireSSL, cfg.SSLRootCert = true, c.rootCert
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := NewConnConfig(cfg, "postgres://u:pw@db.example/app"); err != nil {
+				if _, err := newConnConfig(cfg, "postgres://u:pw@db.example/app"); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -29,8 +29,8 @@ const (
 // (the secrets helper's cached Secrets Manager reader, in practice).
 type CredentialsFunc func(ctx context.Context) (Credentials, error)
 
-// Target is a resolved connection: where it came from, the DSN to connect
-// with and the redacted parts to show. Printing a Target never shows a
+// connTarget is a resolved connection: where it came from, the DSN to connect
+// with and the redacted parts to show. Printing a connTarget never shows a
 // password (DSN is a Secret).
 //
 // A connection string may list several hosts (postgres://u@hostA:5432,hostB:5433/db,
@@ -39,7 +39,7 @@ type CredentialsFunc func(ctx context.Context) (Credentials, error)
 // by commas and Port the port they share (0 when their ports differ). For a
 // single host, Host and Port are that host and its port, and Hosts has one
 // element.
-type Target struct {
+type connTarget struct {
 	Source Source
 	DSN    Secret // the connection string for pgx; may carry a password
 	Host   string // as shown in Info (may be "" for libpq defaults); "a,b" for several hosts
@@ -55,7 +55,7 @@ type Target struct {
 
 // Addr is the redacted address to show in messages: "host:port", or
 // "hostA:5432,hostB:5433" for several hosts ("" if unknown).
-func (t Target) Addr() string {
+func (t connTarget) Addr() string {
 	if len(t.Hosts) > 0 {
 		return connstr.JoinHosts(t.Hosts)
 	}
@@ -63,7 +63,7 @@ func (t Target) Addr() string {
 }
 
 // LogValue describes the target for slog without secrets.
-func (t Target) LogValue() slog.Value {
+func (t connTarget) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("source", string(t.Source)),
 		slog.String("host", t.Host),
@@ -87,14 +87,14 @@ var pythonSchemes = map[string]bool{
 	"postgresql+psycopg2cffi": true,
 }
 
-// ParseDatabaseURL checks a DATABASE_URL value and returns the DSN pgx
+// parseDatabaseURL checks a DATABASE_URL value and returns the DSN pgx
 // should use. It accepts postgres:// and postgresql:// URLs, the Python
 // forms postgresql+asyncpg:// and postgresql+psycopg2:// (rewritten to
 // postgres://, asyncpg's ?ssl= turned into sslmode=), and libpq key=value
 // strings (returned unchanged). Anything else (mysql://, sqlite:///, a bare
 // word) is a *ConfigError naming DATABASE_URL. Errors never contain the
 // string or any part of it.
-func ParseDatabaseURL(raw string) (string, error) {
+func parseDatabaseURL(raw string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	bad := func(problem string) (string, error) {
 		return "", &ConfigError{Var: "DATABASE_URL", Problem: problem}
@@ -222,7 +222,7 @@ func BuildURL(user, password, host string, port int, database string) string {
 	return u.String()
 }
 
-// ResolveTarget decides where to connect, by DESIGN.md's priority:
+// resolveTarget decides where to connect, by DESIGN.md's priority:
 // DATABASE_URL, then the secret (read through secret, which must not be
 // nil when cfg.SecretID is set), then AWS_DB_*. A secret without a host
 // (RDS-managed "rds!..." secrets carry only username and password) takes
@@ -232,23 +232,23 @@ func BuildURL(user, password, host string, port int, database string) string {
 // Errors: a *ConfigError (wrapping ErrConfig) for a misconfiguration;
 // the secret reader's error, wrapped, when the secret cannot be read. For
 // SourceMemory and SourceNone it returns a Target with only Source set.
-func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Target, error) {
+func resolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (connTarget, error) {
 	switch src := cfg.Source(); src {
 	case SourceMemory, SourceNone:
-		return Target{Source: src}, nil
+		return connTarget{Source: src}, nil
 	case SourceDatabaseURL:
-		dsn, err := ParseDatabaseURL(cfg.DatabaseURL.Reveal())
+		dsn, err := parseDatabaseURL(cfg.DatabaseURL.Reveal())
 		if err != nil {
-			return Target{}, err
+			return connTarget{}, err
 		}
 		return newTarget(SourceDatabaseURL, dsn), nil
 	case SourceSecret:
 		if secret == nil {
-			return Target{}, &ConfigError{Var: "AWS_DB_SECRET", Problem: "a secret is configured but no secret source was given"}
+			return connTarget{}, &ConfigError{Var: "AWS_DB_SECRET", Problem: "a secret is configured but no secret source was given"}
 		}
 		c, err := secret(ctx)
 		if err != nil {
-			return Target{}, fmt.Errorf("dbmanager: reading secret %q: %w", cfg.SecretID, safeError(err))
+			return connTarget{}, fmt.Errorf("dbmanager: reading secret %q: %w", cfg.SecretID, safeError(err))
 		}
 		host, port, db := c.Host, c.Port, c.DBName
 		if host == "" {
@@ -264,10 +264,10 @@ func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Tar
 			db = cfg.DBName
 		}
 		if host == "" {
-			return Target{}, &ConfigError{Var: "AWS_DB_HOST", Problem: "the secret has no host (RDS-managed secrets carry only username and password); set AWS_DB_HOST"}
+			return connTarget{}, &ConfigError{Var: "AWS_DB_HOST", Problem: "the secret has no host (RDS-managed secrets carry only username and password); set AWS_DB_HOST"}
 		}
 		if c.Username == "" {
-			return Target{}, &ConfigError{Var: "AWS_DB_SECRET", Problem: "the secret has no username"}
+			return connTarget{}, &ConfigError{Var: "AWS_DB_SECRET", Problem: "the secret has no username"}
 		}
 		pw := c.Password
 		if cfg.IAMAuth {
@@ -281,13 +281,13 @@ func ResolveTarget(ctx context.Context, cfg Config, secret CredentialsFunc) (Tar
 		}
 		return newTarget(SourceAWSEnv, BuildURL(cfg.DBUser, pw, cfg.DBHost, cfg.DBPort, cfg.DBName)), nil
 	default:
-		return Target{}, &ConfigError{Var: "source", Problem: "unknown source " + string(src)}
+		return connTarget{}, &ConfigError{Var: "source", Problem: "unknown source " + string(src)}
 	}
 }
 
 // newTarget fills the display fields of a target from its DSN.
-func newTarget(src Source, dsn string) Target {
-	t := Target{Source: src, DSN: NewSecret(dsn), Redacted: Redact(dsn)}
+func newTarget(src Source, dsn string) connTarget {
+	t := connTarget{Source: src, DSN: NewSecret(dsn), Redacted: Redact(dsn)}
 	if connstr.IsURL(dsn) {
 		if u, err := connstr.ParseURL(dsn); err == nil {
 			t.Database = strings.TrimPrefix(u.Path, "/")

@@ -25,7 +25,7 @@ func TestParseDatabaseURLForms(t *testing.T) {
 		{"postgres://u:pw@h1:5432,h2:5433/db", "postgres://u:pw@h1:5432,h2:5433/db"},
 	}
 	for _, c := range cases {
-		got, err := ParseDatabaseURL(c.in)
+		got, err := parseDatabaseURL(c.in)
 		if err != nil {
 			t.Errorf("%q: %v", Redact(c.in), err)
 			continue
@@ -52,7 +52,7 @@ func TestParseDatabaseURLRejects(t *testing.T) {
 		"host=h password='S3cr3tZ",
 		"host=h sslmode=maybe",
 	} {
-		_, err := ParseDatabaseURL(in)
+		_, err := parseDatabaseURL(in)
 		if err == nil {
 			t.Errorf("accepted %q", Redact(in))
 			continue
@@ -64,7 +64,7 @@ func TestParseDatabaseURLRejects(t *testing.T) {
 			t.Errorf("error echoes the password: %v", err)
 		}
 	}
-	_, err := ParseDatabaseURL("mysql://u:p@h/db")
+	_, err := parseDatabaseURL("mysql://u:p@h/db")
 	if err == nil || !strings.Contains(err.Error(), `"mysql"`) {
 		t.Fatalf("mysql error should name the scheme: %v", err)
 	}
@@ -119,7 +119,7 @@ func TestResolveTargetPriority(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tg, err := ResolveTarget(context.Background(), cfg, secret)
+		tg, err := resolveTarget(context.Background(), cfg, secret)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
+	tg, err := resolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
 		return Credentials{Username: "master", Password: urlTestPassword}, nil
 	})
 	if err != nil {
@@ -160,19 +160,19 @@ func TestResolveTargetRDSManagedSecret(t *testing.T) {
 	}
 	// Without AWS_DB_HOST it is a configuration error.
 	cfg.DBHost = ""
-	_, err = ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
+	_, err = resolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) {
 		return Credentials{Username: "master", Password: urlTestPassword}, nil
 	})
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "AWS_DB_HOST") {
 		t.Fatalf("got %v", err)
 	}
 	// No secret source at all.
-	if _, err := ResolveTarget(context.Background(), cfg, nil); !errors.Is(err, ErrConfig) {
+	if _, err := resolveTarget(context.Background(), cfg, nil); !errors.Is(err, ErrConfig) {
 		t.Fatalf("got %v", err)
 	}
 	// The reader's error is wrapped.
 	boom := errors.New("boom")
-	if _, err := ResolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) { return Credentials{}, boom }); !errors.Is(err, boom) {
+	if _, err := resolveTarget(context.Background(), cfg, func(context.Context) (Credentials, error) { return Credentials{}, boom }); !errors.Is(err, boom) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestResolveTargetIAMHasNoPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := ResolveTarget(context.Background(), cfg, nil)
+	tg, err := resolveTarget(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"errors"
+	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -14,23 +15,23 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// poolConfigFor is NewPoolConfig for the configuration the variables
+// poolConfigFor is newPoolConfig for the configuration the variables
 // give, as a caller's own pool would get it.
 func poolConfigFor(t *testing.T, vars ...string) *pgxpool.Config {
 	t.Helper()
 	cfg := envConfig(t, vars...)
-	tg, err := ResolveTarget(context.Background(), cfg, nil)
+	tg, err := resolveTarget(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := NewPoolConfig(cfg, tg)
+	pc, err := newPoolConfig(cfg, tg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pc
 }
 
-// poolFor opens a pool from NewPoolConfig for dbURL.
+// poolFor opens a pool from newPoolConfig for dbURL.
 func poolFor(t *testing.T, dbURL string, adjust func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
 	pc := poolConfigFor(t, "DATABASE_URL", dbURL, "DB_CONNECT_TIMEOUT", "1")
@@ -46,7 +47,7 @@ func poolFor(t *testing.T, dbURL string, adjust func(*pgxpool.Config)) *pgxpool.
 }
 
 // TestPoolDropsConnectionsOnAReadOnlyNode: callers' own SQL on a pool
-// from NewPoolConfig gets the same care as the Store's. A write refused as
+// from newPoolConfig gets the same care as the Store's. A write refused as
 // read-only closes its connection; the connections that sat idle are
 // checked at their next use and dropped; no connection to a read-only node
 // is opened; once the node accepts writes, the pool works again.
@@ -78,7 +79,7 @@ func TestPoolDropsConnectionsOnAReadOnlyNode(t *testing.T) {
 	srv.Fence(t)
 	_, err := pool.Exec(ctx, "INSERT INTO t VALUES (1)")
 	var pg *pgconn.PgError
-	if !errors.As(err, &pg) || pg.Code != sqlStateReadOnly {
+	if !errors.As(err, &pg) || pg.Code != writerwatch.SQLStateReadOnly {
 		t.Fatalf("a write on the fenced node = %v; want 25006", err)
 	}
 	eventually(t, 5*time.Second, "the refused connection to be closed", func() bool { return pool.Stat().TotalConns() == before-1 })
@@ -188,7 +189,7 @@ func TestRouterBoundOnlyRelabelsItsOwnDeadline(t *testing.T) {
 // once; there is no writer to wait for.
 func TestClosedPoolIsNotWaitedFor(t *testing.T) {
 	pool := newTestPool(t)
-	s, err := NewPGStore(context.Background(), pool, withRetryBudget(time.Minute))
+	s, err := newPGStore(context.Background(), pool, withRetryBudget(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

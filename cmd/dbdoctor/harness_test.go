@@ -314,7 +314,7 @@ func withAdmin(t *testing.T, adminURL string, fn func(context.Context, *pgx.Conn
 	defer cancel()
 	c, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		t.Fatalf("admin connect: %v", dbmanager.ClassifyConnectError(err, ""))
+		t.Fatalf("admin connect: %v", err)
 	}
 	defer c.Close(ctx)
 	fn(ctx, c)

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintln(stderr, "dbdoctor: -schema must not be empty")
 		return exitUsage
 	}
-	opts := []dbmanager.DiagnoseOption{dbmanager.WithStepTimeout(*timeout), dbmanager.WithDiagnoseSchema(*schema)}
+	opts := []dbmanager.Option{dbmanager.WithStepTimeout(*timeout), dbmanager.WithStoreSchema(*schema)}
 	if *writeTest {
 		opts = append(opts, dbmanager.WithWriteTest())
 	}

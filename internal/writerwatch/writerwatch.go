@@ -1,4 +1,8 @@
-package dbmanager
+// Package writerwatch keeps a pgxpool on a node that accepts writes: it
+// refuses read-only nodes at connect, drops connections that find
+// themselves on one (Aurora's old writer, a fenced node, stale DNS after a
+// failover) and checks the connections that were idle when that happened.
+package writerwatch
 
 import (
 	"context"
@@ -18,7 +22,7 @@ import (
 // it connects, so on its own a pooled connection to a writer that later
 // turned read-only (Aurora's old writer, a fenced node, stale DNS after a
 // failover) keeps being handed out and every write on it fails with 25006.
-// A writerWatch on the pool:
+// A Watch on the pool:
 //
 //   - connects only to a node that accepts writes: with no
 //     target_session_attrs it asks for read-write, judged from what
@@ -36,16 +40,16 @@ import (
 // New connections resolve the host name again (pgx looks it up on every
 // connect), so a DNS name that moved to the new writer is followed.
 
-// errNodeReadOnly says a node does not accept writes. It wraps
+// ErrNodeReadOnly says a node does not accept writes. It wraps
 // pgconn.ErrReadOnlyConnection, which pgx's own read-write check returns.
-var errNodeReadOnly = fmt.Errorf("server is read-only (a standby, or default_transaction_read_only is on): %w", pgconn.ErrReadOnlyConnection)
+var ErrNodeReadOnly = fmt.Errorf("server is read-only (a standby, or default_transaction_read_only is on): %w", pgconn.ErrReadOnlyConnection)
 
-// sqlStateReadOnly is read_only_sql_transaction: a write on a read-only
+// SQLStateReadOnly is read_only_sql_transaction: a write on a read-only
 // node (or in a read-only transaction).
-const sqlStateReadOnly = "25006"
+const SQLStateReadOnly = "25006"
 
-// writerWatch keeps a pool on a writable node (see above).
-type writerWatch struct {
+// Watch keeps a pool on a writable node (see the package comment).
+type Watch struct {
 	// primaryOnly is target_session_attrs=primary: only a node in
 	// recovery is refused; default_transaction_read_only is not checked.
 	primaryOnly bool
@@ -54,36 +58,41 @@ type writerWatch struct {
 	since atomic.Int64
 	// notice, if set, hears every such finding.
 	notice func()
+	// dropped, if set, hears each connection the watch closes.
+	dropped func(*pgconn.PgConn)
 }
 
-// newWriterWatch returns the watch for a pool whose connection string has
-// the given parameters, or nil when the string asks for something other
-// than a writer (target_session_attrs any, read-only, standby,
-// prefer-standby): that choice is honoured as it is.
-func newWriterWatch(params map[string]string, notice func()) *writerWatch {
+// New returns the watch for a pool whose connection string has the given
+// parameters, or nil when the string asks for something other than a
+// writer (target_session_attrs any, read-only, standby, prefer-standby):
+// that choice is honoured as it is. notice (may be nil) hears every
+// connection found on a read-only node; dropped (may be nil) hears each
+// one the watch closes, before it is closed.
+func New(params map[string]string, notice func(), dropped func(*pgconn.PgConn)) *Watch {
 	tsa, ok := params["target_session_attrs"]
 	if !ok {
 		tsa = os.Getenv("PGTARGETSESSIONATTRS") // pgx reads it too
 	}
 	switch strings.TrimSpace(tsa) {
 	case "", "read-write":
-		return &writerWatch{notice: notice}
+		return &Watch{notice: notice, dropped: dropped}
 	case "primary":
-		return &writerWatch{primaryOnly: true, notice: notice}
+		return &Watch{primaryOnly: true, notice: notice, dropped: dropped}
 	}
 	return nil
 }
 
-// install puts the watch's hooks on pc, keeping the hooks already there.
-// AfterRelease is wrapped separately (wrapAfterRelease), after the pool's
-// own is set.
-func (w *writerWatch) install(pc *pgxpool.Config) {
+// Install puts the watch's hooks on pc (ValidateConnect, OnPgError,
+// PrepareConn, ShouldPing), keeping the hooks already there. It sets no
+// AfterRelease hook: with one, pgxpool releases every connection from a
+// goroutine of its own, and the pool churns.
+func (w *Watch) Install(pc *pgxpool.Config) {
 	pc.ConnConfig.ValidateConnect = w.validate
 	inner := pc.ConnConfig.OnPgError
 	pc.ConnConfig.OnPgError = func(c *pgconn.PgConn, e *pgconn.PgError) bool {
-		if e.Code == sqlStateReadOnly {
+		if e.Code == SQLStateReadOnly {
 			w.found()
-			markPgClose(c, closeReadOnly)
+			w.drop(c)
 			return false // close it: pgxpool destroys a closed connection on release
 		}
 		return inner == nil || inner(c, e)
@@ -92,7 +101,7 @@ func (w *writerWatch) install(pc *pgxpool.Config) {
 	pc.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
 		if w.reportsReadOnly(c.PgConn()) {
 			w.found()
-			markClose(c, closeReadOnly)
+			w.drop(c.PgConn())
 			return false, nil
 		}
 		if prepare != nil {
@@ -109,26 +118,12 @@ func (w *writerWatch) install(pc *pgxpool.Config) {
 	}
 }
 
-// wrapAfterRelease returns an AfterRelease hook that destroys a released
-// connection whose server reported it turned read-only, and otherwise
-// asks inner.
-func (w *writerWatch) wrapAfterRelease(inner func(*pgx.Conn) bool) func(*pgx.Conn) bool {
-	return func(c *pgx.Conn) bool {
-		if w.reportsReadOnly(c.PgConn()) {
-			w.found()
-			markClose(c, closeReadOnly)
-			return false
-		}
-		return inner == nil || inner(c)
-	}
-}
-
 // validate is the pool's ValidateConnect: it refuses a node that does not
 // accept writes (or, for primaryOnly, a node in recovery).
-func (w *writerWatch) validate(ctx context.Context, c *pgconn.PgConn) error {
+func (w *Watch) validate(ctx context.Context, c *pgconn.PgConn) error {
 	if _, _, known := serverReports(c); known {
 		if w.reportsReadOnly(c) {
-			return errNodeReadOnly
+			return ErrNodeReadOnly
 		}
 		return nil
 	}
@@ -137,11 +132,18 @@ func (w *writerWatch) validate(ctx context.Context, c *pgconn.PgConn) error {
 	}
 	if err := pgconn.ValidateConnectTargetSessionAttrsReadWrite(ctx, c); err != nil {
 		if errors.Is(err, pgconn.ErrReadOnlyConnection) {
-			return errNodeReadOnly
+			return ErrNodeReadOnly
 		}
 		return err
 	}
 	return nil
+}
+
+// drop tells dropped that the watch closes c.
+func (w *Watch) drop(c *pgconn.PgConn) {
+	if w.dropped != nil {
+		w.dropped(c)
+	}
 }
 
 // serverReports returns what the server said about being read-only, and
@@ -155,7 +157,7 @@ func serverReports(c *pgconn.PgConn) (readOnly, inRecovery string, known bool) {
 
 // reportsReadOnly reports whether the server said the connection is on a
 // node that refuses writes (never true without reports).
-func (w *writerWatch) reportsReadOnly(c *pgconn.PgConn) bool {
+func (w *Watch) reportsReadOnly(c *pgconn.PgConn) bool {
 	readOnly, inRecovery, _ := serverReports(c)
 	if inRecovery == "on" {
 		return true
@@ -165,7 +167,7 @@ func (w *writerWatch) reportsReadOnly(c *pgconn.PgConn) bool {
 
 // found records that a connection was on a read-only node: the
 // connections idle since before now become suspect.
-func (w *writerWatch) found() {
+func (w *Watch) found() {
 	w.since.Store(time.Now().UnixNano())
 	if w.notice != nil {
 		w.notice()
@@ -174,17 +176,17 @@ func (w *writerWatch) found() {
 
 // suspect reports whether a connection idle for idle was already idle
 // when a connection was last found on a read-only node.
-func (w *writerWatch) suspect(idle time.Duration) bool {
+func (w *Watch) suspect(idle time.Duration) bool {
 	since := w.since.Load()
 	return since != 0 && time.Now().Add(-idle).UnixNano() <= since
 }
 
-// isReadOnlyError reports whether err says the node does not accept
+// IsReadOnlyError reports whether err says the node does not accept
 // writes: a 25006 from a statement, or a connection refused by the
 // read-write check.
-func isReadOnlyError(err error) bool {
+func IsReadOnlyError(err error) bool {
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == sqlStateReadOnly {
+	if errors.As(err, &pg) && pg.Code == SQLStateReadOnly {
 		return true
 	}
 	return errors.Is(err, pgconn.ErrReadOnlyConnection) || errors.Is(err, pgconn.ErrStandbyConnection)
