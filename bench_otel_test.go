@@ -2,10 +2,13 @@ package dbmanager
 
 import (
 	"context"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -145,4 +148,58 @@ func BenchmarkTelemetryGet(b *testing.B) {
 		benchTelemetryGet(b, "memory://", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))
 	})
 	b.Run("memory/sampled-all", func(b *testing.B) { benchTelemetryGet(b, "memory://", sdktrace.AlwaysSample()) })
+}
+
+// BenchmarkTelemetrySDKFloor is what the SDK itself costs for each thing
+// a PostgreSQL Get reports, in a hot loop (warm caches: a floor, not the
+// cost inside a call): a histogram Record with 7 attributes (like
+// db.client.operation.duration), 3 (dbmanager.store.operation.duration)
+// and 1 (the pool's wait and use times), a counter Add with 3
+// (dbmanager.store.operations), and a span that a 10 % sampler drops.
+func BenchmarkTelemetrySDKFloor(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))),
+		sdktrace.WithBatcher(discardSpans{}))
+	b.Cleanup(func() {
+		_ = mp.Shutdown(context.Background())
+		_ = tp.Shutdown(context.Background())
+	})
+	m := mp.Meter("floor")
+	h, err := m.Float64Histogram("h", metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := m.Int64Counter("c")
+	if err != nil {
+		b.Fatal(err)
+	}
+	setOf := func(n int) metric.MeasurementOption {
+		kvs := make([]attribute.KeyValue, n)
+		for i := range kvs {
+			kvs[i] = attribute.String("k"+strconv.Itoa(i), "value")
+		}
+		return metric.WithAttributeSet(attribute.NewSet(kvs...))
+	}
+	ctx := context.Background()
+	for _, n := range []int{7, 3, 1} {
+		o := setOf(n)
+		b.Run("histogram-"+strconv.Itoa(n)+"-attrs", func(b *testing.B) {
+			for b.Loop() {
+				h.Record(ctx, 0.002, o)
+			}
+		})
+	}
+	o := setOf(3)
+	b.Run("counter-3-attrs", func(b *testing.B) {
+		for b.Loop() {
+			c.Add(ctx, 1, o)
+		}
+	})
+	tr := tp.Tracer("floor")
+	b.Run("span-sampled-10pct", func(b *testing.B) {
+		for b.Loop() {
+			_, s := tr.Start(ctx, "dbmanager.Get")
+			s.End()
+		}
+	})
 }

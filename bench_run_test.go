@@ -31,6 +31,7 @@ var packageBenchmarks = map[string]func(*testing.B){
 	"BenchmarkPGExecModes":                BenchmarkPGExecModes,
 	"BenchmarkPGExecModesBehindPgBouncer": BenchmarkPGExecModesBehindPgBouncer,
 	"BenchmarkTelemetryGet":               BenchmarkTelemetryGet,
+	"BenchmarkTelemetrySDKFloor":          BenchmarkTelemetrySDKFloor,
 	"BenchmarkReplicaReads":               BenchmarkReplicaReads,
 	"BenchmarkReplicaPut":                 BenchmarkReplicaPut,
 }

@@ -69,7 +69,7 @@ func TestCrashAndPromoteSynchronousStandby(t *testing.T) {
 		t.Errorf("Info after the failover: %+v", info)
 	}
 	if n := countLines(logs, "Primary database connection lost"); n > 1 {
-		t.Errorf("%d 'connection lost' lines for one failover", n)
+		t.Errorf("%d 'connection lost' lines for one failover; log:\n%s", n, logs)
 	}
 	if countLines(logs, "Primary database connection lost") != countLines(logs, "Primary database connection restored") {
 		t.Errorf("the lost/restored pair does not match; log:\n%s", logs)

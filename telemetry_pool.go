@@ -173,6 +173,9 @@ func (pt *poolTelemetry) closePool(pool *pgxpool.Pool) {
 
 type sqlCallKey struct{}
 
+// clientSpan is the kind of a statement's span, built once.
+var clientSpan = trace.WithSpanKind(trace.SpanKindClient)
+
 // sqlCall is one statement (or batch) in progress.
 type sqlCall struct {
 	start time.Time
@@ -183,7 +186,7 @@ type sqlCall struct {
 
 func (pt *poolTelemetry) startSQL(ctx context.Context, e *stmtEntry, sql string, args []any, batchSize int) context.Context {
 	c := &sqlCall{start: time.Now(), stmt: e, lib: libraryCallOf(ctx)}
-	if pt.t.tracing() && trace.SpanFromContext(ctx).IsRecording() {
+	if pt.t.tracing() && pt.parentRecords(ctx, c.lib) {
 		attrs := make([]attribute.KeyValue, 0, len(e.spanAttrs)+2+len(args))
 		attrs = append(attrs, e.spanAttrs...)
 		if batchSize > 0 {
@@ -200,9 +203,20 @@ func (pt *poolTelemetry) startSQL(ctx context.Context, e *stmtEntry, sql string,
 				attrs = append(attrs, semconv.DBQueryParameter(strconv.Itoa(i+1), argText(a)))
 			}
 		}
-		ctx, c.span = pt.t.tracer.Start(ctx, e.st.Summary, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+		ctx, c.span = pt.t.tracer.Start(ctx, e.st.Summary, clientSpan, trace.WithAttributes(attrs...))
 	}
 	return context.WithValue(ctx, sqlCallKey{}, c)
+}
+
+// parentRecords reports whether the span a statement would be a child of
+// records. Within a Store call that span is the call's own (nothing
+// starts a span between the call and its statements), whose mark says so
+// without walking the context.
+func (pt *poolTelemetry) parentRecords(ctx context.Context, lib *libraryCall) bool {
+	if lib != nil && lib.op != "" {
+		return lib.recording
+	}
+	return trace.SpanFromContext(ctx).IsRecording()
 }
 
 // maxArgText bounds an argument value recorded with DB_TRACE_SQL.

@@ -48,6 +48,10 @@ const (
 type libraryCall struct {
 	op         string
 	collection string
+	// recording: the Store call's span records (set by begin before any
+	// statement runs), so a statement knows whether to start a child
+	// without looking its parent up in the context.
+	recording bool
 }
 
 type libraryCallKey struct{}
@@ -141,11 +145,11 @@ func storeOutcome(err error) (outcome, errType string) {
 // every call of the backend it wraps. The router wraps each backend it
 // switches to (instrumentStore), so every Store call is seen once.
 type instrumentedStore struct {
-	s       Store
-	t       *instrumentation
-	backend int // index in backendNames
-	kind    trace.SpanKind
-	system  bool // add db.system.name (PostgreSQL)
+	s         Store
+	t         *instrumentation
+	backend   int // index in backendNames
+	startOpts []trace.SpanStartOption
+	spanAttrs [numOps][]attribute.KeyValue // operation, backend (and db.system.name)
 }
 
 // instrumentStore wraps s, the backend the router is switching to. The
@@ -155,9 +159,23 @@ func (t *instrumentation) instrumentStore(s Store, primary bool) Store {
 	if _, refusing := s.(refusingStore); refusing || t == nil {
 		return s
 	}
-	is := &instrumentedStore{s: s, t: t, backend: 1, kind: trace.SpanKindInternal}
+	is := &instrumentedStore{s: s, t: t, backend: 1}
+	kind := trace.SpanKindInternal
 	if primary {
-		is.backend, is.kind, is.system = 0, trace.SpanKindClient, true
+		is.backend, kind = 0, trace.SpanKindClient
+	}
+	// Built once: a call passes them as they are, allocating nothing for
+	// its options, and a span that is not sampled costs no attributes.
+	is.startOpts = []trace.SpanStartOption{trace.WithSpanKind(kind)}
+	for op := range numOps {
+		attrs := []attribute.KeyValue{
+			attribute.String(telemetry.AttrOperation, opNames[op]),
+			attribute.String(telemetry.AttrBackend, backendNames[is.backend]),
+		}
+		if primary {
+			attrs = append(attrs, telemetry.SystemPostgreSQL)
+		}
+		is.spanAttrs[op] = attrs
 	}
 	return is
 }
@@ -171,23 +189,18 @@ type storeCallState struct {
 }
 
 func (is *instrumentedStore) begin(ctx context.Context, op storeOp, collection string) (context.Context, storeCallState) {
-	ctx = withLibraryCall(ctx, &libraryCall{op: opNames[op], collection: collection})
+	lc := &libraryCall{op: opNames[op], collection: collection}
+	ctx = withLibraryCall(ctx, lc)
 	if !is.t.tracing() {
 		return ctx, storeCallState{start: time.Now(), op: op, coll: collection}
 	}
-	ctx, span := is.t.tracer.Start(ctx, opSpanNames[op], trace.WithSpanKind(is.kind))
+	ctx, span := is.t.tracer.Start(ctx, opSpanNames[op], is.startOpts...)
 	if span.IsRecording() {
-		attrs := make([]attribute.KeyValue, 0, 4)
-		attrs = append(attrs,
-			attribute.String(telemetry.AttrOperation, opNames[op]),
-			attribute.String(telemetry.AttrBackend, backendNames[is.backend]))
-		if is.system {
-			attrs = append(attrs, telemetry.SystemPostgreSQL)
-		}
+		lc.recording = true
+		span.SetAttributes(is.spanAttrs[op]...)
 		if is.t.collections && collection != "" {
-			attrs = append(attrs, attribute.String(telemetry.AttrCollection, collection))
+			span.SetAttributes(attribute.String(telemetry.AttrCollection, collection))
 		}
-		span.SetAttributes(attrs...)
 	}
 	return ctx, storeCallState{start: time.Now(), span: span, op: op, coll: collection}
 }
