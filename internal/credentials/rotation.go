@@ -24,8 +24,10 @@ package credentials
 //     rotation budget (60 s by default) and the context's deadline. Other
 //     errors return at once. A login that failed authentication sent no
 //     statement, so retrying it is always safe;
-//   - the root package's RetryAuthStore applies RetryAuth to every call of
-//     a Store (the Manager wraps its PGStore with it);
+//   - the Manager's Store runs each call once and hands only an
+//     authentication failure of its acquire to RetryAfterAuthFailure
+//     (the root's acquireRetryingAuth), so a call costs nothing extra
+//     until a login fails;
 //   - Cache.Connect is the same for a single pgx connection (start-up
 //     probes, tools), and returns errors that cannot print the password.
 
