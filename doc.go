@@ -96,6 +96,14 @@
 // token appears in a log line, an error, [Manager.Info] or health output;
 // connection strings are shown through [Redact].
 //
+// # A pool without the Store
+//
+// [NewPool] opens a *pgxpool.Pool from the same Config, with the same
+// credentials (the cached secret, IAM tokens), TLS policy and pool
+// settings, for services that want SQL of their own and no Store.
+// [Diagnose] (and cmd/dbdoctor) walks the same path step by step and says
+// where it breaks.
+//
 // # Read replicas
 //
 // With DATABASE_READ_URL or AWS_DB_READ_HOST, Get and List go to a read
