@@ -31,9 +31,11 @@ func withoutCall(err error) error {
 }
 
 // observePrimary hears the outcome of every call on the running primary:
-// epoch is the router's outage epoch when the call started (a call that
-// started before the last outage ended belongs to it, and its late
-// failure does not open a new one); write is true for a write or the
+// epoch is the router's outage epoch when the call started (the epoch
+// moves when an outage begins and when it ends: a call that started
+// before the last outage ended belongs to it, and its late failure does
+// not open a new one; a call that started before the outage began cannot
+// end it); write is true for a write or the
 // health check (which proves writes work). A failure for want of a
 // working connection (ErrUnavailable, not a busy pool) marks the primary
 // down, logged once, and makes the pool check its idle connections; the
@@ -46,6 +48,13 @@ func (m *Manager) observePrimary(epoch uint64, write bool, err error) {
 		m.outage.mu.Lock()
 		defer m.outage.mu.Unlock()
 		if !m.primaryDown.Load() || (!write && m.outage.readOnly) {
+			return
+		}
+		if epoch != m.router.epoch.Load() {
+			// The call started before the outage was noticed: a statement
+			// a dying server still finished says nothing about recovery
+			// (seen: a write acknowledged 1 ms after the first failure of
+			// a killed primary, then more failures).
 			return
 		}
 		m.primaryDown.Store(false)
@@ -68,6 +77,7 @@ func (m *Manager) observePrimary(epoch uint64, write bool, err error) {
 		return // a straggler of the outage that just ended
 	}
 	m.primaryDown.Store(true)
+	m.router.epoch.Add(1) // calls started before now cannot end this outage
 	m.outage.readOnly = isReadOnlyError(err)
 	m.log.Error("Primary database connection lost; calls fail with ErrUnavailable until it returns",
 		slog.String("reason", errorText(withoutCall(err))))

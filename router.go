@@ -21,9 +21,9 @@ type routingStore struct {
 	// outages epoch when it started, whether it wrote), so the Manager can
 	// notice an outage and its end. It may be nil.
 	observe func(epoch uint64, write bool, err error)
-	// epoch counts the ends of outages of the primary (the Manager bumps
-	// it): a call that started in an earlier epoch belongs to an outage
-	// that is over.
+	// epoch counts the starts and ends of outages of the primary (the
+	// Manager bumps it): a call that started in an earlier epoch says
+	// nothing about the outage state of now.
 	epoch atomic.Uint64
 	// callTimeout bounds calls on the primary whose context has no
 	// deadline, so that no call hangs on a network that silently drops
