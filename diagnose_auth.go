@@ -152,7 +152,7 @@ func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took
 			"allow rds-db:connect on arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE-ID/" + user + " for the process's IAM role; check AWS_REGION is the database's region, the host is the endpoint the token is signed for, and this host's clock"
 	case strings.Contains(lower, "no pg_hba.conf entry") && strings.Contains(lower, "no encryption"):
 		return "the server accepts this login only over TLS: " + msg,
-			"set AWS_REQUIRE_SSL=true (with AWS_SSLROOTCERT naming the CA bundle; RDS with rds.force_ssl=1 requires TLS)"
+			"set AWS_REQUIRE_SSL=true (RDS with rds.force_ssl=1 requires TLS; RDS endpoints verify with the embedded Amazon RDS roots, another server needs AWS_SSLROOTCERT naming its CA's PEM)"
 	case strings.Contains(lower, "no pg_hba.conf entry"):
 		return "the server's pg_hba.conf has no line for this client, user and database: " + msg,
 			"add a host (or hostssl) line for this client's address, user " + user + " and database " + db + " to pg_hba.conf and reload; on RDS pg_hba is managed, so check the user and database names"

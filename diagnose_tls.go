@@ -225,7 +225,7 @@ func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config,
 			"renew or rotate it before then (RDS: modify the instance to a current certificate authority, and keep AWS_SSLROOTCERT's bundle current)")
 	case !verified:
 		s.warn(detail+": any server on the path could pose as the database",
-			"set AWS_REQUIRE_SSL=true (verify-full: chain and host name) with AWS_SSLROOTCERT naming the CA bundle ("+rdsBundleHowTo+")")
+			"set AWS_REQUIRE_SSL=true (verify-full: chain and host name): an RDS, Aurora or RDS Proxy endpoint then verifies with the embedded Amazon RDS roots, another server needs AWS_SSLROOTCERT naming its CA's PEM")
 	default:
 		s.found(detail)
 	}

@@ -26,7 +26,7 @@ const (
 // ErrIAMRequiresTLS is returned by IAM.BeforeConnect for a connection
 // that could send the token without TLS, or over TLS that does not verify
 // the server.
-var ErrIAMRequiresTLS = errors.New("dbmanager: IAM authentication requires a verified TLS connection (sslmode=verify-full, e.g. AWS_REQUIRE_SSL=true with AWS_SSLROOTCERT)")
+var ErrIAMRequiresTLS = errors.New("dbmanager: IAM authentication requires a verified TLS connection (sslmode=verify-full, e.g. AWS_REQUIRE_SSL=true: the embedded RDS roots verify an RDS endpoint without AWS_SSLROOTCERT)")
 
 // IAM supplies RDS IAM authentication tokens as connection passwords
 // (AWS_DB_IAM_AUTH=true). A token is signed locally with the AWS
