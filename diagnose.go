@@ -212,12 +212,7 @@ type diagnosis struct {
 }
 
 func newDiagnosis(cfg Config, opts []Option) *diagnosis {
-	mo := defaultManagerOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&mo)
-		}
-	}
+	mo := applyOptions(opts)
 	o := diagnoseOptions{stepTimeout: DefaultStepTimeout, writeTest: mo.writeTest, secrets: mo.secrets, schema: mo.schema, now: time.Now}
 	if mo.stepTimeout > 0 {
 		o.stepTimeout = mo.stepTimeout

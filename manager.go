@@ -83,12 +83,7 @@ type recoveryCounts struct {
 // Store it returns works from the start, but calls before Init fail with
 // ErrUnavailable.
 func New(cfg Config, opts ...Option) *Manager {
-	o := defaultManagerOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
+	o := applyOptions(opts)
 	m := &Manager{cfg: cfg, opts: o, log: o.logger, mem: NewMemStore()}
 	m.bg, m.stop = context.WithCancel(context.Background())
 	m.tel = newTelemetry(cfg, o, o.logger)

@@ -42,29 +42,12 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	if src := cfg.Source(); src == SourceMemory || src == SourceNone {
 		return nil, &ConfigError{Var: "DATABASE_URL", Problem: "no PostgreSQL configured (set DATABASE_URL, AWS_DB_SECRET or AWS_DB_HOST)"}
 	}
-	o := defaultManagerOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
+	o := applyOptions(opts)
 	// The credential machinery is the Manager's; this one never serves a
 	// Store and holds nothing that needs closing.
 	m := &Manager{cfg: cfg, opts: o, log: o.logger}
 	m.tel = newTelemetry(cfg, o, o.logger)
-	cache, err := m.secretCache(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var secret credentialsFunc
-	if cache != nil {
-		secret = cache.Current
-	}
-	target, err := resolveTarget(ctx, cfg, secret)
-	if err != nil {
-		return nil, err
-	}
-	beforeConnect, err := m.credentialHook(ctx, cache)
+	target, cache, beforeConnect, err := m.resolveLogin(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,18 @@ const (
 	DefaultHealthTimeout   = 2 * time.Second
 )
 
+// applyOptions is the defaults with opts applied in order (nil ones
+// skipped): what New, NewPool, NewPGStore and Diagnose start from.
+func applyOptions(opts []Option) managerOptions {
+	o := defaultManagerOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
+}
+
 func defaultManagerOptions() managerOptions {
 	return managerOptions{
 		logger:        slog.Default(),

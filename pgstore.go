@@ -80,12 +80,7 @@ func withRetryBudget(d time.Duration) pgOption {
 // be reached, and an error naming the problem when the schema cannot be
 // created or was made by a newer release.
 func NewPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*PGStore, error) {
-	mo := defaultManagerOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&mo)
-		}
-	}
+	mo := applyOptions(opts)
 	return newPGStore(ctx, pool, withSchema(mo.schema))
 }
 

@@ -43,23 +43,7 @@ func (p *primary) close() {
 // Its errors are classified: misconfiguration wraps ErrConfig (or another
 // error isMisconfiguration knows), everything else means "unreachable".
 func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
-	cache, err := m.secretCache(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var secret credentialsFunc
-	if cache != nil {
-		secret = cache.Current
-	}
-	target, err := resolveTarget(ctx, m.cfg, secret)
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	m.target = connTarget{Source: target.Source, Host: target.Host, Port: target.Port, Hosts: target.Hosts,
-		Database: target.Database, User: target.User, Redacted: target.Redacted} // no DSN: Info only
-	m.mu.Unlock()
-	beforeConnect, err := m.credentialHook(ctx, cache)
+	target, cache, beforeConnect, err := m.resolveLogin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +109,35 @@ func acquireAfterAuthFailure(ctx context.Context, pool *pgxpool.Pool, cache *cre
 		return err
 	})
 	return conn, err
+}
+
+// resolveLogin resolves where the database is and how to log in: the
+// target (its secret read through the cache when one is configured, and
+// recorded for Info without its DSN), the secret cache (nil without a
+// secret) and the pool's BeforeConnect hook (nil when the DSN carries the
+// password). connectPrimary and NewPool share it.
+func (m *Manager) resolveLogin(ctx context.Context) (connTarget, *credentials.Cache, func(context.Context, *pgx.ConnConfig) error, error) {
+	cache, err := m.secretCache(ctx)
+	if err != nil {
+		return connTarget{}, nil, nil, err
+	}
+	var secret credentialsFunc
+	if cache != nil {
+		secret = cache.Current
+	}
+	target, err := resolveTarget(ctx, m.cfg, secret)
+	if err != nil {
+		return connTarget{}, nil, nil, err
+	}
+	m.mu.Lock()
+	m.target = connTarget{Source: target.Source, Host: target.Host, Port: target.Port, Hosts: target.Hosts,
+		Database: target.Database, User: target.User, Redacted: target.Redacted} // no DSN: Info only
+	m.mu.Unlock()
+	beforeConnect, err := m.credentialHook(ctx, cache)
+	if err != nil {
+		return connTarget{}, nil, nil, err
+	}
+	return target, cache, beforeConnect, nil
 }
 
 // reachWriter pings until the pool holds a connection to a node that
