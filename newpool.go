@@ -2,7 +2,6 @@ package dbmanager
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -69,7 +68,7 @@ func NewPool(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, er
 	}
 	if err := reachWriter(ctx, pool, target.Addr()); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("dbmanager: opening a pool: %w", err)
+		return nil, err // already "dbmanager: cannot connect to PostgreSQL at ...", redacted
 	}
 	return pool, nil
 }

@@ -63,6 +63,9 @@ func TestNewPoolUnreachable(t *testing.T) {
 	if strings.Contains(err.Error(), pw) {
 		t.Error("the error shows the password")
 	}
+	if !strings.HasPrefix(err.Error(), "dbmanager: cannot connect to PostgreSQL at ") {
+		t.Errorf("error %q; want the README's \"dbmanager: cannot connect to PostgreSQL at ...\"", err)
+	}
 }
 
 // TestNewPoolFromSecretAcrossRotation: a pool from AWS_DB_SECRET (through
