@@ -108,7 +108,7 @@ func tlsMessage(err error) bool {
 // by ctx. A failure is a *ConnectionError (wrapping ErrUnavailable) with a
 // Reason; a DSN that cannot be parsed is a redacted error wrapping
 // ErrConfig. No setting of a Config (TLS requirement, CA file) is applied:
-// use newConnConfig and validateConnConfig for that.
+// Diagnose walks a whole Config's path, TLS included.
 func ValidateConnection(ctx context.Context, dsn string) error {
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {

@@ -152,16 +152,11 @@ func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder)
 	return nil
 }
 
-// newConnConfig parses dsn for a single connection with cfg's TLS policy
-// and connect timeout applied (DB_CONNECT_TIMEOUT, unless the DSN has
-// connect_timeout and the environment did not set DB_CONNECT_TIMEOUT).
-// Errors are redacted and wrap ErrConfig.
-func newConnConfig(cfg Config, dsn string) (*pgx.ConnConfig, error) {
-	return connConfig(cfg, dsn, nil)
-}
-
-// connConfig is newConnConfig whose verified handshakes rec (if not nil)
-// records.
+// connConfig parses dsn for a single connection with cfg's TLS policy and
+// connect timeout applied (DB_CONNECT_TIMEOUT, unless the DSN has
+// connect_timeout and the environment did not set DB_CONNECT_TIMEOUT);
+// rec (if not nil) records its verified handshakes. Errors are redacted
+// and wrap ErrConfig.
 func connConfig(cfg Config, dsn string, rec *tlsRecorder) (*pgx.ConnConfig, error) {
 	dsn, plan, err := prepareTLS(cfg, dsn)
 	if err != nil {

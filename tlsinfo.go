@@ -139,7 +139,7 @@ func tlsModeOf(tc *tls.Config) string {
 // withTLSRecorder makes the pool record its verified handshakes in r.
 func withTLSRecorder(r *tlsRecorder) poolOption { return func(o *poolOptions) { o.tls = r } }
 
-// newConnConfigRecording is newConnConfig whose connections record their
+// newConnConfigRecording is connConfig with a new recorder: its connections record their
 // verified handshakes in the returned recorder (read it with info()
 // after connecting): the roots that verified the server and its
 // certificate's expiry.
