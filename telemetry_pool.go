@@ -157,17 +157,34 @@ func (pt *poolTelemetry) observe(pool *pgxpool.Pool) *poolTelemetry {
 // and unregisters the pool's callback.
 func (pt *poolTelemetry) closePool(pool *pgxpool.Pool) {
 	if pt == nil {
-		pool.Close()
+		closeAndDrain(pool)
 		return
 	}
 	pt.closing.Store(true)
-	pool.Close()
+	closeAndDrain(pool)
 	if pt.reg != nil {
 		if err := pt.reg.Unregister(); err != nil {
 			otel.Handle(err)
 		}
 	}
 }
+
+// closeAndDrain closes pool and waits, up to drainLimit, for the
+// connections that were still being opened: pgxpool's Close cancels them
+// but returns without waiting (puddle destroys a resource whose
+// construction ends after Close), so without the wait a Manager's Close
+// could return while such a connection is still open.
+func closeAndDrain(pool *pgxpool.Pool) {
+	pool.Close()
+	deadline := time.Now().Add(drainLimit)
+	for pool.Stat().TotalConns() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// drainLimit bounds closeAndDrain's wait; a cancelled connection attempt
+// ends long before.
+const drainLimit = 5 * time.Second
 
 // SQL round trips.
 
