@@ -2,7 +2,6 @@ package dbmanager
 
 import (
 	"context"
-	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -66,7 +65,7 @@ func (s *checkedStore) Put(ctx context.Context, collection, key string, value []
 	if err != nil {
 		return Record{}, opError("put", collection, key, err)
 	}
-	r, err := s.b.put(ctx, collection, key, slices.Clone(value), cond)
+	r, err := s.b.put(ctx, collection, key, cloneBytes(value), cond)
 	if err != nil {
 		return Record{}, opError("put", collection, key, err)
 	}

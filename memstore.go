@@ -93,9 +93,21 @@ type memRecord struct {
 // copies it once more.)
 func (r *memRecord) record(collection, key string) Record {
 	return Record{
-		Collection: collection, Key: key, Value: slices.Clone(r.value), Version: r.version,
+		Collection: collection, Key: key, Value: cloneBytes(r.value), Version: r.version,
 		CreatedAt: microTime(r.created), UpdatedAt: microTime(r.updated),
 	}
+}
+
+// cloneBytes is a copy of b (nil for nil), made with make and copy,
+// which the compiler turns into one allocation that is not zeroed first
+// (slices.Clone goes through append's growth path).
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	c := make([]byte, len(b))
+	copy(c, b)
+	return c
 }
 
 // microTime is the UTC time of Unix microseconds us.
@@ -232,7 +244,7 @@ func (m *memBackend) get(_ context.Context, collection, key string) (Record, err
 		return Record{}, ErrNotFound
 	}
 	return Record{
-		Collection: collection, Key: key, Value: slices.Clone(r.value), Version: r.version,
+		Collection: collection, Key: key, Value: cloneBytes(r.value), Version: r.version,
 		CreatedAt: microTime(r.created), UpdatedAt: microTime(r.updated),
 	}, nil
 }

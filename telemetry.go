@@ -112,10 +112,12 @@ func newTelemetry(cfg Config, o managerOptions, log *slog.Logger) *instrumentati
 	return t
 }
 
-// observeManager registers the callback that reports the backend the
-// Store serves from; close unregisters it.
+// observeManager registers the callback that reports the Store's calls
+// (counted by storeSets) and the backend the Store serves from; close
+// unregisters it.
 func (t *instrumentation) observeManager(backend func() (string, bool)) {
 	reg, err := t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		t.store.observeCalls(o, t.inst.StoreOperations)
 		name, ok := backend()
 		if !ok {
 			return nil
@@ -128,7 +130,7 @@ func (t *instrumentation) observeManager(backend func() (string, bool)) {
 			o.ObserveInt64(t.inst.StoreBackend, v, metric.WithAttributeSet(backendSet(b)))
 		}
 		return nil
-	}, t.inst.StoreBackend)
+	}, t.inst.StoreBackend, t.inst.StoreOperations)
 	if err != nil {
 		otel.Handle(err)
 		return
@@ -143,6 +145,19 @@ func (t *instrumentation) close() {
 			otel.Handle(err)
 		}
 	}
+}
+
+// measureContext is the context a measurement is recorded with: ctx when
+// the span it belongs to records, else the background. The SDK's default
+// exemplar filter keeps a measurement only under a sampled span, and it
+// finds that span by walking ctx on every Add and Record; a Store call's
+// context is many values deep, so an unsampled call (most of them) skips
+// that walk, losing no exemplar.
+func measureContext(ctx context.Context, recording bool) context.Context {
+	if recording {
+		return ctx
+	}
+	return context.Background()
 }
 
 // measureOpts are the options of a measurement with one attribute set,

@@ -257,11 +257,12 @@ func (pt *poolTelemetry) endSQL(ctx context.Context, err error) {
 	}
 	d := time.Since(c.start)
 	in := pt.t.inst
+	mctx := measureContext(ctx, c.span != nil)
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
-		in.OperationDuration.Record(ctx, d.Seconds(), c.stmt.okOpts.rec...)
+		in.OperationDuration.Record(mctx, d.Seconds(), c.stmt.okOpts.rec...)
 	} else {
 		attrs := append(append(make([]attribute.KeyValue, 0, len(c.stmt.attrs)+2), c.stmt.attrs...), sqlErrorAttrs(err)...)
-		in.OperationDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attrs...))
+		in.OperationDuration.Record(mctx, d.Seconds(), metric.WithAttributes(attrs...))
 	}
 	if pt.t.slow > 0 && d > pt.t.slow {
 		pt.slowStatement(ctx, c, d)
@@ -398,7 +399,10 @@ func (pt *poolTelemetry) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, d
 	}
 	pt.pending.Add(-1)
 	now := time.Now()
-	pt.t.inst.ConnectionWait.Record(ctx, now.Sub(a.start).Seconds(), pt.poolOpts.rec...)
+	lib := libraryCallOf(ctx)
+	// A Store call's mark says whether its span records; the caller's own
+	// acquires keep their context (its span, if any, is the exemplar's).
+	pt.t.inst.ConnectionWait.Record(measureContext(ctx, lib == nil || lib.op == "" || lib.recording), now.Sub(a.start).Seconds(), pt.poolOpts.rec...)
 	if data.Err != nil {
 		if errors.Is(data.Err, context.DeadlineExceeded) && a.caller.Err() == nil {
 			pt.timeouts.Add(1)
@@ -410,7 +414,7 @@ func (pt *poolTelemetry) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, d
 		return
 	}
 	cs.acquired(now)
-	if pt.t.leak > 0 && libraryCallOf(ctx) == nil {
+	if pt.t.leak > 0 && lib == nil {
 		cs.watchLeak(pt, now)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatewaykit/dbmanager/internal/telemetry"
@@ -69,17 +71,30 @@ func libraryCallOf(ctx context.Context) *libraryCall {
 	return c
 }
 
-// storeSets caches the attribute sets of Store metrics: the common
-// outcomes are built up front, failures on first use.
+// storeSets caches the attribute sets of Store metrics and counts the
+// calls for dbmanager.store.operations: the common outcomes are built up
+// front, failures (and, when opted in, each collection) on first use.
+// The count is kept here and read by the Manager's callback, so a call
+// costs an atomic add instead of a counter's attribute lookup in the SDK.
 type storeSets struct {
-	common [2][numOps][3]measureOpts // backend (0 postgresql, 1 memory), op, ok/not_found/conflict
-	failed sync.Map                  // storeSetKey -> measureOpts
+	common [2][numOps][3]storeSeries // backend (0 postgresql, 1 memory), op, ok/not_found/conflict
+	other  sync.Map                  // storeSetKey -> *storeSeries
+}
+
+// storeSeries is one attribute set of the Store metrics, with its count of
+// calls.
+type storeSeries struct {
+	set   attribute.Set
+	opts  measureOpts
+	calls atomic.Int64
 }
 
 type storeSetKey struct {
-	backend int
-	op      storeOp
-	errType string
+	backend    int
+	op         storeOp
+	outcome    string
+	errType    string
+	collection string
 }
 
 var backendNames = [2]string{BackendPostgreSQL, BackendMemory}
@@ -89,14 +104,19 @@ func newStoreSets() *storeSets {
 	for b := range 2 {
 		for op := range numOps {
 			for i, outcome := range []string{outcomeOK, outcomeNotFound, outcomeConflict} {
-				s.common[b][op][i] = optsFor(attribute.NewSet(storeAttrs(b, op, outcome, "")...))
+				s.common[b][op][i].init(storeAttrs(b, op, outcome, "", ""))
 			}
 		}
 	}
 	return s
 }
 
-func storeAttrs(backend int, op storeOp, outcome, errType string) []attribute.KeyValue {
+func (ss *storeSeries) init(attrs []attribute.KeyValue) {
+	ss.set = attribute.NewSet(attrs...)
+	ss.opts = optsFor(ss.set)
+}
+
+func storeAttrs(backend int, op storeOp, outcome, errType, collection string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
 		attribute.String(telemetry.AttrOperation, opNames[op]),
 		attribute.String(telemetry.AttrBackend, backendNames[backend]),
@@ -105,25 +125,54 @@ func storeAttrs(backend int, op storeOp, outcome, errType string) []attribute.Ke
 	if errType != "" {
 		attrs = append(attrs, attribute.String("error.type", errType))
 	}
+	if collection != "" {
+		attrs = append(attrs, attribute.String(telemetry.AttrCollection, collection))
+	}
 	return attrs
 }
 
-func (s *storeSets) set(backend int, op storeOp, outcome, errType string) measureOpts {
-	switch outcome {
-	case outcomeOK:
-		return s.common[backend][op][0]
-	case outcomeNotFound:
-		return s.common[backend][op][1]
-	case outcomeConflict:
-		return s.common[backend][op][2]
+// series returns the series of a call's attributes. collection is empty
+// unless the collection attribute is opted in.
+func (s *storeSets) series(backend int, op storeOp, outcome, errType, collection string) *storeSeries {
+	if collection == "" {
+		switch outcome {
+		case outcomeOK:
+			return &s.common[backend][op][0]
+		case outcomeNotFound:
+			return &s.common[backend][op][1]
+		case outcomeConflict:
+			return &s.common[backend][op][2]
+		}
 	}
-	k := storeSetKey{backend, op, errType}
-	if v, ok := s.failed.Load(k); ok {
-		return v.(measureOpts)
+	k := storeSetKey{backend, op, outcome, errType, collection}
+	if v, ok := s.other.Load(k); ok {
+		return v.(*storeSeries)
 	}
-	o := optsFor(attribute.NewSet(storeAttrs(backend, op, outcome, errType)...))
-	s.failed.Store(k, o)
-	return o
+	ss := &storeSeries{}
+	ss.init(storeAttrs(backend, op, outcome, errType, collection))
+	v, _ := s.other.LoadOrStore(k, ss)
+	return v.(*storeSeries)
+}
+
+// observeCalls reports every series that has counted a call.
+func (s *storeSets) observeCalls(o metric.Observer, inst metric.Int64Observable) {
+	for b := range s.common {
+		for op := range s.common[b] {
+			for i := range s.common[b][op] {
+				ss := &s.common[b][op][i]
+				if n := ss.calls.Load(); n > 0 {
+					o.ObserveInt64(inst, n, metric.WithAttributeSet(ss.set))
+				}
+			}
+		}
+	}
+	s.other.Range(func(_, v any) bool {
+		ss := v.(*storeSeries)
+		if n := ss.calls.Load(); n > 0 {
+			o.ObserveInt64(inst, n, metric.WithAttributeSet(ss.set))
+		}
+		return true
+	})
 }
 
 // storeOutcome classifies a Store call's result: the outcome attribute,
@@ -210,15 +259,13 @@ func (is *instrumentedStore) begin(ctx context.Context, op storeOp, collection s
 func (is *instrumentedStore) end(ctx context.Context, c storeCallState, key string, err error) {
 	d := time.Since(c.start).Seconds()
 	outcome, errType := storeOutcome(err)
-	var o measureOpts
-	if is.t.collections && c.coll != "" {
-		attrs := append(storeAttrs(is.backend, c.op, outcome, errType), attribute.String(telemetry.AttrCollection, c.coll))
-		o = optsFor(attribute.NewSet(attrs...))
-	} else {
-		o = is.t.store.set(is.backend, c.op, outcome, errType)
+	coll := ""
+	if is.t.collections {
+		coll = c.coll
 	}
-	is.t.inst.StoreOperations.Add(ctx, 1, o.add...)
-	is.t.inst.StoreDuration.Record(ctx, d, o.rec...)
+	ss := is.t.store.series(is.backend, c.op, outcome, errType, coll)
+	ss.calls.Add(1)
+	is.t.inst.StoreDuration.Record(measureContext(ctx, c.span != nil && c.span.IsRecording()), d, ss.opts.rec...)
 	if c.span == nil {
 		return
 	}

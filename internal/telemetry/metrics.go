@@ -79,7 +79,7 @@ var (
 
 // dbmanager's own metrics: what only this library knows.
 var (
-	StoreOperations = Metric{"dbmanager.store.operations", "{operation}", Counter,
+	StoreOperations = Metric{"dbmanager.store.operations", "{operation}", ObservedCounter,
 		"Store calls, by operation, backend and outcome.",
 		[]string{AttrOperation, AttrBackend, AttrOutcome, "error.type?", AttrCollection + "?"}}
 	StoreDuration = Metric{"dbmanager.store.operation.duration", "s", Histogram,
@@ -157,7 +157,7 @@ type Instruments struct {
 	ConnectionWait     metric.Float64Histogram
 	ConnectionUse      metric.Float64Histogram
 	ConnectionCreate   metric.Float64Histogram
-	StoreOperations    metric.Int64Counter
+	StoreOperations    metric.Int64ObservableCounter
 	StoreDuration      metric.Float64Histogram
 	Fallbacks          metric.Int64Counter
 	RecoveryAttempts   metric.Int64Counter
@@ -207,7 +207,6 @@ func NewInstruments(m metric.Meter) (*Instruments, error) {
 		ConnectionWait:    histogram(ConnectionWaitTime, sqlBuckets),
 		ConnectionUse:     histogram(ConnectionUseTime, sqlBuckets),
 		ConnectionCreate:  histogram(ConnectionCreateTime, sqlBuckets),
-		StoreOperations:   counter(StoreOperations),
 		StoreDuration:     histogram(StoreDuration, storeBuckets),
 		Fallbacks:         counter(Fallbacks),
 		RecoveryAttempts:  counter(RecoveryAttempts),
@@ -228,6 +227,9 @@ func NewInstruments(m metric.Meter) (*Instruments, error) {
 	var err error
 	i.ConnectionTimeouts, err = m.Int64ObservableCounter(ConnectionTimeouts.Name,
 		metric.WithUnit(ConnectionTimeouts.Unit), metric.WithDescription(ConnectionTimeouts.Description))
+	errs = append(errs, err)
+	i.StoreOperations, err = m.Int64ObservableCounter(StoreOperations.Name,
+		metric.WithUnit(StoreOperations.Unit), metric.WithDescription(StoreOperations.Description))
 	errs = append(errs, err)
 	i.StoreBackend, err = m.Int64ObservableGauge(StoreBackend.Name,
 		metric.WithUnit(StoreBackend.Unit), metric.WithDescription(StoreBackend.Description))
