@@ -69,6 +69,7 @@ func (m *Manager) recover(ctx context.Context, since time.Time) {
 			continue
 		}
 		m.log.Info("Primary database recovered",
+			slog.Any("target", p.target), slog.Any("tls", p.tlsInfo()),
 			slog.Int("records_moved", len(mv.owned)),
 			slog.Int("conflicts", len(mv.conflicts)),
 			slog.Duration("outage", answered.Sub(since).Round(time.Millisecond)),

@@ -129,7 +129,7 @@ func TestRecoveryMovesOutageWritesAndKeepsPrimaryOnConflict(t *testing.T) {
 	if h := m.Health(ctx); h.Status != StatusHealthy || !h.UsingPrimary {
 		t.Errorf("Health after recovery = %+v", h)
 	}
-	assertLogged(t, logs, "Primary database recovered", "records_moved=", "conflicts=1", "Database health: healthy")
+	assertLogged(t, logs, "Primary database recovered", "tls.mode=", "records_moved=", "conflicts=1", "Database health: healthy")
 }
 
 func TestRecoveryLosesNoWriteUnderLoad(t *testing.T) {
