@@ -81,7 +81,7 @@ func (d *diagnosis) checkDNS(ctx context.Context, s *Step, cc *pgx.ConnConfig, e
 
 // checkTCP is the tcp step: a TCP connect to every address, each timed.
 // It returns the first address that answered.
-func (d *diagnosis) checkTCP(ctx context.Context, s *Step, cc *pgx.ConnConfig, addrs []netAddr) netAddr {
+func (d *diagnosis) checkTCP(ctx context.Context, s *Step, t *diagTarget, cc *pgx.ConnConfig, addrs []netAddr) netAddr {
 	var reached netAddr
 	var lines []string
 	var firstErr error
@@ -118,9 +118,9 @@ func (d *diagnosis) checkTCP(ctx context.Context, s *Step, cc *pgx.ConnConfig, a
 	case firstErr == nil:
 		s.found(detail)
 	case reached.address != "":
-		s.warn(detail, "pgx tries the addresses in order and waits on each that fails: "+tcpFix(firstErr, failedAddr))
+		s.warn(detail, "pgx tries the addresses in order and waits on each that fails: "+tcpFix(firstErr, failedAddr, t.portSetting()))
 	default:
-		s.fail(detail, tcpFix(firstErr, failedAddr))
+		s.fail(detail, tcpFix(firstErr, failedAddr, t.portSetting()))
 	}
 	return reached
 }
@@ -138,11 +138,12 @@ func tcpFailure(err error) string {
 	return "failed (" + errorText(err) + ")"
 }
 
-// tcpFix is the fix for a failed connect to address.
-func tcpFix(err error, address string) string {
+// tcpFix is the fix for a failed connect to address, whose port comes
+// from portSetting (see diagTarget.portSetting).
+func tcpFix(err error, address, portSetting string) string {
 	switch classify(err) {
 	case ReasonRefused:
-		return "nothing listens on " + address + ": check the port (AWS_DB_PORT or the URL's port; PostgreSQL and RDS default to 5432) and that the server is running and listens on this address (listen_addresses)"
+		return "nothing listens on " + address + ": check the port (" + portSetting + "; PostgreSQL and RDS default to 5432) and that the server is running and listens on this address (listen_addresses)"
 	case ReasonTimeout:
 		fix := "packets to " + address + " are dropped: check that the database's security group allows inbound TCP on the port from this host (or its security group), the network ACLs and route tables of both subnets, and any firewall on the way"
 		if private(address) {

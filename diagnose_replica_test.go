@@ -82,3 +82,23 @@ func TestDiagnoseReplicasOfSecretWriter(t *testing.T) {
 	}
 	noLeak(t, r, pw)
 }
+
+// TestDiagnoseRefusedReplicaNamesItsPort: a replica nobody listens on
+// warns in replica-tcp (the writer's steps pass), and the fix names where
+// a replica's port is set, not the writer's AWS_DB_PORT.
+func TestDiagnoseRefusedReplicaNamesItsPort(t *testing.T) {
+	admin := pgtest.URL(t)
+	port := closedPort(t)
+	cfg := envConfig(t, "DATABASE_URL", admin, "AWS_DB_READ_HOST", "127.0.0.1:"+itoa(port))
+	r := Diagnose(context.Background(), cfg, WithStepTimeout(5*time.Second))
+	s := stepNamed(t, r, "replica-tcp")
+	if s.Status != StepWarning || !strings.Contains(s.Fix, "AWS_DB_READ_HOST entry") || strings.Contains(s.Fix, "AWS_DB_PORT") {
+		t.Errorf("replica-tcp step: %+v; want a warning whose fix names the replica's port setting", s)
+	}
+	if w := stepNamed(t, r, "tcp"); w.Status != StepOK {
+		t.Errorf("writer's tcp step: %+v", w)
+	}
+	if !r.OK {
+		t.Errorf("a replica's warning made the report not ok:\n%s", r)
+	}
+}

@@ -54,6 +54,14 @@ func (t *diagTarget) stepName(name string) string {
 	return name
 }
 
+// portSetting names where the port of t's hosts is set, for a fix text.
+func (t *diagTarget) portSetting() string {
+	if t.role == roleReplica {
+		return "DATABASE_READ_URL's port, or the :port of the AWS_DB_READ_HOST entry (the writer's port when it has none)"
+	}
+	return "the DATABASE_URL's or the secret's port, or AWS_DB_PORT"
+}
+
 // hostStep runs the per-host step name of t on addr and reports whether it
 // failed. On a read replica a failure is recorded as a warning saying the
 // replica is out of rotation: the Manager serves reads without it. (A
@@ -203,7 +211,7 @@ func (d *diagnosis) endpointSteps(ctx context.Context, t *diagTarget, ep endpoin
 		return res
 	}
 	var reached netAddr
-	if d.hostStep(ctx, t, "tcp", addr, func(ctx context.Context, s *Step) { reached = d.checkTCP(ctx, s, cc, addrs) }) {
+	if d.hostStep(ctx, t, "tcp", addr, func(ctx context.Context, s *Step) { reached = d.checkTCP(ctx, s, t, cc, addrs) }) {
 		skipRest([]string{"tls", "auth", "server"}, "tcp")
 		return res
 	}

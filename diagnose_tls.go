@@ -46,7 +46,7 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, t *diagTarget, cc *pg
 	}
 	conn, err := cc.DialFunc(ctx, at.network, at.address)
 	if err != nil {
-		s.fail("cannot connect again to "+at.address+": "+tcpFailure(err), tcpFix(err, at.address))
+		s.fail("cannot connect again to "+at.address+": "+tcpFailure(err), tcpFix(err, at.address, t.portSetting()))
 		return
 	}
 	defer conn.Close()
