@@ -143,7 +143,7 @@ func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took
 	msg := pg.Message + " (SQLSTATE " + pg.Code + ")"
 	lower := strings.ToLower(pg.Message)
 	switch {
-	case credentials.IsAuthFailure(err) && pg.Code != "28P01":
+	case credentials.IsAuthFailure(err) && pg.Code == "08P01":
 		// PgBouncer's own refusal (08P01): it checked the password itself.
 		return fmt.Sprintf("wrong password for user %s: a pooler in front of PostgreSQL (PgBouncer) checked it and refused it: %s", user, msg),
 			wrongPasswordFix(d.cfg) + "; PgBouncer checks passwords against its auth_file or its auth_query: after a password change on the server, an auth_file needs the new password too (and RELOAD), auth_query follows by itself"

@@ -185,9 +185,9 @@ func TestManagerBehindPgBouncerSurvivesRotation(t *testing.T) {
 // TestManagerBehindPgBouncerWrongPasswordIsAuthentication: a secret whose
 // password PgBouncer refuses (it never catches up) is reported as an
 // authentication failure, as PostgreSQL's 28P01 is: IsAuthFailure and
-// errorType on PgBouncer's error, ValidateConnection's Reason, the
-// fallback reason in Info and Health, the error.type of the recovery
-// attempts. No password shows in any of it.
+// errorType on PgBouncer's error, ValidateConnection's Reason, dbdoctor's
+// auth step, the fallback reason in Info and Health, the error.type of the
+// recovery attempts. No password shows in any of it.
 func TestManagerBehindPgBouncerWrongPasswordIsAuthentication(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -202,6 +202,13 @@ func TestManagerBehindPgBouncerWrongPasswordIsAuthentication(t *testing.T) {
 	if errorType(ce) != "connection_authentication" {
 		t.Errorf("errorType = %q, want connection_authentication", errorType(ce))
 	}
+
+	// dbdoctor's auth step names PgBouncer and where it keeps passwords.
+	r := Diagnose(ctx, envConfig(t, "DATABASE_URL", dsn))
+	if st := stepNamed(t, r, "auth"); st.Status != StepFailed || !strings.Contains(st.Detail, "PgBouncer") || !strings.Contains(st.Fix, "auth_query") {
+		t.Errorf("auth step through PgBouncer: %s %q, fix %q; want failed, naming PgBouncer and auth_query", st.Status, st.Detail, st.Fix)
+	}
+	noLeak(t, r, wrong)
 
 	f.sm.SetSecretString(f.secretID, f.secret(wrong))
 	h := newOTelHarness(t)
