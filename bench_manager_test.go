@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -115,6 +116,32 @@ func BenchmarkManagerGet(b *testing.B) {
 			}
 		},
 		func(i int) {
+			if _, err := bm.rawGet(ctx, bm.key(i)); err != nil {
+				b.Error(err)
+			}
+		})
+}
+
+// BenchmarkManagerGetRequestContext is BenchmarkManagerGet with each call
+// under its own request context, as an HTTP handler's would be: a
+// deadline of 5 s, cancelled when the call returns, on both sides. pgx
+// then watches each context, and the Manager's call bound has a deadline
+// to respect instead of its own.
+func BenchmarkManagerGetRequestContext(b *testing.B) {
+	bm := newManagerBench(b)
+	s := bm.m.Store()
+	const requestTimeout = 5 * time.Second
+	alternatingOn(b, benchGoroutines,
+		func(i int) {
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			defer cancel()
+			if _, err := s.Get(ctx, "bench", bm.key(i)); err != nil {
+				b.Error(err)
+			}
+		},
+		func(i int) {
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			defer cancel()
 			if _, err := bm.rawGet(ctx, bm.key(i)); err != nil {
 				b.Error(err)
 			}

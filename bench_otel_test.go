@@ -144,6 +144,8 @@ func BenchmarkTelemetryGet(b *testing.B) {
 		benchTelemetryGet(b, url, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))
 	})
 	b.Run("postgresql/sampled-all", func(b *testing.B) { benchTelemetryGet(b, url, sdktrace.AlwaysSample()) })
+	// Metrics alone: every span is started and dropped by the sampler.
+	b.Run("postgresql/sampled-none", func(b *testing.B) { benchTelemetryGet(b, url, sdktrace.NeverSample()) })
 	b.Run("memory/sampled-10pct", func(b *testing.B) {
 		benchTelemetryGet(b, "memory://", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))
 	})

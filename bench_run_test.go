@@ -25,6 +25,7 @@ var packageBenchmarks = map[string]func(*testing.B){
 	"BenchmarkPGInterleaved":              BenchmarkPGInterleaved,
 	"BenchmarkPGListFreshVsAnalyzed":      BenchmarkPGListFreshVsAnalyzed,
 	"BenchmarkManagerGet":                 BenchmarkManagerGet,
+	"BenchmarkManagerGetRequestContext":   BenchmarkManagerGetRequestContext,
 	"BenchmarkManagerPut":                 BenchmarkManagerPut,
 	"BenchmarkManagerList":                BenchmarkManagerList,
 	"BenchmarkManagerVsPgbench":           BenchmarkManagerVsPgbench,

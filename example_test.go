@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatewaykit/dbmanager"
 )
@@ -241,4 +245,80 @@ func ExampleNewPool() {
 		return
 	}
 	fmt.Println("connected at", now)
+}
+
+// BuildURL encodes any character of a login, so a generated password can
+// go into DATABASE_URL as it is; Redact is the form to log.
+func ExampleBuildURL() {
+	url := dbmanager.BuildURL("app", "p@ss:w/rd?#", "db.internal", 0, "gateway")
+	fmt.Println(url)
+	fmt.Println(dbmanager.Redact(url))
+	// Output:
+	// postgres://app:p%40ss%3Aw%2Frd%3F%23@db.internal:5432/gateway
+	// postgres://app:xxxxx@db.internal:5432/gateway
+}
+
+// A service that wants one Manager for the whole process builds it at
+// start-up and registers it; code elsewhere reaches it with Default
+// instead of passing it around (the seed's get_database_manager()).
+func ExampleSetDefault() {
+	ctx := context.Background()
+	cfg, err := dbmanager.LoadConfig(env{"DATABASE_URL": "memory://"}.get)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m := dbmanager.New(cfg, dbmanager.WithLogger(quiet))
+	if err := m.Init(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close(ctx)
+	dbmanager.SetDefault(m)
+	defer dbmanager.SetDefault(nil)
+
+	// Elsewhere in the service:
+	store := dbmanager.Default().Store()
+	_, _ = store.Put(ctx, "apis", "orders", []byte(`{"path":"/orders"}`))
+	rec, _ := store.Get(ctx, "apis", "orders")
+	fmt.Println(dbmanager.Default() == m, string(rec.Value))
+	// Output: true {"path":"/orders"}
+}
+
+// A service that already opens its own pgxpool (its own tracer, its own
+// credentials) can still use the Store on it. NewPGStore creates the
+// Store's table if it is missing; the pool stays the caller's to close.
+func ExampleNewPGStore() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+	store, err := dbmanager.NewPGStore(ctx, pool, dbmanager.WithStoreSchema("gateway"))
+	if err != nil {
+		fmt.Println(err) // redacted, and classified: errors.As(err, new(*dbmanager.ConnectionError))
+		return
+	}
+	rec, err := store.Put(ctx, "apis", "orders", []byte(`{"path":"/orders"}`))
+	fmt.Println(rec.Version, err)
+}
+
+// ValidateConnection is a pre-flight check for a connection string: it
+// connects once, pings and closes, and its error says why not (its
+// Reason: dns, refused, timeout, tls, auth, ...) without the password.
+// Diagnose checks a whole Config instead, TLS policy included.
+func ExampleValidateConnection() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := dbmanager.ValidateConnection(ctx, os.Getenv("DATABASE_URL")); err != nil {
+		var ce *dbmanager.ConnectionError
+		if errors.As(err, &ce) {
+			fmt.Println("cannot reach the database:", ce.Reason)
+		}
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("ok")
 }
