@@ -41,7 +41,6 @@ func newBouncerRotation(t *testing.T, poolMode string) *bouncerRotation {
 	f := newRotationFixture(t)
 	_, db := f.managerSecret(t)
 	adminURL := f.admin.Config().ConnString()
-	t.Cleanup(func() { dropOwned(adminURL, pgx.Identifier{f.role}.Sanitize()) }) // the Store's schema, before the role goes
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		t.Fatal("admin URL does not parse")
