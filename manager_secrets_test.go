@@ -168,3 +168,49 @@ func TestManagerWithIAMConnectsOverVerifiedTLS(t *testing.T) {
 		t.Fatalf("Init trusting another CA = %v; want a TLS connection error", err)
 	}
 }
+
+// TestManagerRereadsARefusedSecret: a Manager started while its secret
+// holds a password the server refuses (a rotation caught half-way, or a
+// wrong secret fixed later) serves from memory, and recovery reads the
+// secret again after each refusal instead of retrying the cached password
+// until DB_SECRET_CACHE_TTL: once the secret is right, the Manager moves
+// back with what was written meanwhile.
+func TestManagerRereadsARefusedSecret(t *testing.T) {
+	ctx := context.Background()
+	f := newRotationFixture(t)
+	secret, _ := f.managerSecret(t)
+	f.sm.SetSecretString(f.secretID, secret(rotNewPassword)) // the server still has the old password
+	m, logs := newTestManager(t, envConfig(t, "AWS_DB_SECRET", f.secretID, "AWS_REGION", "us-east-1", "DB_CONNECT_TIMEOUT", "3"))
+	if err := m.Init(ctx); err != nil {
+		t.Fatalf("Init with a refused secret: %v (want a fallback to memory)", err)
+	}
+	if info := m.Info(); info.UsingPrimary {
+		t.Fatalf("Info = %+v; want memory while the secret's password is refused", info)
+	}
+	if info := m.Info(); !strings.Contains(info.FallbackReason, string(ReasonAuth)) {
+		t.Errorf("Info.FallbackReason = %q; want the reason %q", info.FallbackReason, ReasonAuth)
+	}
+	if _, err := m.Store().Put(ctx, "apis", "during", []byte(`"memory"`)); err != nil {
+		t.Fatal(err)
+	}
+
+	callsBefore := f.sm.Calls()
+	f.sm.SetSecretString(f.secretID, secret(rotOldPassword)) // the secret is fixed
+	deadline := time.Now().Add(30 * time.Second)
+	for !m.Info().UsingPrimary {
+		if time.Now().After(deadline) {
+			t.Fatalf("still on memory 30 s after the secret was fixed (%d more GetSecretValue calls); log:\n%s", f.sm.Calls()-callsBefore, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rec, err := m.Store().Get(ctx, "apis", "during")
+	if err != nil || string(rec.Value) != `"memory"` || m.Store().Backend() != BackendPostgreSQL {
+		t.Errorf("after recovery: %q, %v on %s; want the write made on memory, on PostgreSQL", rec.Value, err, m.Store().Backend())
+	}
+	shown := logs.String() + f.logs.String() + mustJSON(t, m.Info()) + mustJSON(t, m.Health(ctx))
+	for _, pw := range []string{rotOldPassword, rotNewPassword} {
+		if strings.Contains(shown, pw) {
+			t.Errorf("a password appears in logs, Info or Health")
+		}
+	}
+}

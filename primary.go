@@ -67,6 +67,14 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	}
 	if err := reachWriter(ctx, pool, target.Addr()); err != nil {
 		p.close()
+		if cache != nil && credentials.IsAuthFailure(err) {
+			// The secret's password was refused: read the secret again on
+			// the next attempt (a rotation under way, or a secret fixed
+			// since), or recovery would keep trying the refused password
+			// until DB_SECRET_CACHE_TTL. The cache's minimum interval
+			// between fetches still bounds the calls to Secrets Manager.
+			cache.Invalidate()
+		}
 		return nil, err
 	}
 	if p.replicas, err = m.openReplicas(target, pool, beforeConnect); err != nil {
