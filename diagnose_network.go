@@ -54,7 +54,7 @@ func (d *diagnosis) checkDNS(ctx context.Context, s *Step, t *diagTarget, cc *pg
 		case isContextError(err) || (errors.As(err, &de) && de.IsTimeout):
 			s.fail(fmt.Sprintf("no DNS answer for %s within %s", ep.host, ms(took)), "check this host's DNS resolver (/etc/resolv.conf; in a VPC, enableDnsSupport and the Route 53 resolver)")
 		default:
-			s.fail(detail, "check the host name and this host's DNS resolver")
+			s.fail(detail, "check the host name ("+t.hostSetting()+") and this host's DNS resolver")
 		}
 		return nil
 	}
