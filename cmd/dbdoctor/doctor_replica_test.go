@@ -20,8 +20,11 @@ import (
 // and from DATABASE_READ_URL with its own password), none configured, a
 // bad DATABASE_READ_URL, a "replica" that is the writer, a replica that
 // lags (its replay paused), a writer nobody listens for (the replicas are
-// still diagnosed), and a replica that is down. A replica's
-// trouble is a warning (exit 0): the Manager reads elsewhere meanwhile.
+// still diagnosed), a replica black-holed by a faultproxy (with TLS
+// requested and with sslmode=disable), a replica without TLS that
+// DATABASE_READ_URL requires TLS of, and a replica that is down. A
+// replica's trouble is a warning (exit 0): the Manager reads elsewhere
+// meanwhile. TestDoctorReplicaTLS has the replicas whose certificates fail.
 func TestDoctorReplicas(t *testing.T) {
 	c := pgtest.NewCluster(t, pgtest.WithStandbys(2))
 	name := c.Database(t)
