@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -40,8 +41,11 @@ func classify(err error) Reason {
 	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
+		if credentials.IsAuthFailure(err) { // 28P01, or PgBouncer's own refusal (08P01)
+			return ReasonAuth
+		}
 		switch pg.Code {
-		case "28P01", "28000":
+		case "28000":
 			return ReasonAuth
 		case "3D000":
 			return ReasonNoDatabase

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -142,10 +143,14 @@ func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took
 	msg := pg.Message + " (SQLSTATE " + pg.Code + ")"
 	lower := strings.ToLower(pg.Message)
 	switch {
-	case pg.Code == "28P01" && d.cfg.IAMAuth:
+	case credentials.IsAuthFailure(err) && pg.Code == "08P01":
+		// PgBouncer's own refusal (08P01): it checked the password itself.
+		return fmt.Sprintf("wrong password for user %s: a pooler in front of PostgreSQL (PgBouncer) checked it and refused it: %s", user, msg),
+			wrongPasswordFix(d.cfg) + "; PgBouncer checks passwords against its auth_file or its auth_query: after a password change on the server, an auth_file needs the new password too (and RELOAD), auth_query follows by itself"
+	case credentials.IsAuthFailure(err) && d.cfg.IAMAuth:
 		return "the server checked the IAM token as a password and refused it: " + msg,
 			fmt.Sprintf("the user %s is not granted rds_iam, so RDS expects a password: GRANT rds_iam TO %s;", user, quoteIdent(user))
-	case pg.Code == "28P01":
+	case credentials.IsAuthFailure(err):
 		return fmt.Sprintf("wrong password for user %s (PostgreSQL says the same when the user does not exist): %s", user, msg), wrongPasswordFix(d.cfg)
 	case strings.Contains(lower, "pam authentication failed"):
 		return "the IAM token was refused: " + msg,

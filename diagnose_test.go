@@ -195,10 +195,15 @@ func TestExplainLoginRefusals(t *testing.T) {
 	pgErr := func(code, msg string) error {
 		return &redactedError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Code: code, Message: msg}}}
 	}
+	bouncerErr := func(msg string) error { // PgBouncer's own FATAL 08P01 (src/client.c)
+		return &redactedError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Severity: "FATAL", Code: "08P01", Message: msg}}}
+	}
 	iam := DefaultConfig()
 	iam.IAMAuth = true
 	plain := DefaultConfig()
 	plain.DBHost = "db.example.com"
+	fromSecret := DefaultConfig()
+	fromSecret.SecretID = "prod/gateway/db"
 	cases := []struct {
 		name string
 		cfg  Config
@@ -208,6 +213,9 @@ func TestExplainLoginRefusals(t *testing.T) {
 		{"missing rds_iam grant", iam, pgErr("28P01", `password authentication failed for user "app"`), []string{"GRANT rds_iam TO"}},
 		{"IAM token refused", iam, pgErr("28000", `PAM authentication failed for user "app"`), []string{"rds-db:connect", "dbuser"}},
 		{"wrong password", plain, pgErr("28P01", `password authentication failed for user "app"`), []string{"wrong password", "AWS_DB_PASSWORD"}},
+		{"wrong password at PgBouncer (md5)", plain, bouncerErr("password authentication failed"), []string{"wrong password", "PgBouncer", "auth_file", "AWS_DB_PASSWORD", "SQLSTATE 08P01"}},
+		{"wrong password at PgBouncer (scram), from a secret", fromSecret, bouncerErr("SASL authentication failed"), []string{"wrong password", "PgBouncer", "auth_query", `secret "prod/gateway/db"`, "just rotated"}},
+		{"08P01 that is not a login refusal", plain, bouncerErr("unknown pkt"), []string{"refused the login", "server's log"}},
 		{"TLS required", plain, pgErr("28000", `no pg_hba.conf entry for host "10.0.0.1", user "app", database "gateway", no encryption`), []string{"only over TLS", "AWS_REQUIRE_SSL=true"}},
 		{"no pg_hba line", plain, pgErr("28000", `no pg_hba.conf entry for host "10.0.0.1", user "app", database "gateway", SSL encryption`), []string{"no line", "pg_hba.conf"}},
 		{"pg_hba reject", plain, pgErr("28000", `pg_hba.conf rejects connection for host "10.0.0.1", user "app", database "gateway"`), []string{"rejects", "reject line"}},

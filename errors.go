@@ -75,7 +75,7 @@ const (
 	ReasonRefused        Reason = "refused"          // nothing listens on the port
 	ReasonTimeout        Reason = "timeout"          // no answer within the connect timeout
 	ReasonTLS            Reason = "tls"              // TLS failed: certificate, host name, or server without TLS
-	ReasonAuth           Reason = "authentication"   // wrong user or password (SQLSTATE 28P01, 28000)
+	ReasonAuth           Reason = "authentication"   // wrong user or password (SQLSTATE 28P01, 28000; PgBouncer's own 08P01 refusal, see README)
 	ReasonNoDatabase     Reason = "missing database" // the database does not exist (3D000)
 	ReasonServerStarting Reason = "server starting"  // the server is starting or shutting down (57P03, 57P01)
 	ReasonReadOnly       Reason = "read-only"        // the server answers but refuses writes (a standby, a fenced writer)

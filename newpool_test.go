@@ -10,6 +10,8 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestNewPoolFromDatabaseURL: a pool from DATABASE_URL carries the
@@ -91,46 +93,71 @@ func TestNewPoolFromSecretAcrossRotation(t *testing.T) {
 		t.Fatalf("current_user = %q, %v; want the secret's %q", user, err, f.role)
 	}
 
-	// A rotation comes long after the secret was read; the cache reads a
-	// secret at most once a second (credentials.DefaultMinInterval).
-	time.Sleep(credentials.DefaultMinInterval + 100*time.Millisecond)
-	held, err := pool.Acquire(ctx) // a connection open across the rotation
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
-	f.sm.SetSecretString(f.secretID, secret(rotNewPassword))
-	if _, err := held.Exec(ctx, "SELECT 1"); err != nil {
-		t.Errorf("a connection opened before the rotation fails after it: %v", err)
-	}
-	held.Release()
-
-	// New logins: at most the first meets the old (cached) password; the
-	// secret is read again, and a new connection then works.
-	var failures int
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resetPool(t, pool)
-		err := pool.QueryRow(ctx, "SELECT current_user").Scan(&user)
-		if err == nil {
-			break
-		}
-		if !credentials.IsAuthFailure(err) {
-			t.Fatalf("a new connection after the rotation: %v; want success or an authentication failure", err)
-		}
-		failures++
-		if time.Now().After(deadline) {
-			t.Fatalf("no new connection with the rotated password within 20 s (%d authentication failures)", failures)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("authentication failures before the rotated secret was used: %d", failures)
-	if failures > 1 {
-		t.Errorf("%d failed logins after the rotation; want at most 1 (the one that marks the secret stale)", failures)
+	failures := newPoolAcrossRotation(ctx, t, pool, func() {
+		f.exec(t, "ALTER ROLE "+pgx.Identifier{f.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(rotNewPassword))
+		f.sm.SetSecretString(f.secretID, secret(rotNewPassword))
+	})
+	for _, err := range failures {
+		assertSecretAbsent(t, err.Error(), rotOldPassword)
 	}
 	for _, pw := range []string{rotOldPassword, rotNewPassword} {
 		if strings.Contains(logs.String(), pw) {
 			t.Error("a password appears in the logs")
 		}
 	}
+}
+
+// newPoolAcrossRotation walks a NewPool pool with DB_POOL_SIZE=1 through
+// rotate (the password changes on the server and in the secret), long
+// after the secret was read: a connection held across it must keep
+// working; then new connections (each a new login) are opened until one
+// works, within 20 s. It returns the failures met on the way, each an
+// authentication failure, and fails t if there were more than one (the
+// login that meets the old cached password marks the secret stale).
+func newPoolAcrossRotation(ctx context.Context, t *testing.T, pool *pgxpool.Pool, rotate func()) []error {
+	t.Helper()
+	// The cache reads a secret at most once a second (credentials.DefaultMinInterval).
+	time.Sleep(credentials.DefaultMinInterval + 100*time.Millisecond)
+	held, err := pool.Acquire(ctx) // a connection open across the rotation
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate()
+	if _, err := held.Exec(ctx, "SELECT 1"); err != nil {
+		t.Errorf("a connection opened before the rotation fails after it: %v", err)
+	}
+	held.Release()
+
+	var failures []error
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resetPool(t, pool)
+		var user string
+		err := pool.QueryRow(ctx, "SELECT current_user").Scan(&user)
+		if err == nil {
+			break
+		}
+		failures = append(failures, err)
+		if !credentials.IsAuthFailure(err) {
+			t.Fatalf("a new connection after the rotation: SQLSTATE %s; want success or an authentication failure", sqlstateOf(err))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new connection with the rotated password within 20 s (%d authentication failures)", len(failures))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("authentication failures before the rotated secret was used: %d", len(failures))
+	if len(failures) > 1 {
+		t.Errorf("%d failed logins after the rotation; want at most 1 (the one that marks the secret stale)", len(failures))
+	}
+	return failures
+}
+
+// sqlstateOf is err's SQLSTATE, or "none".
+func sqlstateOf(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return "none"
 }

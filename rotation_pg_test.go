@@ -57,7 +57,10 @@ func newRotationFixture(t *testing.T, opts ...credentials.Option) *rotationFixtu
 	t.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), url)
 		if err == nil {
-			// The database is dropped by pgtest; the role is cluster-wide.
+			// The database is dropped by pgtest, but only after this; the
+			// role is cluster-wide, and cannot go while it owns objects
+			// (the Store's schema) or holds privileges in the database.
+			c.Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{f.role}.Sanitize())
 			c.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{f.role}.Sanitize())
 			c.Close(context.Background())
 		}

@@ -5,7 +5,9 @@ package credentials
 // When Secrets Manager rotates a database password, there is a window of
 // up to about a minute in which PostgreSQL already wants the new password
 // while GetSecretValue may still return the old one. A new connection made
-// in that window fails with SQLSTATE 28P01 (invalid_password).
+// in that window fails with SQLSTATE 28P01 (invalid_password), or behind
+// a PgBouncer that checks passwords itself with its FATAL 08P01
+// "password authentication failed" (see IsAuthFailure).
 //
 // Design: pgxpool (v5.12) has no hook that sees a failed connect. Its
 // connection constructor runs BeforeConnect, then pgx.ConnectConfig, and
@@ -36,6 +38,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -46,13 +50,49 @@ import (
 // SQLSTATE codes of authentication failures.
 const (
 	sqlstateInvalidPassword = "28P01"
+	// PgBouncer refuses a login it checks itself (auth_file, auth_query)
+	// with its generic "pooler error" code, protocol_violation; so it
+	// counts only with one of poolerAuthMessages.
+	sqlstateProtocolViolation = "08P01"
 )
 
-// IsAuthFailure reports whether err (or any error it wraps) is PostgreSQL
-// rejecting a login's password (SQLSTATE 28P01, invalid_password).
+// poolerAuthMessages are the messages of the FATAL 08P01 ErrorResponse
+// PgBouncer (1.18 and later, src/client.c) sends when it refuses a
+// client's password itself: "password authentication failed" for a
+// cleartext or md5 password, "SASL authentication failed" for
+// scram-sha-256.
+var poolerAuthMessages = []string{"password authentication failed", "SASL authentication failed"}
+
+// poolerForwardedAuthPrefix starts the message of PostgreSQL's own
+// refusal (28P01) when PgBouncer forwards it to the clients waiting for a
+// server login, as a FATAL 08P01 with the server's message
+// (kill_pool_logins, src/server.c).
+const poolerForwardedAuthPrefix = "password authentication failed for user "
+
+// IsAuthFailure reports whether err (or any error it wraps) is a login
+// whose password was refused: PostgreSQL's SQLSTATE 28P01
+// (invalid_password), or PgBouncer's own refusal, a FATAL 08P01 whose
+// message is "password authentication failed" or "SASL authentication
+// failed" (or PostgreSQL's refusal it forwards). Any other 08P01, such as
+// a prepared statement a transaction pooler lost, is not one.
 func IsAuthFailure(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == sqlstateInvalidPassword
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case sqlstateInvalidPassword:
+		return true
+	case sqlstateProtocolViolation:
+		return pgErr.Severity == "FATAL" && isPoolerAuthMessage(pgErr.Message)
+	}
+	return false
+}
+
+// isPoolerAuthMessage reports whether msg is one of PgBouncer's messages
+// for a refused password.
+func isPoolerAuthMessage(msg string) bool {
+	return slices.Contains(poolerAuthMessages, msg) || strings.HasPrefix(msg, poolerForwardedAuthPrefix)
 }
 
 // rotationBackoff is the wait between RetryAuth attempts whose credentials

@@ -15,11 +15,39 @@ import (
 var errAuth = fmt.Errorf("failed to connect: %w", &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "app"`})
 
 func TestIsAuthFailure(t *testing.T) {
-	if !IsAuthFailure(errAuth) || !IsAuthFailure(fmt.Errorf("get: %w", errAuth)) {
-		t.Fatal("28P01 not recognised")
+	fatal := func(code, msg string) *pgconn.PgError {
+		return &pgconn.PgError{Severity: "FATAL", Code: code, Message: msg}
 	}
-	if IsAuthFailure(&pgconn.PgError{Code: "3D000"}) || IsAuthFailure(errors.New("28P01")) || IsAuthFailure(nil) {
-		t.Fatal("non-auth error taken for an auth failure")
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"PostgreSQL 28P01", errAuth, true},
+		{"PostgreSQL 28P01 wrapped twice", fmt.Errorf("get: %w", errAuth), true},
+		{"PostgreSQL 28P01 joined", errors.Join(errors.New("first host"), errAuth), true},
+		{"pgcat-style 28P01", fatal("28P01", `password authentication failed for user "app"`), true},
+		{"PgBouncer md5/plain", fatal("08P01", "password authentication failed"), true},
+		{"PgBouncer scram-sha-256", fatal("08P01", "SASL authentication failed"), true},
+		{"PgBouncer scram-sha-256 wrapped", fmt.Errorf("failed to connect to `user=app database=app`: %w", fatal("08P01", "SASL authentication failed")), true},
+		{"PgBouncer forwarding PostgreSQL's refusal", fatal("08P01", `password authentication failed for user "app"`), true},
+		{"08P01 prepared statement", fatal("08P01", `bind message supplies 2 parameters, but prepared statement "" requires 3`), false},
+		{"08P01 prepared statement missing", &pgconn.PgError{Severity: "ERROR", Code: "08P01", Message: `prepared statement "stmtcache_1" does not exist`}, false},
+		{"08P01 protocol violation", &pgconn.PgError{Severity: "ERROR", Code: "08P01", Message: "invalid frontend message type 0"}, false},
+		{"PgBouncer unknown packet", fatal("08P01", "unknown pkt"), false},
+		{"PgBouncer server_login_retry", fatal("08P01", "server login has been failing, try again later (server_login_retry)"), false},
+		{"PgBouncer message at ERROR severity", &pgconn.PgError{Severity: "ERROR", Code: "08P01", Message: "password authentication failed"}, false},
+		{"PgBouncer message as a prefix of something else", fatal("08P01", "password authentication failed: LDAP"), false},
+		{"3D000", &pgconn.PgError{Code: "3D000"}, false},
+		{"28000", fatal("28000", `role "app" does not exist`), false},
+		{"the text 28P01", errors.New("28P01"), false},
+		{"the text of PgBouncer's refusal", errors.New("password authentication failed"), false},
+		{"nil", nil, false},
+	}
+	for _, c := range cases {
+		if got := IsAuthFailure(c.err); got != c.want {
+			t.Errorf("%s: IsAuthFailure(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
 	}
 }
 

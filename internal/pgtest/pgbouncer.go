@@ -37,9 +37,11 @@ type PgBouncer struct {
 type BouncerOption func(*bouncerConfig)
 
 type bouncerConfig struct {
-	poolMode string
-	poolSize int
-	users    [][2]string
+	poolMode  string
+	poolSize  int
+	users     [][2]string
+	authType  string
+	authQuery bool
 }
 
 // WithPoolMode sets pool_mode: "transaction" (the default), "session" or
@@ -63,6 +65,32 @@ func WithBouncerUser(name, password string) BouncerOption {
 	return func(c *bouncerConfig) { c.users = append(c.users, [2]string{name, password}) }
 }
 
+// WithAuthType sets auth_type, how PgBouncer checks a client's password
+// itself before it lends it a server connection: "scram-sha-256" (the
+// default), "md5" or "plain" (cleartext). A wrong password is refused by
+// PgBouncer, not PostgreSQL, with a FATAL ErrorResponse of SQLSTATE 08P01:
+// "SASL authentication failed" for scram-sha-256, "password
+// authentication failed" for md5 and plain. With md5 or plain, PgBouncer
+// logs in to the backend with the auth file's password, so use them for
+// the auth file's logins ([WithBouncerUser], "postgres"), not with
+// [WithAuthQuery].
+func WithAuthType(authType string) BouncerOption {
+	return func(c *bouncerConfig) { c.authType = authType }
+}
+
+// WithAuthQuery makes PgBouncer look up a login that is not in its auth
+// file on the backend, as the superuser "postgres" (auth_user) with
+// auth_query "SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
+// on every client login: any LOGIN role of the backend can log in
+// through PgBouncer, and a password changed there (ALTER ROLE ...
+// PASSWORD) is the one PgBouncer checks from the next login on, while
+// server connections already open stay in its pool. PgBouncer logs in to
+// the backend with the SCRAM keys of the client's own login, so it needs
+// the default auth_type, scram-sha-256.
+func WithAuthQuery() BouncerOption {
+	return func(c *bouncerConfig) { c.authQuery = true }
+}
+
 // bouncerStopTimeout bounds an immediate shutdown before SIGKILL.
 const bouncerStopTimeout = 10 * time.Second
 
@@ -75,8 +103,9 @@ const bouncerStopTimeout = 10 * time.Second
 // service. It is stopped (by its pid) when t ends, and killed by pgtest's
 // reaper if the test binary dies.
 //
-// Clients log in with scram-sha-256 as "postgres" (the local servers'
-// superuser and password) or a [WithBouncerUser] login; the auth file holds
+// Clients log in with scram-sha-256 (or [WithAuthType]) as "postgres"
+// (the local servers' superuser and password), a [WithBouncerUser] login,
+// or with [WithAuthQuery] any role of the backend; the auth file holds
 // the passwords in plain text, so PgBouncer logs in to the backend as the
 // same user with the same password (SCRAM or md5, as the backend asks).
 // The startup parameters extra_float_digits and options are ignored
@@ -89,9 +118,18 @@ const bouncerStopTimeout = 10 * time.Second
 // also needs pgtest's local environment (the PostgreSQL binaries).
 func NewPgBouncer(t testing.TB, backend string, opts ...BouncerOption) *PgBouncer {
 	t.Helper()
-	cfg := bouncerConfig{poolMode: "transaction", poolSize: 4}
+	cfg := bouncerConfig{poolMode: "transaction", poolSize: 4, authType: "scram-sha-256"}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	switch cfg.authType {
+	case "scram-sha-256":
+	case "md5", "plain":
+		if cfg.authQuery {
+			t.Fatalf("pgtest: NewPgBouncer: auth type %q with WithAuthQuery: PgBouncer could not log in to the backend (it needs the client's SCRAM keys)", cfg.authType)
+		}
+	default:
+		t.Fatalf("pgtest: NewPgBouncer: auth type %q is not scram-sha-256, md5 or plain", cfg.authType)
 	}
 	switch cfg.poolMode {
 	case "transaction", "session", "statement":
@@ -193,6 +231,10 @@ func startPgBouncer(env *localEnv, bin, host, port string, cfg bouncerConfig) (*
 
 // ini is the configuration file.
 func (b *PgBouncer) ini(host, port string, cfg bouncerConfig) string {
+	authQuery := ""
+	if cfg.authQuery {
+		authQuery = "auth_user = " + superuser + "\nauth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1\n"
+	}
 	return fmt.Sprintf(`;; pgtest: a PgBouncer of one test.
 [databases]
 * = host=%s port=%s
@@ -203,9 +245,9 @@ listen_port = %d
 unix_socket_dir =
 pidfile = %s
 logfile = %s
-auth_type = scram-sha-256
+auth_type = %s
 auth_file = %s
-pool_mode = %s
+%spool_mode = %s
 default_pool_size = %d
 min_pool_size = 0
 reserve_pool_size = 0
@@ -219,7 +261,7 @@ client_tls_sslmode = disable
 log_connections = 0
 log_disconnections = 0
 `, host, port, b.port, filepath.Join(b.dir, "pgbouncer.pid"), b.log,
-		filepath.Join(b.dir, "userlist.txt"), cfg.poolMode, cfg.poolSize)
+		cfg.authType, filepath.Join(b.dir, "userlist.txt"), authQuery, cfg.poolMode, cfg.poolSize)
 }
 
 // authQuote quotes a field of PgBouncer's auth file.
