@@ -31,7 +31,7 @@ func (a netAddr) host() string {
 }
 
 // checkDNS is the dns step: every address of the endpoint's host.
-func (d *diagnosis) checkDNS(ctx context.Context, s *Step, cc *pgx.ConnConfig, ep endpoint) []netAddr {
+func (d *diagnosis) checkDNS(ctx context.Context, s *Step, t *diagTarget, cc *pgx.ConnConfig, ep endpoint) []netAddr {
 	if ep.unixSocket() {
 		network, address := pgconn.NetworkAddress(ep.host, ep.port)
 		s.found("Unix socket " + address + ": no name to resolve")
@@ -50,11 +50,11 @@ func (d *diagnosis) checkDNS(ctx context.Context, s *Step, cc *pgx.ConnConfig, e
 		var de *net.DNSError
 		switch {
 		case errors.As(err, &de) && de.IsNotFound:
-			s.fail(detail, "check the host name (AWS_DB_HOST, the URL's host or the secret's host); an RDS endpoint looks like NAME.ID.REGION.rds.amazonaws.com, and a private hosted zone resolves only inside its VPC")
+			s.fail(detail, "check the host name ("+t.hostSetting()+"); an RDS endpoint looks like NAME.ID.REGION.rds.amazonaws.com, and a private hosted zone resolves only inside its VPC")
 		case isContextError(err) || (errors.As(err, &de) && de.IsTimeout):
 			s.fail(fmt.Sprintf("no DNS answer for %s within %s", ep.host, ms(took)), "check this host's DNS resolver (/etc/resolv.conf; in a VPC, enableDnsSupport and the Route 53 resolver)")
 		default:
-			s.fail(detail, "check the host name and this host's DNS resolver")
+			s.fail(detail, "check the host name ("+t.hostSetting()+") and this host's DNS resolver")
 		}
 		return nil
 	}

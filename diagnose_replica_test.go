@@ -102,3 +102,28 @@ func TestDiagnoseRefusedReplicaNamesItsPort(t *testing.T) {
 		t.Errorf("a replica's warning made the report not ok:\n%s", r)
 	}
 }
+
+// TestDiagnoseUnresolvableReplicaNamesItsSetting: a replica whose name
+// does not resolve warns in replica-dns (the writer's steps pass), and
+// the fix names where a replica's host is set, not the writer's
+// AWS_DB_HOST.
+func TestDiagnoseUnresolvableReplicaNamesItsSetting(t *testing.T) {
+	admin := pgtest.URL(t)
+	cfg := envConfig(t, "DATABASE_URL", admin, "AWS_DB_READ_HOST", "no-such-replica.invalid:5432")
+	r := Diagnose(context.Background(), cfg, WithStepTimeout(5*time.Second))
+	s := stepNamed(t, r, "replica-dns")
+	if s.Status != StepWarning || !strings.Contains(s.Fix, "AWS_DB_READ_HOST") || strings.Contains(s.Fix, "AWS_DB_HOST") {
+		t.Errorf("replica-dns step: %+v; want a warning whose fix names the replica's host setting", s)
+	}
+	for _, name := range []string{"replica-tcp", "replica-tls", "replica-auth", "replica-server"} {
+		if s := stepNamed(t, r, name); s.Status != StepSkipped {
+			t.Errorf("%s step after a failed replica-dns: %+v", name, s)
+		}
+	}
+	if w := stepNamed(t, r, "dns"); w.Status != StepOK {
+		t.Errorf("writer's dns step: %+v", w)
+	}
+	if !r.OK {
+		t.Errorf("a replica's warning made the report not ok:\n%s", r)
+	}
+}

@@ -62,6 +62,14 @@ func (t *diagTarget) portSetting() string {
 	return "the DATABASE_URL's or the secret's port, or AWS_DB_PORT"
 }
 
+// hostSetting names where the host names of t are set, for a fix text.
+func (t *diagTarget) hostSetting() string {
+	if t.role == roleReplica {
+		return "the replica's entry in AWS_DB_READ_HOST, or DATABASE_READ_URL's host list"
+	}
+	return "AWS_DB_HOST, the URL's host or the secret's host"
+}
+
 // hostStep runs the per-host step name of t on addr and reports whether it
 // failed. On a read replica a failure is recorded as a warning saying the
 // replica is out of rotation: the Manager serves reads without it. (A
@@ -206,7 +214,7 @@ func (d *diagnosis) endpointSteps(ctx context.Context, t *diagTarget, ep endpoin
 		}
 	}
 	var addrs []netAddr
-	if d.hostStep(ctx, t, "dns", addr, func(ctx context.Context, s *Step) { addrs = d.checkDNS(ctx, s, cc, ep) }) {
+	if d.hostStep(ctx, t, "dns", addr, func(ctx context.Context, s *Step) { addrs = d.checkDNS(ctx, s, t, cc, ep) }) {
 		skipRest([]string{"tcp", "tls", "auth", "server"}, "dns")
 		return res
 	}

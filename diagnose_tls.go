@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -57,13 +58,13 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, t *diagTarget, cc *pg
 	if cc.SSLNegotiation != "direct" {
 		answer, err := sslRequest(conn)
 		if err != nil {
-			d.explainNoAnswer(s, err, at.address, time.Since(start))
+			d.explainNoAnswer(s, t, err, at.address, time.Since(start))
 			return
 		}
 		switch answer {
 		case 'S':
 		case 'N':
-			d.explainNoTLS(s, ep)
+			d.explainNoTLS(s, t, ep)
 			return
 		default:
 			s.fail(fmt.Sprintf("%s answered %q to the TLS request: it does not speak the PostgreSQL protocol", at.address, answer),
@@ -81,7 +82,7 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, t *diagTarget, cc *pg
 	}
 	tlsConn := tls.Client(conn, hs)
 	if err := tlsConn.HandshakeContext(ctx); err != nil {
-		d.explainTLSFailure(s, err, raw, at.address, time.Since(start))
+		d.explainTLSFailure(s, t, err, raw, at.address, time.Since(start))
 		return
 	}
 	d.describeTLS(s, tlsConn.ConnectionState(), tc, t.tls.info())
@@ -101,10 +102,13 @@ func sslRequest(conn net.Conn) (byte, error) {
 }
 
 // explainNoAnswer handles a TLS request that got no answer.
-func (d *diagnosis) explainNoAnswer(s *Step, err error, address string, took time.Duration) {
+func (d *diagnosis) explainNoAnswer(s *Step, t *diagTarget, err error, address string, took time.Duration) {
 	if classify(err) == ReasonTimeout || errors.Is(err, context.DeadlineExceeded) {
-		s.fail(fmt.Sprintf("%s accepts TCP connections but did not answer the TLS request within %s", address, ms(took)),
-			"something on the path accepts connections and forwards nothing: a firewall or security group dropping packets after the TCP handshake, a proxy or load balancer without a healthy target, or a hung server; check the security groups, network ACLs and the server's health")
+		fix := "something on the path accepts connections and forwards nothing: a firewall or security group dropping packets after the TCP handshake, a proxy or load balancer without a healthy target, or a hung server; check the security groups, network ACLs and the server's health"
+		if t.role == roleReplica {
+			fix += "; for a read replica, also that " + address + " is the replica itself, not a load balancer or reader endpoint without a healthy target behind it"
+		}
+		s.fail(fmt.Sprintf("timed out: %s accepts TCP connections but did not answer the TLS request within %s", address, ms(took)), fix)
 		return
 	}
 	s.fail(fmt.Sprintf("%s closed the connection when asked for TLS (%s)", address, errorText(err)),
@@ -112,30 +116,39 @@ func (d *diagnosis) explainNoAnswer(s *Step, err error, address string, took tim
 }
 
 // explainNoTLS handles a server that does not offer TLS.
-func (d *diagnosis) explainNoTLS(s *Step, ep endpoint) {
+func (d *diagnosis) explainNoTLS(s *Step, t *diagTarget, ep endpoint) {
 	fix := "turn TLS on at the server (ssl = on with a certificate) and set AWS_REQUIRE_SSL=true"
 	switch {
 	case ep.plaintextAllowed():
 		s.warn("the server does not offer TLS: pgx falls back to plaintext (sslmode=prefer or allow), so the password and the data cross the network unencrypted", fix)
 	default:
-		s.fail("the server does not offer TLS, and TLS is required ("+d.tlsRequiredBy()+")",
+		s.fail("the server does not offer TLS, and TLS is required ("+d.tlsRequiredBy(t)+")",
 			"turn TLS on at the server (ssl = on with a certificate); RDS always offers TLS, so check that this address is the database and not a tunnel or proxy that strips it. Never lift the requirement on a network you do not control")
 	}
 }
 
-// tlsRequiredBy names the setting that requires TLS.
-func (d *diagnosis) tlsRequiredBy() string {
+// tlsRequiredBy names the setting that requires TLS on t: on a read
+// replica whose DATABASE_READ_URL sets sslmode itself, that sslmode.
+func (d *diagnosis) tlsRequiredBy(t *diagTarget) string {
 	switch {
 	case d.cfg.RequireSSL:
 		return "AWS_REQUIRE_SSL=true"
 	case d.cfg.IAMAuth:
 		return "AWS_DB_IAM_AUTH=true sends a token that must not travel in plaintext"
 	}
+	if t.role == roleReplica && d.cfg.ReadURL.IsSet() {
+		if own, err := connstr.Params(d.cfg.ReadURL.Reveal()); err == nil && own["sslmode"] != "" {
+			return "DATABASE_READ_URL's sslmode=" + own["sslmode"]
+		}
+	}
+	if params, err := connstr.Params(t.target.DSN.Reveal()); err == nil && params["sslmode"] != "" {
+		return "the connection string's sslmode=" + params["sslmode"]
+	}
 	return "the connection string's sslmode"
 }
 
 // explainTLSFailure handles a failed handshake.
-func (d *diagnosis) explainTLSFailure(s *Step, err error, raw [][]byte, address string, took time.Duration) {
+func (d *diagnosis) explainTLSFailure(s *Step, t *diagTarget, err error, raw [][]byte, address string, took time.Duration) {
 	var verr *tls.CertificateVerificationError
 	var certs []*x509.Certificate
 	if errors.As(err, &verr) {
@@ -158,7 +171,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, err error, raw [][]byte, address 
 			d.unknownAuthorityFix(issuer))
 	case errors.As(err, &he) && he.Certificate != nil:
 		s.fail(fmt.Sprintf("the certificate %s is for %s, not for %s", certName(he.Certificate), certNames(he.Certificate), he.Host),
-			"connect with a name the certificate has (AWS_DB_HOST, the URL's host or the secret's host); for RDS use its endpoint name, not an IP address or a CNAME of your own")
+			"connect with a name the certificate has ("+t.hostSetting()+"); for RDS use its endpoint name, not an IP address or a CNAME of your own")
 	case errors.As(err, &ci) && ci.Reason == x509.Expired:
 		s.fail(fmt.Sprintf("the certificate %s expired on %s (%s)", certName(ci.Cert), ci.Cert.NotAfter.UTC().Format(time.DateOnly), ci.Detail),
 			"renew the server's certificate (RDS: modify the instance to a current certificate authority); check this host's clock")

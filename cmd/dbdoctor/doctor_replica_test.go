@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatewaykit/dbmanager"
+	"github.com/gatewaykit/dbmanager/internal/faultproxy"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -18,8 +20,11 @@ import (
 // and from DATABASE_READ_URL with its own password), none configured, a
 // bad DATABASE_READ_URL, a "replica" that is the writer, a replica that
 // lags (its replay paused), a writer nobody listens for (the replicas are
-// still diagnosed), and a replica that is down. A replica's
-// trouble is a warning (exit 0): the Manager reads elsewhere meanwhile.
+// still diagnosed), a replica black-holed by a faultproxy (with TLS
+// requested and with sslmode=disable), a replica without TLS that
+// DATABASE_READ_URL requires TLS of, and a replica that is down. A
+// replica's trouble is a warning (exit 0): the Manager reads elsewhere
+// meanwhile. TestDoctorReplicaTLS has the replicas whose certificates fail.
 func TestDoctorReplicas(t *testing.T) {
 	c := pgtest.NewCluster(t, pgtest.WithStandbys(2))
 	name := c.Database(t)
@@ -144,13 +149,79 @@ func TestDoctorReplicas(t *testing.T) {
 		r.noSecret(t, d.password)
 	})
 
+	t.Run("replica black-holed", func(t *testing.T) {
+		// A proxy or load balancer that accepts the connection and
+		// forwards nothing: TCP connects, the TLS request gets no answer.
+		proxy := faultproxy.New(t, addr(standbys[1]))
+		proxy.BlackHole()
+		holed := proxy.Addr()
+		timeout := 2 * time.Second
+		start := time.Now()
+		r := runDoctor(t, env("AWS_DB_READ_HOST", addr(standbys[0])+","+holed), "-timeout", timeout.String())
+		t.Logf("dbdoctor with a black-holed replica (two runs in %s):\n%s", time.Since(start).Round(time.Millisecond), r.text)
+		r.want(t, 0, "store", ok)
+		r.wantOn(t, "replica-tcp", holed, ok, "connected")
+		s := r.wantOn(t, "replica-tls", holed, warning, "timed out", "did not answer the TLS request within",
+			"out of rotation", "security group", "proxy or load balancer")
+		// Bounded by the step's timeout (a generous margin for a loaded
+		// machine), not hung.
+		if s.Took < timeout/2 || s.Took > timeout+3*time.Second {
+			t.Errorf("replica-tls took %s with -timeout %s", s.Took, timeout)
+		}
+		for _, step := range []string{"replica-auth", "replica-server"} {
+			r.wantOn(t, step, holed, skipped, "needs replica-tls")
+		}
+		r.wantOn(t, "replica-server", addr(standbys[0]), ok, "a standby")
+		if r.code != 0 || !r.report.OK {
+			t.Errorf("exit %d, ok %v; want 0, true (a warning)", r.code, r.report.OK)
+		}
+		r.noSecret(t, d.password)
+	})
+
+	t.Run("replica black-holed without TLS", func(t *testing.T) {
+		// With sslmode=disable nothing is asked before the login: the
+		// login is what gets no answer.
+		proxy := faultproxy.New(t, addr(standbys[1]))
+		proxy.BlackHole()
+		holed := proxy.Addr()
+		u := &url.URL{Scheme: "postgres", Host: addr(standbys[0]) + "," + holed, Path: "/" + name, RawQuery: "sslmode=disable"}
+		r := runDoctor(t, d.env("DATABASE_READ_URL", u.String()), "-timeout", "2s")
+		r.wantOn(t, "replica-tls", holed, warning, "sslmode=disable")
+		r.wantOn(t, "replica-auth", holed, warning, "no answer to the login within", "timeout", "out of rotation", "security group")
+		r.wantOn(t, "replica-server", holed, skipped, "needs replica-auth")
+		r.wantOn(t, "replica-server", addr(standbys[0]), ok, "a standby")
+		if r.code != 0 || !r.report.OK {
+			t.Errorf("exit %d, ok %v; want 0, true (a warning)", r.code, r.report.OK)
+		}
+		r.noSecret(t, d.password)
+	})
+
+	t.Run("replica without TLS, required by DATABASE_READ_URL", func(t *testing.T) {
+		u := &url.URL{Scheme: "postgres", Host: readHosts, Path: "/" + name, RawQuery: "sslmode=verify-full"}
+		r := runDoctor(t, d.env("DATABASE_READ_URL", u.String()))
+		r.want(t, 0, "tls", warning, "does not offer TLS") // the writer: sslmode=prefer
+		r.want(t, 0, "store", ok)
+		for _, s := range standbys {
+			r.wantOn(t, "replica-tls", addr(s), warning, "does not offer TLS, and TLS is required (DATABASE_READ_URL's sslmode=verify-full)",
+				"out of rotation", "turn TLS on at the server")
+			for _, step := range []string{"replica-auth", "replica-server"} {
+				r.wantOn(t, step, addr(s), skipped, "needs replica-tls")
+			}
+		}
+		if r.code != 0 || !r.report.OK {
+			t.Errorf("exit %d, ok %v; want 0, true (a warning)", r.code, r.report.OK)
+		}
+		r.noSecret(t, d.password)
+	})
+
 	t.Run("replica down", func(t *testing.T) {
 		down := standbys[1]
 		down.Stop(t)
 		t.Cleanup(func() { down.Start(t) })
 		r := runDoctor(t, env())
 		t.Logf("dbdoctor with a replica down:\n%s", r.text)
-		r.wantOn(t, "replica-tcp", addr(down), warning, "refused", "out of rotation", "reads go to another replica or the writer")
+		r.wantOn(t, "replica-tcp", addr(down), warning, "refused", "out of rotation", "reads go to another replica or the writer",
+			"nothing listens on "+addr(down), "the :port of the AWS_DB_READ_HOST entry")
 		for _, step := range []string{"replica-tls", "replica-auth", "replica-server"} {
 			r.wantOn(t, step, addr(down), skipped, "needs replica-tcp")
 		}
@@ -165,7 +236,7 @@ func TestDoctorReplicas(t *testing.T) {
 
 // wantOn checks that step name on target has status and a detail (or
 // fix) containing every one of texts.
-func (r doctorRun) wantOn(t *testing.T, name, target string, status dbmanager.StepStatus, texts ...string) {
+func (r doctorRun) wantOn(t *testing.T, name, target string, status dbmanager.StepStatus, texts ...string) dbmanager.Step {
 	t.Helper()
 	for _, s := range r.report.Steps {
 		if s.Name != name || s.Target != target {
@@ -185,9 +256,10 @@ func (r doctorRun) wantOn(t *testing.T, name, target string, status dbmanager.St
 		if !strings.Contains(r.text, strings.ToUpper(string(status))+" ") && status != ok && status != skipped {
 			t.Errorf("the output for people shows no %s", status)
 		}
-		return
+		return s
 	}
 	t.Errorf("no %s step on %s in the report:\n%s", name, target, r.text)
+	return dbmanager.Step{}
 }
 
 // index is the position of the first step called name (-1 if none).
