@@ -85,7 +85,7 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, t *diagTarget, cc *pg
 		d.explainTLSFailure(s, t, err, raw, at.address, time.Since(start))
 		return
 	}
-	d.describeTLS(s, tlsConn.ConnectionState(), tc, t.tls.info())
+	d.describeTLS(s, t, tlsConn.ConnectionState(), tc, t.tls.info())
 }
 
 // sslRequest asks the server for TLS and returns its one-byte answer.
@@ -160,7 +160,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, t *diagTarget, err error, raw [][
 			}
 		}
 	}
-	roots := d.rootsInUse()
+	roots := d.rootsInUse(t)
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var ci x509.CertificateInvalidError
@@ -168,7 +168,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, t *diagTarget, err error, raw [][
 	case errors.As(err, &ua) && ua.Cert != nil:
 		issuer := ua.Cert.Issuer.String()
 		s.fail(fmt.Sprintf("the certificate %s is issued by %s, which is not among the roots in use (%s)", certName(ua.Cert), issuer, roots),
-			d.unknownAuthorityFix(issuer))
+			d.unknownAuthorityFix(t, issuer))
 	case errors.As(err, &he) && he.Certificate != nil:
 		s.fail(fmt.Sprintf("the certificate %s is for %s, not for %s", certName(he.Certificate), certNames(he.Certificate), he.Host),
 			"connect with a name the certificate has ("+t.hostSetting()+"); for RDS use its endpoint name, not an IP address or a CNAME of your own")
@@ -191,7 +191,7 @@ func (d *diagnosis) explainTLSFailure(s *Step, t *diagTarget, err error, raw [][
 }
 
 // describeTLS reports a completed handshake.
-func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config, seen TLSInfo) {
+func (d *diagnosis) describeTLS(s *Step, t *diagTarget, st tls.ConnectionState, tc *tls.Config, seen TLSInfo) {
 	if len(st.PeerCertificates) == 0 {
 		s.fail("TLS "+tlsVersion(st.Version)+" without a server certificate", "the server must present a certificate")
 		return
@@ -203,7 +203,7 @@ func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config,
 		fmt.Sprintf("certificate %s for %s, issued by %s, valid until %s", certName(leaf), certNames(leaf), leaf.Issuer.String(), leaf.NotAfter.UTC().Format(time.DateOnly)),
 	}
 	verified := verifies(tc)
-	by := "against " + d.rootsInUse()
+	by := "against " + d.rootsInUse(t)
 	if seen.Roots != "" {
 		by = "by the " + seen.Roots + " roots (root CA " + seen.RootCA + ")"
 		if strings.HasPrefix(seen.Roots, "file ") {
@@ -244,24 +244,61 @@ func (d *diagnosis) describeTLS(s *Step, st tls.ConnectionState, tc *tls.Config,
 	}
 }
 
-// rootsInUse describes the roots verified TLS trusts under the
-// configuration (trustedRoots: the system roots and the embedded RDS
-// roots by default, AWS_SSLROOTCERT's file, or the system roots only),
-// with the names of the CAs in a file.
-func (d *diagnosis) rootsInUse() string {
-	_, desc, err := trustedRoots(d.cfg)
+// rootsInUse describes the roots verified TLS to t trusts (planTrust:
+// the system roots and the embedded RDS roots by default, AWS_SSLROOTCERT's
+// file, the system roots only, or the connection string's own
+// sslrootcert), with the names of the CAs in the files.
+func (d *diagnosis) rootsInUse(t *diagTarget) string {
+	own := t.ownRootCert()
+	plan, err := planTrust(d.cfg, own)
 	if err != nil {
 		return "unknown: " + errorText(err)
 	}
-	if f := d.cfg.SSLRootCert; f != "" && f != SSLRootCertSystem {
-		desc += ": " + caFileSummary(f)
+	desc := plan.describe()
+	envFile := d.cfg.SSLRootCert != "" && d.cfg.SSLRootCert != SSLRootCertSystem
+	ownFile := own != "" && own != SSLRootCertSystem && plan.kind != rootsSystemAndRDS
+	switch {
+	case envFile && ownFile:
+		desc += ": AWS_SSLROOTCERT holds " + caFileSummary(d.cfg.SSLRootCert) + "; sslrootcert holds " + caFileSummary(own)
+	case envFile:
+		desc += ": " + caFileSummary(d.cfg.SSLRootCert)
+	case ownFile:
+		desc += ": " + caFileSummary(own)
 	}
 	return desc
 }
 
-// unknownAuthorityFix says how to trust the CA that issued the server's
-// certificate, by what AWS_SSLROOTCERT says now.
-func (d *diagnosis) unknownAuthorityFix(issuer string) string {
+// ownRootCert is the sslrootcert of t's connection string ("" if none).
+func (t *diagTarget) ownRootCert() string {
+	params, err := connstr.Params(t.target.DSN.Reveal())
+	if err != nil {
+		return ""
+	}
+	return params["sslrootcert"]
+}
+
+// urlSetting names the variable whose connection string set t's
+// parameters, for a fix text.
+func (d *diagnosis) urlSetting(t *diagTarget) string {
+	if t.role == roleReplica && !d.cfg.ReadURL.IsSet() {
+		return "DATABASE_URL (whose parameters the replicas of AWS_DB_READ_HOST share)"
+	}
+	if t.role == roleReplica {
+		return "DATABASE_READ_URL"
+	}
+	return "DATABASE_URL"
+}
+
+// unknownAuthorityFix says how to trust the CA that issued t's
+// certificate, by what t's sslrootcert and AWS_SSLROOTCERT say now.
+func (d *diagnosis) unknownAuthorityFix(t *diagTarget, issuer string) string {
+	if own := t.ownRootCert(); own != "" && own != SSLRootCertSystem {
+		fix := d.urlSetting(t) + "'s sslrootcert (" + own + ") does not hold the CA that issued the certificate (" + issuer + "): point it at that CA's PEM"
+		if d.cfg.SSLRootCert == "" {
+			fix += ", or remove it to trust the system roots and the embedded Amazon RDS roots"
+		}
+		return fix
+	}
 	switch d.cfg.SSLRootCert {
 	case "":
 		return "the server's CA is neither a system root nor an Amazon RDS root of the " + embeddedBundleName() +

@@ -56,3 +56,40 @@ func TestDoctorReplicaTLS(t *testing.T) {
 	}
 	r.noSecret(t, d.password)
 }
+
+// TestDoctorReplicaOwnRootCert: DATABASE_READ_URL names its own
+// sslrootcert, which the Manager trusts for the replica (besides
+// AWS_SSLROOTCERT's file, as libpq would). With a file that does not hold
+// the replica's CA, replica-tls says which roots were in use, both files,
+// and its fix names DATABASE_READ_URL's sslrootcert; with the replica's CA
+// there, replica-tls verifies by that file.
+func TestDoctorReplicaOwnRootCert(t *testing.T) {
+	writer, ca := tlsServer(t)
+	d := newDB(t, writer.URL(t), true)
+	replicaCA := testcert.NewCAValidFor(t, "replica-own-ca", 365*24*time.Hour)
+	cert, key := replicaCA.ServerCert(t, nil, []net.IP{net.ParseIP("127.0.0.1")})
+	replica := pgtest.NewServer(t, pgtest.WithTLS(cert, key))
+	strangerCA := testcert.NewCAValidFor(t, "replica-stranger-ca", 365*24*time.Hour)
+	addr := net.JoinHostPort(replica.Host(), strconv.Itoa(replica.Port()))
+	readURL := func(rootCert string) string {
+		u := url.URL{Scheme: "postgres", Host: addr, Path: "/" + d.name,
+			RawQuery: url.Values{"sslmode": {"verify-full"}, "sslrootcert": {rootCert}}.Encode()}
+		return u.String()
+	}
+
+	t.Run("without the replica's CA", func(t *testing.T) {
+		r := runDoctor(t, d.env("AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", ca.File, "DATABASE_READ_URL", readURL(strangerCA.File)))
+		t.Logf("dbdoctor with a replica whose own sslrootcert lacks its CA:\n%s", r.text)
+		r.want(t, 0, "tls", ok, "verified by file "+ca.File)
+		r.wantOn(t, "replica-tls", addr, warning, "issued by CN=replica-own-ca", "not among the roots in use",
+			"AWS_SSLROOTCERT holds CN=doctor-test-ca; sslrootcert holds CN=replica-stranger-ca", "DATABASE_READ_URL's sslrootcert ("+strangerCA.File+") does not hold the CA")
+		if r.code != 0 || !r.report.OK {
+			t.Errorf("exit %d, ok %v; want 0, true (a replica's warning)", r.code, r.report.OK)
+		}
+		r.noSecret(t, d.password)
+	})
+	t.Run("with the replica's CA", func(t *testing.T) {
+		r := runDoctor(t, d.env("AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", ca.File, "DATABASE_READ_URL", readURL(replicaCA.File)))
+		r.wantOn(t, "replica-tls", addr, ok, "verified by file "+replicaCA.File)
+	})
+}
