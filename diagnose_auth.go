@@ -133,7 +133,7 @@ func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took
 		case errors.Is(err, ErrConfig):
 			return detail, fixForConfigError(err)
 		case classify(err) == ReasonTimeout:
-			return fmt.Sprintf("no answer to the login within %s: %s", ms(took), detail),
+			return fmt.Sprintf("timed out: no answer to the login within %s (%s)", ms(took), detail),
 				"the server accepts TCP connections but does not answer: packets dropped after the handshake (security groups, network ACLs, a firewall), a proxy without a healthy target, or a hung server"
 		case classify(err) == ReasonTLS:
 			return detail, "see the tls step: the roots in use (AWS_SSLROOTCERT) must include the CA that issued the server's certificate, and the host name must be on it"

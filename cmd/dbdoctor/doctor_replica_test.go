@@ -187,7 +187,7 @@ func TestDoctorReplicas(t *testing.T) {
 		u := &url.URL{Scheme: "postgres", Host: addr(standbys[0]) + "," + holed, Path: "/" + name, RawQuery: "sslmode=disable"}
 		r := runDoctor(t, d.env("DATABASE_READ_URL", u.String()), "-timeout", "2s")
 		r.wantOn(t, "replica-tls", holed, warning, "sslmode=disable")
-		r.wantOn(t, "replica-auth", holed, warning, "no answer to the login within", "timeout", "out of rotation", "security group")
+		r.wantOn(t, "replica-auth", holed, warning, "timed out: no answer to the login within", "timeout", "out of rotation", "security group")
 		r.wantOn(t, "replica-server", holed, skipped, "needs replica-auth")
 		r.wantOn(t, "replica-server", addr(standbys[0]), ok, "a standby")
 		if r.code != 0 || !r.report.OK {

@@ -144,7 +144,7 @@ func TestDoctorOnTLSServer(t *testing.T) {
 		url := "postgres://" + d.user + ":" + "x" + marker + "@127.0.0.1:" + strconv.Itoa(proxy.Port()) + "/" + d.name + "?sslmode=disable"
 		r := runDoctor(t, map[string]string{"DATABASE_URL": url}, "-timeout", "1s")
 		r.want(t, 1, "tls", warning, "sslmode=disable")
-		r.want(t, 1, "auth", failed, "no answer to the login within", "security groups")
+		r.want(t, 1, "auth", failed, "timed out: no answer to the login within", "security groups")
 	})
 }
 
