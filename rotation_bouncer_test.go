@@ -32,11 +32,21 @@ import (
 // (auth_query) at every login, so it sees a rotation at once.
 type bouncerRotation struct {
 	*rotationFixture
-	bouncer *pgtest.PgBouncer
-	db      string
+	bouncer  *pgtest.PgBouncer
+	db       string
+	authFile bool // PgBouncer checks the role's password in its auth file, not by auth_query
 }
 
 func newBouncerRotation(t *testing.T, poolMode string) *bouncerRotation {
+	t.Helper()
+	return newBouncerRotationChecking(t, poolMode, false)
+}
+
+// newBouncerRotationChecking is newBouncerRotation with PgBouncer checking
+// the role's password in its auth file (authFile) instead of by
+// auth_query: a rotation then needs the new password in the file too, and
+// a reload (changePassword does both).
+func newBouncerRotationChecking(t *testing.T, poolMode string, authFile bool) *bouncerRotation {
 	t.Helper()
 	f := newRotationFixture(t)
 	_, db := f.managerSecret(t)
@@ -45,8 +55,12 @@ func newBouncerRotation(t *testing.T, poolMode string) *bouncerRotation {
 	if err != nil {
 		t.Fatal("admin URL does not parse")
 	}
-	b := &bouncerRotation{rotationFixture: f, db: db,
-		bouncer: pgtest.NewPgBouncer(t, u.Host, pgtest.WithAuthQuery(), pgtest.WithPoolMode(poolMode))}
+	check := pgtest.WithAuthQuery()
+	if authFile {
+		check = pgtest.WithBouncerUser(f.role, rotOldPassword)
+	}
+	b := &bouncerRotation{rotationFixture: f, db: db, authFile: authFile,
+		bouncer: pgtest.NewPgBouncer(t, u.Host, check, pgtest.WithPoolMode(poolMode))}
 	f.sm.SetSecretString(f.secretID, b.secret(rotOldPassword))
 	return b
 }
@@ -59,11 +73,32 @@ func (b *bouncerRotation) secret(pw string) string {
 	return string(js)
 }
 
-// changePassword sets the role's password on the server (PgBouncer
-// checks it from the next login on).
+// changePassword sets the role's password on the server (with auth_query
+// PgBouncer checks it from the next login on) and, with an auth file,
+// there too, returning once PgBouncer has reloaded it.
 func (b *bouncerRotation) changePassword(t *testing.T, pw string) {
 	t.Helper()
 	b.exec(t, "ALTER ROLE "+pgx.Identifier{b.role}.Sanitize()+" PASSWORD "+sqlQuoteLiteral(pw))
+	if !b.authFile {
+		return
+	}
+	b.bouncer.SetUserPassword(t, b.role, pw)
+	u := &url.URL{Scheme: "postgres", User: url.UserPassword(b.role, pw), Host: b.bouncer.Addr(), Path: "/" + b.db, RawQuery: "sslmode=disable"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := pgx.Connect(ctx, u.String())
+		if err == nil {
+			c.Close(ctx)
+			cancel()
+			return
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("PgBouncer refuses the new password 10 s after its auth file got it: SQLSTATE %v", sqlstateOf(err))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // wrongPasswordAtBouncer checks that PgBouncer, not PostgreSQL, refuses
@@ -93,9 +128,24 @@ func (b *bouncerRotation) wrongPasswordAtBouncer(t *testing.T, pw string) error 
 // retried with the refreshed secret, as PostgreSQL's 28P01 are), every
 // acknowledged write reads back, and no password shows anywhere.
 func TestManagerBehindPgBouncerSurvivesRotation(t *testing.T) {
+	surviveRotationBehindPgBouncer(t, newBouncerRotation(t, "transaction"))
+}
+
+// TestManagerBehindPgBouncerAuthFileSurvivesRotation is
+// TestManagerBehindPgBouncerSurvivesRotation with PgBouncer checking the
+// password in its auth file, which the rotation rewrites (and PgBouncer
+// reloads) right after the server's ALTER ROLE, as a deployment that
+// keeps an auth_file would.
+func TestManagerBehindPgBouncerAuthFileSurvivesRotation(t *testing.T) {
+	surviveRotationBehindPgBouncer(t, newBouncerRotationChecking(t, "transaction", true))
+}
+
+// surviveRotationBehindPgBouncer runs concurrent Store calls, each on a
+// new login, across a rotation of f's role behind f's PgBouncer.
+func surviveRotationBehindPgBouncer(t *testing.T, f *bouncerRotation) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	f := newBouncerRotation(t, "transaction")
 	m, logs := newTestManager(t, envConfig(t, "AWS_DB_SECRET", f.secretID, "AWS_REGION", "us-east-1", "DB_CONNECT_TIMEOUT", "3"))
 	if err := m.Init(ctx); err != nil {
 		t.Fatalf("Init from a secret through PgBouncer: %v", err)

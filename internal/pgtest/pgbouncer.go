@@ -28,9 +28,14 @@ type PgBouncer struct {
 	dir  string // private dir: ini, auth file, pidfile, log
 	log  string
 	port int
+	env  *localEnv
 	mu   sync.Mutex
 	pid  int // 0 once stopped
 	proc *os.Process
+	// users are the auth file's logins and passwords (SetUserPassword
+	// rewrites the file, authFileTimes times so far).
+	users         [][2]string
+	authFileTimes int
 }
 
 // BouncerOption configures a PgBouncer made by [NewPgBouncer].
@@ -200,13 +205,9 @@ func startPgBouncer(env *localEnv, bin, host, port string, cfg bouncerConfig) (*
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	b := &PgBouncer{dir: dir, log: filepath.Join(dir, "pgbouncer.log")}
-	users := append([][2]string{{superuser, env.password}}, cfg.users...)
-	var auth strings.Builder
-	for _, u := range users {
-		fmt.Fprintf(&auth, "%s %s\n", authQuote(u[0]), authQuote(u[1]))
-	}
-	if err := writeOwned(filepath.Join(dir, "userlist.txt"), auth.String(), env); err != nil {
+	b := &PgBouncer{dir: dir, log: filepath.Join(dir, "pgbouncer.log"), env: env,
+		users: append([][2]string{{superuser, env.password}}, cfg.users...)}
+	if err := b.writeAuthFile(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -262,6 +263,56 @@ log_connections = 0
 log_disconnections = 0
 `, host, port, b.port, filepath.Join(b.dir, "pgbouncer.pid"), b.log,
 		cfg.authType, filepath.Join(b.dir, "userlist.txt"), authQuery, cfg.poolMode, cfg.poolSize)
+}
+
+// writeAuthFile writes b.users to the auth file. Call it with b.mu held,
+// or before PgBouncer runs.
+func (b *PgBouncer) writeAuthFile() error {
+	var auth strings.Builder
+	for _, u := range b.users {
+		fmt.Fprintf(&auth, "%s %s\n", authQuote(u[0]), authQuote(u[1]))
+	}
+	return writeOwned(filepath.Join(b.dir, "userlist.txt"), auth.String(), b.env)
+}
+
+// SetUserPassword sets the password of login user in the auth file
+// (adding the login if it has none) and makes PgBouncer reload its files
+// (SIGHUP, what the admin console's RELOAD does): the PgBouncer half of a
+// password rotation where PgBouncer checks passwords against an auth
+// file. PgBouncer reloads asynchronously, within milliseconds of the
+// return; until then it checks the old password. With [WithAuthQuery]
+// the auth file matters only for its own logins.
+func (b *PgBouncer) SetUserPassword(t testing.TB, user, password string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	found := false
+	for i := range b.users {
+		if b.users[i][0] == user {
+			b.users[i][1], found = password, true
+		}
+	}
+	if !found {
+		b.users = append(b.users, [2]string{user, password})
+	}
+	if err := b.writeAuthFile(); err != nil {
+		t.Fatalf("pgtest: PgBouncer: writing the auth file: %v", err)
+	}
+	// PgBouncer skips re-reading an auth file whose modification time (in
+	// seconds) and size look unchanged: a rewrite with a password of the
+	// same length within the second was ignored. Each rewrite gets a
+	// modification time of its own.
+	b.authFileTimes++
+	mtime := time.Now().Add(time.Duration(b.authFileTimes) * time.Second)
+	if err := os.Chtimes(filepath.Join(b.dir, "userlist.txt"), mtime, mtime); err != nil {
+		t.Fatalf("pgtest: PgBouncer: touching the auth file: %v", err)
+	}
+	if b.pid == 0 {
+		t.Fatalf("pgtest: PgBouncer: SetUserPassword on a stopped PgBouncer")
+	}
+	if err := syscall.Kill(b.pid, syscall.SIGHUP); err != nil {
+		t.Fatalf("pgtest: PgBouncer: reload: %v", err)
+	}
 }
 
 // authQuote quotes a field of PgBouncer's auth file.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -99,4 +100,40 @@ func TestPgBouncerAuthQueryFollowsPasswordChange(t *testing.T) {
 	if _, err := pgxConnect(u.String()); err == nil {
 		t.Fatal("a role that does not exist logged in through PgBouncer")
 	}
+}
+
+// TestPgBouncerSetUserPasswordReloadsTheAuthFile: with an auth file (no
+// auth_query), PgBouncer checks the file's password; after ALTER ROLE on
+// the backend and SetUserPassword, it refuses the old password itself
+// (08P01) and accepts the new one, once it has reloaded.
+func TestPgBouncerSetUserPasswordReloadsTheAuthFile(t *testing.T) {
+	dsn := URL(t)
+	const user = "bouncer_authfile"
+	c := connect(t, dsn)
+	mustExec(t, c, "DROP ROLE IF EXISTS "+user)
+	mustExec(t, c, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'old-pw'", user))
+	t.Cleanup(func() { c.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
+	b := NewPgBouncer(t, backendOf(t, dsn), WithBouncerUser(user, "old-pw"), WithPoolMode("session"))
+	u, _ := url.Parse(b.URL(dsn))
+	login := func(password string) error {
+		u.User = url.UserPassword(user, password)
+		conn, err := pgxConnect(u.String())
+		if err == nil {
+			conn.Close(context.Background())
+		}
+		return err
+	}
+	if err := login("old-pw"); err != nil {
+		t.Fatalf("login with the auth file's password: %v", err)
+	}
+	mustExec(t, c, "ALTER ROLE "+user+" PASSWORD 'new-pw'")
+	b.SetUserPassword(t, user, "new-pw")
+	deadline := time.Now().Add(10 * time.Second)
+	for login("new-pw") != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("PgBouncer still refuses the new password 10 s after SetUserPassword: %v", login("new-pw"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantBouncerRefusal(t, login("old-pw"), "SASL authentication failed")
 }
