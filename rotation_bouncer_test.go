@@ -317,32 +317,6 @@ func TestNewPoolBehindPgBouncerAcrossRotation(t *testing.T) {
 // from memory; once the secret is fixed, the next recovery attempt reads
 // it again and moves back, with what was written meanwhile.
 func TestManagerBehindPgBouncerRereadsARefusedSecret(t *testing.T) {
-	ctx := context.Background()
 	f := newBouncerRotation(t, "transaction")
-	f.sm.SetSecretString(f.secretID, f.secret(rotNewPassword)) // the role still has the old password
-	m, logs := newTestManager(t, envConfig(t, "AWS_DB_SECRET", f.secretID, "AWS_REGION", "us-east-1", "DB_CONNECT_TIMEOUT", "3"))
-	if err := m.Init(ctx); err != nil {
-		t.Fatalf("Init with a refused secret: %v (want a fallback to memory)", err)
-	}
-	if info := m.Info(); info.UsingPrimary || !strings.Contains(info.FallbackReason, string(ReasonAuth)) {
-		t.Fatalf("Info = %+v; want memory, for the reason %q", info, ReasonAuth)
-	}
-	if _, err := m.Store().Put(ctx, "apis", "during", []byte(`"memory"`)); err != nil {
-		t.Fatal(err)
-	}
-	callsBefore := f.sm.Calls()
-	f.sm.SetSecretString(f.secretID, f.secret(rotOldPassword)) // fixed
-	deadline := time.Now().Add(30 * time.Second)
-	for !m.Info().UsingPrimary {
-		if time.Now().After(deadline) {
-			t.Fatalf("still on memory 30 s after the secret was fixed (%d more GetSecretValue calls)", f.sm.Calls()-callsBefore)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if rec, err := m.Store().Get(ctx, "apis", "during"); err != nil || string(rec.Value) != `"memory"` {
-		t.Errorf("after recovery through PgBouncer: %q, %v; want the write made on memory", rec.Value, err)
-	}
-	shown := logs.String() + mustJSON(t, m.Info()) + mustJSON(t, m.Health(ctx))
-	assertSecretAbsent(t, shown, rotOldPassword)
-	assertSecretAbsent(t, shown, rotNewPassword)
+	rereadRefusedSecret(t, f.rotationFixture, f.secret)
 }

@@ -30,9 +30,7 @@ func TestPgBouncerAuthTypes(t *testing.T) {
 	dsn := URL(t)
 	const user, password = "bouncer_authtype", "right-pw"
 	c := connect(t, dsn)
-	mustExec(t, c, "DROP ROLE IF EXISTS "+user)
-	mustExec(t, c, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", user, quoteLiteral(password)))
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
+	loginRole(t, c, user, password)
 	for authType, refusal := range map[string]string{
 		"scram-sha-256": "SASL authentication failed",
 		"md5":           "password authentication failed",
@@ -61,9 +59,7 @@ func TestPgBouncerAuthQueryFollowsPasswordChange(t *testing.T) {
 	dsn := URL(t)
 	const user = "bouncer_authquery"
 	c := connect(t, dsn)
-	mustExec(t, c, "DROP ROLE IF EXISTS "+user)
-	mustExec(t, c, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'old-pw'", user))
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
+	loginRole(t, c, user, "old-pw")
 	b := NewPgBouncer(t, backendOf(t, dsn), WithAuthQuery(), WithPoolMode("session")) // session: pgx caches prepared statements
 	u, _ := url.Parse(b.URL(dsn))
 	login := func(password string) (*pgx.Conn, error) {
@@ -110,9 +106,7 @@ func TestPgBouncerSetUserPasswordReloadsTheAuthFile(t *testing.T) {
 	dsn := URL(t)
 	const user = "bouncer_authfile"
 	c := connect(t, dsn)
-	mustExec(t, c, "DROP ROLE IF EXISTS "+user)
-	mustExec(t, c, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'old-pw'", user))
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
+	loginRole(t, c, user, "old-pw")
 	b := NewPgBouncer(t, backendOf(t, dsn), WithBouncerUser(user, "old-pw"), WithPoolMode("session"))
 	u, _ := url.Parse(b.URL(dsn))
 	login := func(password string) error {

@@ -113,9 +113,7 @@ func TestPgBouncerExtraUser(t *testing.T) {
 	dsn := URL(t)
 	const user, password = "bouncer_app", "s3cret 'quoted\" pw"
 	c := connect(t, dsn)
-	mustExec(t, c, "DROP ROLE IF EXISTS "+user)
-	mustExec(t, c, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", user, quoteLiteral(password)))
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
+	loginRole(t, c, user, password)
 	b := NewPgBouncer(t, backendOf(t, dsn), WithBouncerUser(user, password))
 
 	u, _ := url.Parse(b.URL(dsn))
@@ -160,4 +158,13 @@ func quoteLiteral(s string) string {
 		out = append(out, s[i])
 	}
 	return string(append(out, '\''))
+}
+
+// loginRole creates the LOGIN role user with password on c's server,
+// dropping one left over by an earlier run, and drops it when t ends.
+func loginRole(t *testing.T, c *pgx.Conn, user, password string) {
+	t.Helper()
+	mustExec(t, c, "DROP ROLE IF EXISTS "+user)
+	mustExec(t, c, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", user, quoteLiteral(password)))
+	t.Cleanup(func() { c.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
 }
