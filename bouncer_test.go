@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
 
@@ -371,7 +372,7 @@ func TestPgBouncerWarnsAboutPoolSQL(t *testing.T) {
 		t.Fatal("no statement failed: the test no longer shows the trap")
 	}
 	for _, err := range failures {
-		if !isPoolerStatementError(err) {
+		if !execmode.IsPoolerStatementError(err) {
 			t.Fatalf("unexpected failure: %v", err)
 		}
 		assertNothingLeaks(t, "a failed statement's error", explainAcquireError(t.Context(), must(m.Pool()), err))

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gatewaykit/dbmanager/internal/credentials"
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 )
 
 // ErrConfig is wrapped by every error that reports a misconfiguration: a
@@ -368,7 +369,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	msVar("DB_LEAK_DETECTION_MS", minLeakDetectionMS, &cfg.LeakDetectionThreshold)
 
 	if v := get("DB_QUERY_EXEC_MODE"); v != "" {
-		if mode, ok := queryExecModeNames[strings.ToLower(v)]; ok {
+		if mode, ok := execmode.Names[strings.ToLower(v)]; ok {
 			cfg.QueryExecMode, cfg.explicit.QueryExecMode = mode, true
 		} else {
 			bad("DB_QUERY_EXEC_MODE", fmt.Sprintf("%q is not valid; want cache_statement, cache_describe, describe_exec, exec or simple_protocol", v))
@@ -465,7 +466,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("connect_timeout", c.ConnectTimeout),
 		slog.Duration("tcp_keepalive", c.TCPKeepAlive),
 		slog.Duration("tcp_user_timeout", c.TCPUserTimeout),
-		slog.String("query_exec_mode", queryExecModeName(c.QueryExecMode)),
+		slog.String("query_exec_mode", execmode.Name(c.QueryExecMode)),
 		slog.String("fallback", string(c.Fallback)),
 		slog.Duration("slow_query", c.SlowQueryThreshold),
 		slog.Duration("leak_detection", c.LeakDetectionThreshold),

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 )
 
 // The server step: the server's version, whether this node accepts writes
@@ -80,7 +82,7 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 		}
 	}
 
-	// The Store's own test (behindProxy): a pooler or proxy that
+	// The Store's own test (execmode.BehindProxy): a pooler or proxy that
 	// multiplexes clients invents the process id it hands out.
 	proxied := uint32(in.pid) != conn.PgConn().PID()
 	pooled, poolerWhy := d.detectPooler(ctx, cc, conn, in.pid)
@@ -115,10 +117,10 @@ func (d *diagnosis) checkServer(ctx context.Context, s *Step, t *diagTarget, cc 
 	case t.role == roleWriter && res.readOnly && res.poolUses:
 		s.fail(detail+"; the writer is expected here, and every write would fail (SQLSTATE 25006)", res.fix)
 	case pooled && badBehindPooler(mode):
-		s.warn(detail+"; the query exec mode of SQL on Pool() is "+queryExecModeName(mode)+", which fails behind transaction pooling (42P05 prepared statement already exists, 26000, 08P01); the Store's own statements adapt by themselves",
+		s.warn(detail+"; the query exec mode of SQL on Pool() is "+execmode.Name(mode)+", which fails behind transaction pooling (42P05 prepared statement already exists, 26000, 08P01); the Store's own statements adapt by themselves",
 			"for your own SQL on Pool(), set "+execModeSetting)
 	case pooled:
-		s.found(detail + "; the query exec mode of SQL on Pool(), " + queryExecModeName(mode) + ", works behind it")
+		s.found(detail + "; the query exec mode of SQL on Pool(), " + execmode.Name(mode) + ", works behind it")
 	case !pooled && poolMax > limit:
 		s.warn(detail+fmt.Sprintf("; one full pool (%d) is more than the server allows (%d)", poolMax, limit), connFix)
 	case !pooled && others+poolMax > limit:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/safeerr"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -193,10 +194,10 @@ func TestExplainLoginRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgErr := func(code, msg string) error {
-		return &redactedError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Code: code, Message: msg}}}
+		return safeerr.New("failed: "+msg, &pgconn.PgError{Code: code, Message: msg})
 	}
 	bouncerErr := func(msg string) error { // PgBouncer's own FATAL 08P01 (src/client.c)
-		return &redactedError{msg: "failed: " + msg, causes: []error{&pgconn.PgError{Severity: "FATAL", Code: "08P01", Message: msg}}}
+		return safeerr.New("failed: "+msg, &pgconn.PgError{Severity: "FATAL", Code: "08P01", Message: msg})
 	}
 	iam := DefaultConfig()
 	iam.IAMAuth = true

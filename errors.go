@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/safeerr"
 )
 
 // The errors callers check. Every Store operation returns an *OpError
@@ -92,7 +94,7 @@ const (
 type ConnectionError struct {
 	Reason Reason // why it failed
 	Target string // redacted "host:port" (may be empty)
-	err    error  // safe cause (*redactedError or a network / server error)
+	err    error  // safe cause (*safeerr.Error or a network / server error)
 }
 
 // Error names the target, the reason and the redacted cause.
@@ -137,3 +139,9 @@ func (e *PoolExhaustedError) Error() string {
 func (e *PoolExhaustedError) Unwrap() []error {
 	return []error{ErrUnavailable, context.DeadlineExceeded}
 }
+
+// safeError returns err with every secret kept out of it: a pgx error that
+// can reveal a password becomes an internal/safeerr Error (a parse error
+// then wraps ErrConfig); others are returned unchanged. Every error that
+// leaves the package passes through it.
+func safeError(err error) error { return safeerr.Redact(err, ErrConfig) }

@@ -1,7 +1,6 @@
 package dbmanager
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -11,13 +10,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 )
 
 func TestLoadConfigQueryExecMode(t *testing.T) {
 	if cfg := envConfig(t); cfg.QueryExecMode != 0 || cfg.explicit.QueryExecMode {
 		t.Fatalf("unset DB_QUERY_EXEC_MODE: %v (explicit %v), want the zero value", cfg.QueryExecMode, cfg.explicit.QueryExecMode)
 	}
-	for name, mode := range queryExecModeNames {
+	for name, mode := range execmode.Names {
 		for _, v := range []string{name, strings.ToUpper(name), " " + name + " "} {
 			cfg := envConfig(t, "DB_QUERY_EXEC_MODE", v)
 			if cfg.QueryExecMode != mode || !cfg.explicit.QueryExecMode {
@@ -145,42 +146,6 @@ func TestPGStoreLeavesStatementCacheWhenRefused(t *testing.T) {
 	}
 	if _, err := s.Put(ctx, "c", "k", []byte(`{"v":2}`), IfVersion(1)); err != nil {
 		t.Fatalf("Put in the new mode: %v", err)
-	}
-}
-
-func TestIsPoolerStatementError(t *testing.T) {
-	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, pgtestURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	_, missing := conn.Exec(ctx, "EXECUTE no_such_statement")
-	_, err = conn.Exec(ctx, "PREPARE twice AS SELECT 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, duplicate := conn.Exec(ctx, "PREPARE twice AS SELECT 1")
-	_, other := conn.Exec(ctx, "SELECT 1/0")
-	for _, c := range []struct {
-		err          error
-		miss, pooler bool
-	}{{missing, true, true}, {duplicate, true, true}, {other, false, false}, {nil, false, false}, {errors.New("x"), false, false}} {
-		if isStatementCacheMiss(c.err) != c.miss || isPoolerStatementError(c.err) != c.pooler {
-			t.Errorf("%v: miss %v pooler %v, want %v %v", c.err, isStatementCacheMiss(c.err), isPoolerStatementError(c.err), c.miss, c.pooler)
-		}
-	}
-}
-
-func TestBehindProxyDirect(t *testing.T) {
-	pool := newTestPool(t)
-	conn, err := pool.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if proxied, err := behindProxy(t.Context(), conn); err != nil || proxied {
-		t.Fatalf("direct connection: proxied %v, %v", proxied, err)
 	}
 }
 

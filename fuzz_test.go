@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -46,7 +47,7 @@ func FuzzLoadConfig(f *testing.F) {
 			cfg.TCPKeepAlive < 0 || cfg.TCPKeepAlive > maxTCPKeepAlive || cfg.TCPUserTimeout < 0 || cfg.TCPUserTimeout > maxTCPUserTimeout {
 			t.Fatalf("accepted an invalid setting: %+v", cfg)
 		}
-		if set := strings.TrimSpace(mode) != ""; set != cfg.explicit.QueryExecMode || set != (queryExecModeName(cfg.QueryExecMode) != "") {
+		if set := strings.TrimSpace(mode) != ""; set != cfg.explicit.QueryExecMode || set != (execmode.Name(cfg.QueryExecMode) != "") {
 			t.Fatalf("DB_QUERY_EXEC_MODE=%q accepted as %v (explicit %v)", mode, cfg.QueryExecMode, cfg.explicit.QueryExecMode)
 		}
 		for _, s := range []string{cfg.LogValue().String(), sprintAll(cfg)} {

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/puddle/v2"
+
+	"github.com/gatewaykit/dbmanager/internal/deadline"
 )
 
 // How the PostgreSQL store runs a statement through a failover: an attempt
@@ -78,7 +80,7 @@ func (b *pgBackend) runStatement(ctx context.Context, kind statementKind, run fu
 			return err
 		}
 		v := judgeAttempt(ctx, err, acquireFailed, kind)
-		if callErr(ctx) != nil {
+		if deadline.Err(ctx) != nil {
 			return endedByContext(ctx, err, last, v, kind, acquireFailed)
 		}
 		switch v {
@@ -101,7 +103,7 @@ func (b *pgBackend) runStatement(ctx context.Context, kind statementKind, run fu
 // attempt acquires a connection, runs one statement on it and releases it.
 // A connection the statement broke (or found on a read-only node) is
 // closed and dropped from the pool on release. Under the router's bound,
-// which no timer enforces (callbound.go), the connection's read and write
+// which no timer enforces (internal/deadline), the connection's read and write
 // deadline is the bound while the statement runs: a server that stops
 // answering fails the statement with a timeout then.
 func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) (err error, acquireFailed bool) {
@@ -110,7 +112,7 @@ func (b *pgBackend) attempt(ctx context.Context, run func(*pgxpool.Conn) error) 
 		return err, true
 	}
 	defer conn.Release()
-	if dl, ok := unenforcedDeadline(ctx); ok {
+	if dl, ok := deadline.Unenforced(ctx); ok {
 		pc := conn.Conn().PgConn()
 		_ = pc.Conn().SetDeadline(dl)
 		defer func() {
@@ -134,7 +136,7 @@ func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind state
 	}
 	if acquireFailed {
 		var exhausted *PoolExhaustedError
-		if errors.As(err, &exhausted) || (errors.Is(err, context.DeadlineExceeded) && callErr(ctx) == nil && !isConnectFailure(err)) {
+		if errors.As(err, &exhausted) || (errors.Is(err, context.DeadlineExceeded) && deadline.Err(ctx) == nil && !isConnectFailure(err)) {
 			return verdictFinal // the wait for a free connection ran out: another wait would too
 		}
 		if r := classify(err); r == ReasonAuth || r == ReasonNoDatabase || r == ReasonTLS {
@@ -175,7 +177,7 @@ func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind state
 // write had been sent, and in ErrUnavailable when the deadline ran out
 // before the statement could run (no connection in time, or retrying).
 func endedByContext(ctx context.Context, err, last error, v verdict, kind statementKind, acquireFailed bool) error {
-	ctxErr := callErr(ctx)
+	ctxErr := deadline.Err(ctx)
 	var pg *pgconn.PgError
 	refused := errors.As(err, &pg) && pg.Severity != "FATAL" && pg.Severity != "PANIC" // an ERROR: nothing applied
 	if kind == stmtWrite && !acquireFailed && !refused && !pgconn.SafeToRetry(err) {

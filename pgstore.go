@@ -7,10 +7,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatewaykit/dbmanager/internal/pgsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/deadline"
+	"github.com/gatewaykit/dbmanager/internal/execmode"
+	"github.com/gatewaykit/dbmanager/internal/pgsql"
 )
 
 // PGStore is the PostgreSQL Store. It keeps every collection in one table,
@@ -101,12 +104,12 @@ func newPGStore(ctx context.Context, pool *pgxpool.Pool, opts ...pgOption) (*PGS
 	}
 	b := newPGBackend(o)
 	err := b.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		proxied, err := behindProxy(ctx, conn)
+		proxied, err := execmode.BehindProxy(ctx, conn)
 		if err != nil {
 			return err
 		}
 		if proxied {
-			b.mode.Store(int32(proxiedExecMode))
+			b.mode.Store(int32(execmode.Proxied))
 		}
 		return pgsql.Migrate(ctx, conn, o.schema, b.execMode())
 	})
@@ -139,7 +142,7 @@ type pgBackend struct {
 func newPGBackend(o pgOptions) *pgBackend {
 	b := &pgBackend{schema: o.schema, acquire: o.acquire, retryBudget: o.retryBudget, sql: pgsql.NewStatements(o.schema),
 		health: healthStatement(o.schema), reads: o.reads}
-	b.mode.Store(int32(directExecMode))
+	b.mode.Store(int32(execmode.Direct))
 	return b
 }
 
@@ -150,7 +153,7 @@ func (b *pgBackend) execMode() pgx.QueryExecMode { return pgx.QueryExecMode(b.mo
 // between it and PostgreSQL (at NewPGStore, or from a statement that
 // failed as only a transaction pooler makes it fail). Its statements then
 // run without named prepared statements, which such a pooler breaks.
-func (s *PGStore) proxied() bool { return s.pg.execMode() != directExecMode }
+func (s *PGStore) proxied() bool { return s.pg.execMode() != execmode.Direct }
 
 func (b *pgBackend) name() string { return BackendPostgreSQL }
 
@@ -284,9 +287,9 @@ func scanRecords(collection string, records *[]Record) func(pgx.Rows) error {
 // runs it once more, on the same connection (an ERROR leaves it usable).
 func (b *pgBackend) runOn(ctx context.Context, conn *pgxpool.Conn, run func(*pgxpool.Conn) error) error {
 	err := run(conn)
-	if err == nil || callErr(ctx) != nil || !isStatementCacheMiss(err) {
+	if err == nil || deadline.Err(ctx) != nil || !execmode.IsStatementCacheMiss(err) {
 		return err
 	}
-	b.mode.Store(int32(proxiedExecMode))
+	b.mode.Store(int32(execmode.Proxied))
 	return run(conn)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/deadline"
 	"github.com/gatewaykit/dbmanager/internal/netconn"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -203,7 +204,7 @@ func newPoolConfig(cfg Config, t connTarget, opts ...poolOption) (*pgxpool.Confi
 
 	h := &poolHooks{logger: o.logger, acquireTimeout: cfg.PoolTimeout, connectFailed: o.connectFailed}
 	if cfg.PoolTimeout > 0 {
-		h.waits = newPoolWaits(cfg.PoolTimeout)
+		h.waits = deadline.NewWaits(cfg.PoolTimeout)
 	}
 	h.statements.mode = pc.ConnConfig.DefaultQueryExecMode
 	if cfg.SQLEcho {
@@ -228,9 +229,9 @@ func newPoolConfig(cfg Config, t connTarget, opts ...poolOption) (*pgxpool.Confi
 type poolHooks struct {
 	logger         *slog.Logger
 	acquireTimeout time.Duration
-	waits          *poolWaits    // shared deadlines for acquires nobody can cancel (poolwait.go)
-	statements     poolerWarning // warns once when a pooler breaks statements
-	connectFailed  func(error)   // see withConnectFailureNotice
+	waits          *deadline.Waits // shared deadlines for acquires nobody can cancel
+	statements     poolerWarning   // warns once when a pooler breaks statements
+	connectFailed  func(error)     // see withConnectFailureNotice
 }
 
 func (h *poolHooks) log() *slog.Logger {
@@ -247,17 +248,59 @@ type acquireState struct {
 	cancel context.CancelFunc
 }
 
+// waitCtx is an acquire's context when the caller's cannot be cancelled:
+// the caller's values, and the deadline of its slice (internal/deadline's
+// Waits). It also carries what the pool's tracer records about the
+// acquire.
+type waitCtx struct {
+	context.Context // the caller's
+	slice           *deadline.Slice
+	acq             acquireState
+}
+
+// Deadline is the slice's, or the caller's when that comes first (the
+// router's bound never does: it is longer than the pool timeout).
+func (c *waitCtx) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.slice.Deadline()) {
+		return d, true
+	}
+	return c.slice.Deadline(), true
+}
+
+// Value finds the acquire's state under acquireKey (poolHooks), and the
+// caller's values otherwise.
+func (c *waitCtx) Value(key any) any {
+	if _, ok := key.(acquireKey); ok {
+		return &c.acq
+	}
+	return c.Context.Value(key)
+}
+
+// Done closes when the slice's deadline passes.
+func (c *waitCtx) Done() <-chan struct{} { return c.slice.Done() }
+
+// Err is context.DeadlineExceeded once the slice's deadline has passed
+// (the caller's context has no Done channel: it never ends).
+func (c *waitCtx) Err() error {
+	if c.slice.Passed() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *waitCtx) String() string { return "dbmanager pool wait" }
+
 // TraceAcquireStart bounds the acquire by the pool timeout: with a
 // deadline shared by the acquires of a slice of time when the caller's
-// context cannot be cancelled (poolwait.go), with a timer of its own
+// context cannot be cancelled (internal/deadline's Waits), with a timer of its own
 // otherwise.
 func (h *poolHooks) TraceAcquireStart(ctx context.Context, pool *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
 	if h.acquireTimeout <= 0 {
 		return ctx
 	}
 	if h.waits != nil && ctx.Done() == nil {
-		slice := h.waits.current()
-		if d, ok := ctx.Deadline(); !ok || !d.Before(slice.deadline) {
+		slice := h.waits.Current()
+		if d, ok := ctx.Deadline(); !ok || !d.Before(slice.Deadline()) {
 			w := &waitCtx{Context: ctx, slice: slice}
 			w.acq.parent = ctx
 			return w

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 )
 
 // applyQueryExecMode sets the pool's DefaultQueryExecMode from
@@ -17,7 +19,7 @@ func applyQueryExecMode(cfg Config, params map[string]string, cc *pgx.ConnConfig
 	if cfg.QueryExecMode == 0 {
 		return nil
 	}
-	if queryExecModeName(cfg.QueryExecMode) == "" {
+	if execmode.Name(cfg.QueryExecMode) == "" {
 		return &ConfigError{Var: "DB_QUERY_EXEC_MODE", Problem: "unknown pgx.QueryExecMode; want cache_statement, cache_describe, describe_exec, exec or simple_protocol"}
 	}
 	if _, inURL := params["default_query_exec_mode"]; inURL && !cfg.explicit.QueryExecMode {
@@ -37,7 +39,7 @@ const msgBehindProxy = "PostgreSQL is reached through a connection pooler or pro
 // logBehindProxy logs msgBehindProxy with the pool's exec mode, and a hint
 // when that mode breaks behind transaction pooling.
 func logBehindProxy(ctx context.Context, log *slog.Logger, poolMode pgx.QueryExecMode) {
-	attrs := []slog.Attr{slog.String("query_exec_mode", queryExecModeName(poolMode))}
+	attrs := []slog.Attr{slog.String("query_exec_mode", execmode.Name(poolMode))}
 	if poolMode == pgx.QueryExecModeCacheStatement || poolMode == pgx.QueryExecModeDescribeExec {
 		attrs = append(attrs, slog.String("hint", "if it pools transactions (PgBouncer pool_mode=transaction, RDS Proxy), set DB_QUERY_EXEC_MODE=exec for SQL on Pool()"))
 	}
@@ -46,7 +48,7 @@ func logBehindProxy(ctx context.Context, log *slog.Logger, poolMode pgx.QueryExe
 
 // poolerWarning logs msgPoolerStatements once per pool, the first time a
 // statement fails as it does behind a transaction pooler
-// (isPoolerStatementError): 42P05 or 26000 on a statement pgx prepared, or
+// (execmode.IsPoolerStatementError): 42P05 or 26000 on a statement pgx prepared, or
 // describe_exec's 08P01. The Store recovers by itself (pgexecmode.go); SQL
 // of the pool's other users does not, whence the hint.
 type poolerWarning struct {
@@ -55,11 +57,11 @@ type poolerWarning struct {
 }
 
 func (w *poolerWarning) observe(ctx context.Context, log *slog.Logger, err error) {
-	if err == nil || w.warned.Load() || !isPoolerStatementError(err) || !w.warned.CompareAndSwap(false, true) {
+	if err == nil || w.warned.Load() || !execmode.IsPoolerStatementError(err) || !w.warned.CompareAndSwap(false, true) {
 		return
 	}
 	log.LogAttrs(ctx, slog.LevelWarn, msgPoolerStatements,
-		slog.String("query_exec_mode", queryExecModeName(w.mode)),
+		slog.String("query_exec_mode", execmode.Name(w.mode)),
 		slog.String("error", errorText(err)))
 }
 

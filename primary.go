@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatewaykit/dbmanager/internal/credentials"
+	"github.com/gatewaykit/dbmanager/internal/deadline"
 )
 
 // primary is an open connection to the configured PostgreSQL: its pool and
@@ -223,7 +224,7 @@ func (m *Manager) secretCache(ctx context.Context) (*credentials.Cache, error) {
 		credentials.WithRotationBudget(m.cfg.RotationBudget),
 		credentials.WithLogger(m.log),
 		credentials.WithObserver(m.tel),
-		credentials.WithRetryContext(enforceBound))
+		credentials.WithRetryContext(deadline.Enforce))
 	return m.secrets, nil
 }
 

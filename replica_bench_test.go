@@ -54,7 +54,7 @@ func benchReplicaManagers(b *testing.B) (writerOnly, withReplicas *Manager, keys
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		rs := withReplicas.primaryReplicas()
-		lsn, known := rs.pos.current()
+		lsn, known := rs.pos.Current()
 		ready := known
 		for _, r := range rs.replicas {
 			ready = ready && r.usable.Load() && r.replay.Load() >= lsn

@@ -107,7 +107,7 @@ func (rs *replicaSet) check(ctx context.Context, r *replica) checkResult {
 	}
 	defer conn.Release()
 	if !r.proxyKnown {
-		// As behindProxy does, out of SQL_ECHO's sight.
+		// As execmode.BehindProxy does, out of SQL_ECHO's sight.
 		if row, err := queryRowText(cctx, conn.Conn().PgConn(), "SELECT pg_backend_pid()", 1); err == nil {
 			r.unnamed.Store(string(row[0]) != strconv.FormatUint(uint64(conn.Conn().PgConn().PID()), 10))
 			r.proxyKnown = true
@@ -253,14 +253,14 @@ func (r *replica) suspectRead() {
 // unknown, which the sample then covers.
 func (rs *replicaSet) learnWriter(ctx context.Context) {
 	defer rs.wg.Done()
-	every(ctx, rs.pos.wake, func() time.Duration {
-		gen, due := rs.pos.pending()
+	every(ctx, rs.pos.Wake(), func() time.Duration {
+		gen, due := rs.pos.Pending()
 		insert, flush, err := rs.sampleWriter(ctx)
 		switch {
 		case err == nil:
 			rs.addSample(walSample{lsn: flush, at: time.Now()})
 			if due {
-				rs.pos.learnedAt(gen, insert)
+				rs.pos.LearnedAt(gen, insert)
 			}
 		case due:
 			return replicaRecheckAfter

@@ -62,7 +62,7 @@ func waitInRotation(t *testing.T, m *Manager, n int, within time.Duration) {
 				in++
 			}
 		}
-		_, known := m.primaryReplicas().pos.current()
+		_, known := m.primaryReplicas().pos.Current()
 		return in >= n && known
 	})
 }

@@ -162,7 +162,7 @@ func testReadOnlyPhaseOnReplicas(t *testing.T, c *pgtest.Cluster) {
 	ctx := t.Context()
 	seedCaughtUp(t, c, m, keys)
 	eventually(t, 5*time.Second, "both replicas known to have replayed the writes", func() bool {
-		lsn, _ := m.primaryReplicas().pos.current()
+		lsn, _ := m.primaryReplicas().pos.Current()
 		for _, r := range m.primaryReplicas().replicas {
 			if r.replay.Load() < lsn {
 				return false

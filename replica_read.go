@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 )
 
 type readFromWriterKey struct{}
@@ -42,7 +44,7 @@ func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec
 
 // replicaList is List on a read replica; ok as for replicaGet.
 func (b *pgBackend) replicaList(ctx context.Context, collection string, opts ListOptions) (records []Record, more, ok bool, err error) {
-	sql, args := b.sql.ListQuery(directExecMode, collection, opts.Prefix, opts.After, opts.Limit+1)
+	sql, args := b.sql.ListQuery(execmode.Direct, collection, opts.Prefix, opts.After, opts.Limit+1)
 	args = args[1:] // the mode: read chooses its own
 	ok, err = b.reads.read(ctx, b.pipelineNamed(), sql, args, scanRecords(collection, &records))
 	if !ok || err != nil {
@@ -80,7 +82,7 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 		rs.writerReads.Add(1)
 		return false, nil
 	}
-	lsn, known := rs.pos.current()
+	lsn, known := rs.pos.Current()
 	var r *replica
 	if known {
 		r = rs.pick(lsn)
@@ -117,7 +119,7 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	switch {
 	case ctx.Err() != nil:
 		return true, ctx.Err()
-	case isStatementCacheMiss(err) || isStatementCacheMiss(check.err) || isStatementCacheMiss(stmt.err):
+	case execmode.IsStatementCacheMiss(err) || execmode.IsStatementCacheMiss(check.err) || execmode.IsStatementCacheMiss(stmt.err):
 		r.unnamed.Store(true) // a pooler the first check did not see
 	case err != nil:
 		if errors.Is(pgError(actx, err), ErrUnavailable) || actx.Err() != nil {
@@ -142,7 +144,7 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 // runs its reads: the error is the connection's, stmt.err the
 // statement's.
 func queryDirect(ctx context.Context, conn *pgxpool.Conn, stmt *pipeStmt) error {
-	rows, err := conn.Query(ctx, stmt.sql, append([]any{directExecMode}, stmt.args...)...)
+	rows, err := conn.Query(ctx, stmt.sql, append([]any{execmode.Direct}, stmt.args...)...)
 	if err != nil {
 		return err
 	}

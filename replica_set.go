@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/gatewaykit/dbmanager/internal/walpos"
 )
 
 // Timing of the replica checks.
@@ -22,7 +24,7 @@ const (
 
 // replicaSet is the Manager's read replicas on one writer: a pool per
 // replica, their health (replica_health.go), and the position a replica
-// must have replayed to serve a read (walPosition). It exists only when
+// must have replayed to serve a read (internal/walpos). It exists only when
 // read replicas are configured and the Store is on PostgreSQL; it belongs
 // to the primary it was opened with, and closes with it.
 type replicaSet struct {
@@ -31,7 +33,7 @@ type replicaSet struct {
 	checkTimeout   time.Duration // bound of one health check
 	attemptTimeout time.Duration // bound of one read on a replica (DB_CONNECT_TIMEOUT)
 	writer         *pgxpool.Pool // for the writer's position
-	pos            *walPosition
+	pos            *walpos.Position
 	replicas       []*replica
 	next           atomic.Uint32 // round robin
 	// writerSample is the writer's flushed WAL positions at its last
@@ -58,7 +60,7 @@ type walSample struct {
 // newReplicaSet returns a set without replicas and without goroutines.
 func newReplicaSet(cfg Config, log *slog.Logger, tel *instrumentation, checkTimeout time.Duration, writer *pgxpool.Pool) *replicaSet {
 	return &replicaSet{log: log, maxLag: cfg.ReadMaxLag, checkTimeout: checkTimeout,
-		attemptTimeout: cfg.ConnectTimeout, writer: writer, pos: newWALPosition(), tel: tel}
+		attemptTimeout: cfg.ConnectTimeout, writer: writer, pos: walpos.New(), tel: tel}
 }
 
 // newReplica returns the replica for t; its pool config pc gets the hook
@@ -158,7 +160,7 @@ func (rs *replicaSet) pick(lsn uint64) *replica {
 // poolFor returns the pool of a replica known to have replayed the
 // latest acknowledged write, or nil.
 func (rs *replicaSet) poolFor() *pgxpool.Pool {
-	lsn, known := rs.pos.current()
+	lsn, known := rs.pos.Current()
 	if !known {
 		return nil
 	}

@@ -6,6 +6,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/execmode"
 )
 
 // writeTracked runs one write of the Store and learns the writer's WAL
@@ -33,17 +35,17 @@ func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql st
 		switch {
 		case write.done:
 			// The write's outcome came back; only its position was lost.
-			b.reads.pos.markUnknown()
+			b.reads.pos.MarkUnknown()
 			return write.tag, write.err
 		case !pgconn.SafeToRetry(err):
-			b.reads.pos.markUnknown()
+			b.reads.pos.MarkUnknown()
 		}
 		return write.tag, err
 	}
 	if pos.err != nil || lsn == nil {
-		b.reads.pos.markUnknown()
+		b.reads.pos.MarkUnknown()
 	} else {
-		b.reads.pos.advance(uint64(*lsn))
+		b.reads.pos.Advance(uint64(*lsn))
 	}
 	return write.tag, write.err
 }
@@ -51,7 +53,7 @@ func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql st
 // pipelineNamed says whether the store's pipelines may use named
 // prepared statements: as its single statements do, on a direct
 // connection (pgexecmode.go); not behind a pooler.
-func (b *pgBackend) pipelineNamed() bool { return b.execMode() == directExecMode }
+func (b *pgBackend) pipelineNamed() bool { return b.execMode() == execmode.Direct }
 
 // pipelineMode says whether the store's pipelines may use named prepared
 // statements (as its single statements do), and returns args without a
@@ -60,7 +62,7 @@ func (b *pgBackend) pipelineMode(args []any) (named bool, rest []any) {
 	named = b.pipelineNamed()
 	if len(args) > 0 {
 		if mode, ok := args[0].(pgx.QueryExecMode); ok {
-			return mode == directExecMode, args[1:]
+			return mode == execmode.Direct, args[1:]
 		}
 	}
 	return named, args

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gatewaykit/dbmanager/internal/writegate"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatewaykit/dbmanager/internal/deadline"
+	"github.com/gatewaykit/dbmanager/internal/writegate"
 )
 
 // routingStore is the stable Store handle that Manager.Store returns. It
@@ -50,7 +52,7 @@ func (r *routingStore) switchTo(s Store, primary bool) {
 }
 
 // call is one call on the current backend: its context bounded when it
-// has no deadline (a deadline without a timer, see callbound.go), and its
+// has no deadline (a deadline without a timer, see internal/deadline), and its
 // outcome told to observe.
 type call struct {
 	r       *routingStore
@@ -67,7 +69,7 @@ func (r *routingStore) begin(ctx context.Context, write bool) call {
 	c := call{r: r, rt: rt, caller: ctx, ctx: ctx, epoch: r.epoch.Load(), write: write}
 	if rt.primary && r.callTimeout > 0 {
 		if _, ok := ctx.Deadline(); !ok {
-			c.ctx, c.bounded = withBound(ctx, time.Now().Add(r.callTimeout)), true
+			c.ctx, c.bounded = deadline.WithBound(ctx, time.Now().Add(r.callTimeout)), true
 		}
 	}
 	return c
@@ -80,7 +82,7 @@ func (r *routingStore) begin(ctx context.Context, write bool) call {
 // DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT.
 func (c call) end(err error) error {
 	if err != nil && c.bounded && !errors.Is(err, ErrUnavailable) && c.caller.Err() == nil &&
-		isTimeout(err) && callErr(c.ctx) != nil {
+		deadline.IsTimeout(err) && deadline.Err(c.ctx) != nil {
 		err = withCause(err, func(cause error) error {
 			return fmt.Errorf("%w: no answer within %s (DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT): %w", ErrUnavailable, c.r.callTimeout, cause)
 		})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/safeerr"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -107,7 +108,7 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 			// The DNS case has the marker in the host name on purpose: a
 			// host name is not secret. Check the rest without it.
 			if name == "dns" || name == "missing CA file" {
-				err = &redactedError{msg: strings.ReplaceAll(err.Error(), leakMarker, "")}
+				err = safeerr.New(strings.ReplaceAll(err.Error(), leakMarker, ""))
 			}
 			assertNothingLeaks(t, name, err)
 			var buf bytes.Buffer

@@ -131,7 +131,7 @@ func parseDatabaseURL(raw string) (string, error) {
 		return bad("malformed host list: want host1:port1,host2:port2 (each port from 1 to 65535)")
 	}
 	if err != nil {
-		return bad("malformed URL: " + urlProblem(err) + " (percent-encode special characters in the password, e.g. @ as %40)")
+		return bad("malformed URL: " + connstr.URLProblem(err) + " (percent-encode special characters in the password, e.g. @ as %40)")
 	}
 	if strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") {
 		return bad("malformed URL: '@' after the host (percent-encode special characters in the password, e.g. @ as %40, / as %2F)")
@@ -170,24 +170,6 @@ func parseDatabaseURL(raw string) (string, error) {
 	}
 	u.SetQuery(q)
 	return u.String(), nil
-}
-
-// urlProblem names what net/url disliked without quoting the input.
-func urlProblem(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "invalid port"):
-		return "invalid port"
-	case strings.Contains(msg, "invalid URL escape"):
-		return "invalid percent-escape"
-	case strings.Contains(msg, "invalid userinfo"):
-		return "invalid user:password part"
-	case strings.Contains(msg, "invalid character") && strings.Contains(msg, "host"):
-		return "invalid character in host name"
-	case strings.Contains(msg, "control character"):
-		return "control character in URL"
-	}
-	return "cannot parse"
 }
 
 func validSSLMode(m string) bool {

@@ -222,3 +222,21 @@ func isPasswordKey(k string) bool {
 	k = strings.ToLower(strings.TrimSpace(k))
 	return k == "password" || k == "sslpassword"
 }
+
+// URLProblem names what net/url disliked without quoting the input.
+func URLProblem(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "invalid port"):
+		return "invalid port"
+	case strings.Contains(msg, "invalid URL escape"):
+		return "invalid percent-escape"
+	case strings.Contains(msg, "invalid userinfo"):
+		return "invalid user:password part"
+	case strings.Contains(msg, "invalid character") && strings.Contains(msg, "host"):
+		return "invalid character in host name"
+	case strings.Contains(msg, "control character"):
+		return "control character in URL"
+	}
+	return "cannot parse"
+}

@@ -134,7 +134,7 @@ func WithObserver(o Observer) Option {
 // WithRetryContext makes the rotation retry (RetryAuth and
 // RetryAfterAuthFailure after a failed login) run under f(ctx) instead of
 // ctx, and call the returned cancel when it ends. The root package passes
-// its enforceBound: a timer behind a call bound that nothing enforces yet,
+// its deadline.Enforce: a timer behind a call bound that nothing enforces yet,
 // so the retry's waits end at that bound.
 func WithRetryContext(f func(context.Context) (context.Context, context.CancelFunc)) Option {
 	return func(o *options) { o.retryContext = f }

@@ -139,7 +139,7 @@ func (c *Cache) RetryAfterAuthFailure(ctx context.Context, gen uint64, err error
 // retryAuthFailure is RetryAuth after op's first run failed authentication
 // (err) with the credentials of generation gen. Its waits (for a fetch in
 // flight, between attempts) end with ctx, after WithRetryContext's
-// function (the root's call bound, callbound.go) has prepared it.
+// function (the root's call bound, internal/deadline) has prepared it.
 func (c *Cache) retryAuthFailure(ctx context.Context, gen uint64, err error, op func(context.Context) error) error {
 	if c.opts.retryContext != nil {
 		var cancel context.CancelFunc

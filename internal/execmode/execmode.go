@@ -1,16 +1,5 @@
-package dbmanager
-
-import (
-	"context"
-	"errors"
-	"strings"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-)
-
-// How the store runs its statements behind connection poolers.
+// Package execmode is how the Store runs its statements behind connection
+// poolers, and the names of pgx's query exec modes (DB_QUERY_EXEC_MODE).
 //
 // A transaction pooler (PgBouncer in transaction mode before 1.21, or
 // with max_prepared_statements = 0; RDS Proxy) hands each transaction to
@@ -26,10 +15,11 @@ import (
 // On a direct connection cache_statement is clearly the fastest: the
 // server parses and plans each statement once (BenchmarkPGExecModes and
 // the README's "PgBouncer and RDS Proxy" have the numbers). So the store
-// uses it when nothing stands between it and PostgreSQL, and
-// cache_describe, the fastest of the pooler-safe modes, otherwise:
+// uses it (Direct) when nothing stands between it and PostgreSQL, and
+// cache_describe (Proxied), the fastest of the pooler-safe modes,
+// otherwise:
 //
-//   - NewPGStore asks the server for its backend process id and compares
+//   - NewPGStore asks the server (BehindProxy) for its backend process id and compares
 //     it with the one the connection got at start-up (BackendKeyData).
 //     PostgreSQL sends its own; PgBouncer (every pool mode), and any proxy
 //     that multiplexes clients, must invent one to route cancel requests,
@@ -43,18 +33,33 @@ import (
 // The mode is passed as the first argument of each statement, so it never
 // changes the pool's DefaultQueryExecMode, which belongs to the callers'
 // own SQL (DB_QUERY_EXEC_MODE). Batches cannot take a mode per query in
-// pgx, so the move's batches go through pgconn directly (pgpipeline.go).
-const (
-	directExecMode  = pgx.QueryExecModeCacheStatement
-	proxiedExecMode = pgx.QueryExecModeCacheDescribe
+// pgx, so the move's batches go through pgconn directly (the root's
+// pgpipeline.go).
+package execmode
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// behindProxy reports whether conn reaches PostgreSQL through a proxy that
+// The Store's modes: Direct on a connection straight to PostgreSQL,
+// Proxied behind a pooler or proxy.
+const (
+	Direct  = pgx.QueryExecModeCacheStatement
+	Proxied = pgx.QueryExecModeCacheDescribe
+)
+
+// BehindProxy reports whether conn reaches PostgreSQL through a proxy that
 // multiplexes clients: the backend process id the server reports differs
 // from the one in the connection's BackendKeyData. The query is one simple
 // protocol round trip that changes no session state (nothing for RDS Proxy
 // to pin on).
-func behindProxy(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
+func BehindProxy(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 	var pid uint32
 	err := conn.QueryRow(ctx, "SELECT pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&pid)
 	if err != nil {
@@ -71,10 +76,10 @@ const (
 	sqlstateProtocolViolation          = "08P01"
 )
 
-// isStatementCacheMiss reports whether err is the server refusing a named
+// IsStatementCacheMiss reports whether err is the server refusing a named
 // prepared statement: 42P05 when pgx prepared it (Parse) or 26000 when it
 // bound it (Bind). Either way the statement did not run.
-func isStatementCacheMiss(err error) bool {
+func IsStatementCacheMiss(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false
@@ -82,13 +87,13 @@ func isStatementCacheMiss(err error) bool {
 	return pgErr.Code == sqlstateDuplicatePreparedStatement || pgErr.Code == sqlstateInvalidStatementName
 }
 
-// isPoolerStatementError reports whether err is one of the errors a
+// IsPoolerStatementError reports whether err is one of the errors a
 // transaction pooler causes for statements that rely on the server
-// connection staying the same: isStatementCacheMiss, or describe_exec's
+// connection staying the same: IsStatementCacheMiss, or describe_exec's
 // Bind landing on another client's unnamed statement ("bind message
 // supplies 2 parameters, but prepared statement "" requires 3", 08P01).
-func isPoolerStatementError(err error) bool {
-	if isStatementCacheMiss(err) {
+func IsPoolerStatementError(err error) bool {
+	if IsStatementCacheMiss(err) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -96,9 +101,9 @@ func isPoolerStatementError(err error) bool {
 		strings.Contains(pgErr.Message, "prepared statement")
 }
 
-// queryExecModeNames are the values of DB_QUERY_EXEC_MODE, as pgx spells
+// Names are the values of DB_QUERY_EXEC_MODE, as pgx spells
 // them in default_query_exec_mode.
-var queryExecModeNames = map[string]pgx.QueryExecMode{
+var Names = map[string]pgx.QueryExecMode{
 	"cache_statement": pgx.QueryExecModeCacheStatement,
 	"cache_describe":  pgx.QueryExecModeCacheDescribe,
 	"describe_exec":   pgx.QueryExecModeDescribeExec,
@@ -106,10 +111,10 @@ var queryExecModeNames = map[string]pgx.QueryExecMode{
 	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
 }
 
-// queryExecModeName is the DB_QUERY_EXEC_MODE spelling of m ("" for the
+// Name is the DB_QUERY_EXEC_MODE spelling of m ("" for the
 // zero value, which means "not set").
-func queryExecModeName(m pgx.QueryExecMode) string {
-	for name, mode := range queryExecModeNames {
+func Name(m pgx.QueryExecMode) string {
+	for name, mode := range Names {
 		if mode == m {
 			return name
 		}

@@ -1,4 +1,10 @@
-package dbmanager
+// Package safeerr keeps secrets out of the errors that leave the library.
+// pgx's *pgconn.ParseConfigError keeps the raw connection string in an
+// exported field and its message shows some password spellings, and
+// *pgconn.ConnectError carries the whole config, password included;
+// Redact replaces an error whose chain holds one by an *Error with the
+// passwords masked and only the causes that classify a failure kept.
+package safeerr
 
 import (
 	"context"
@@ -12,42 +18,44 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 )
 
-// redactedError is an error from pgx whose text has been redacted. pgx's
-// *pgconn.ParseConfigError keeps the raw connection string in an exported
-// field and its message shows some password spellings, and
-// *pgconn.ConnectError carries the whole config, password included;
-// safeError replaces errors that contain them by a redactedError.
+// Error is an error from pgx whose text has been redacted (Redact).
 //
-// A redactedError's message has every known password masked; it has no
+// An Error's message has every known password masked; it has no
 // exported fields, so json.Marshal shows nothing, and %#v prints the
 // message. errors.Is and errors.As still reach the causes that classify a
 // failure: *net.OpError, *net.DNSError, *pgconn.PgError, context errors,
 // syscall errors, TLS / x509 errors and pgx's read-only refusals; a parse
-// error wraps ErrConfig.
-type redactedError struct {
+// error wraps the sentinel given to Redact.
+type Error struct {
 	msg    string
 	causes []error
 }
 
 // Error returns the redacted message.
-func (e *redactedError) Error() string { return e.msg }
+func (e *Error) Error() string { return e.msg }
 
 // GoString returns the redacted message, so %#v shows nothing else.
-func (e *redactedError) GoString() string { return "&dbmanager.redactedError{" + e.msg + "}" }
+func (e *Error) GoString() string { return "&dbmanager.redactedError{" + e.msg + "}" }
 
 // Unwrap returns the classification-relevant causes.
-func (e *redactedError) Unwrap() []error { return e.causes }
+func (e *Error) Unwrap() []error { return e.causes }
 
-// safeError returns err, or a *redactedError standing in for it when its chain
-// holds a pgx error that can reveal a secret (*pgconn.ParseConfigError,
-// *pgconn.ConnectError). Every error that leaves the package passes through
-// it. Errors without such a link are returned unchanged (errors.Is on them
-// keeps working exactly).
-func safeError(err error) error {
+// New returns an Error with message msg (already safe to print) that
+// unwraps to causes.
+func New(msg string, causes ...error) *Error { return &Error{msg: msg, causes: causes} }
+
+// Redact returns err, or an *Error standing in for it when its chain holds
+// a pgx error that can reveal a secret (*pgconn.ParseConfigError,
+// *pgconn.ConnectError). Every error that leaves the library passes
+// through it. Errors without such a link are returned unchanged (errors.Is
+// on them keeps working exactly). An error from parsing a connection
+// string also wraps parseSentinel (the root's ErrConfig).
+func Redact(err, parseSentinel error) error {
 	if err == nil {
 		return nil
 	}
@@ -69,9 +77,9 @@ func safeError(err error) error {
 	if isParse {
 		msg = strings.ReplaceAll(msg, pce.Error(), parseErrorText(pce))
 	}
-	s := &redactedError{msg: connstr.Scrub(msg, secrets), causes: keptCauses(err)}
-	if isParse {
-		s.causes = append(s.causes, ErrConfig)
+	s := &Error{msg: connstr.Scrub(msg, secrets), causes: keptCauses(err)}
+	if isParse && parseSentinel != nil {
+		s.causes = append(s.causes, parseSentinel)
 	}
 	return s
 }
@@ -89,7 +97,7 @@ func parseErrorText(pce *pgconn.ParseConfigError) string {
 		var ne *strconv.NumError
 		switch {
 		case errors.As(inner, &ue):
-			text += " (" + urlProblem(ue) + ")"
+			text += " (" + connstr.URLProblem(ue) + ")"
 		case errors.As(inner, &ne):
 			text += " (not a valid number)"
 		default:

@@ -1,4 +1,4 @@
-package dbmanager
+package deadline
 
 import (
 	"context"
@@ -12,15 +12,12 @@ import (
 //
 // The router gives a call on the primary whose context has no deadline one
 // of DB_CONNECT_TIMEOUT + DB_POOL_TIMEOUT, so that no call hangs on a
-// network that silently drops packets. A context.WithTimeout per call would
-// cost a timer and five allocations, and would make pgx watch the context
-// of every statement for cancellation (four more): about 2 µs of CPU on a
-// call that raw pgx makes in 10 (BenchmarkManagerGet). So the bound is a
-// deadline the call's context reports (Deadline) but no timer enforces,
-// and each wait on the way ends by a mechanism it has anyway:
+// network that silently drops packets. The bound is a deadline the call's
+// context reports (Deadline) but no timer enforces, and each wait on the
+// way ends by a mechanism it has anyway:
 //
 //   - waiting for a free connection: the pool timeout, which is shorter
-//     (DB_POOL_TIMEOUT; pool.go, poolwait.go);
+//     (DB_POOL_TIMEOUT; the root's pool.go, and Waits);
 //   - opening a connection: DB_CONNECT_TIMEOUT (the dialer also reads the
 //     deadline);
 //   - the statement on the wire: the connection's own read and write
@@ -28,9 +25,9 @@ import (
 //   - retries and their backoff: each first checks that the deadline
 //     leaves time for it (nextWait, RetryAuth);
 //   - anything else that would wait on the context's Done channel (the
-//     rotation retry's secret fetch) runs under enforceBound, a real timer.
+//     rotation retry's secret fetch) runs under Enforce, a real timer.
 //
-// Code that asks whether the call is over uses callErr, which also reports
+// Code that asks whether the call is over uses Err, which also reports
 // context.DeadlineExceeded once the bound has passed. The context's own
 // Err and Done stay the caller's: a caller's cancellation still ends the
 // call at once.
@@ -43,16 +40,17 @@ type boundCtx struct {
 
 type boundKey struct{}
 
-// withBound returns ctx reporting deadline d (ctx has none of its own).
-func withBound(ctx context.Context, d time.Time) context.Context {
+// WithBound returns ctx reporting deadline d, which no timer enforces
+// (ctx has no deadline of its own).
+func WithBound(ctx context.Context, d time.Time) context.Context {
 	return &boundCtx{Context: ctx, deadline: d}
 }
 
 // Deadline is the bound.
 func (c *boundCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
-// Value finds the bound itself under boundKey (unenforcedDeadline), and
-// the caller's values otherwise.
+// Value finds the bound itself under boundKey (Unenforced), and the
+// caller's values otherwise.
 func (c *boundCtx) Value(key any) any {
 	if _, ok := key.(boundKey); ok {
 		return c
@@ -62,29 +60,29 @@ func (c *boundCtx) Value(key any) any {
 
 func (c *boundCtx) String() string { return "dbmanager call bound" }
 
-// unenforcedDeadline returns the router's bound when ctx carries one: a
+// Unenforced returns the bound when ctx carries one from WithBound: a
 // deadline no timer enforces, which a wait must enforce itself.
-func unenforcedDeadline(ctx context.Context) (time.Time, bool) {
+func Unenforced(ctx context.Context) (time.Time, bool) {
 	if b, ok := ctx.Value(boundKey{}).(*boundCtx); ok {
 		return b.deadline, true
 	}
 	return time.Time{}, false
 }
 
-// enforceBound returns ctx with a timer behind its bound, for a wait that
-// only the context can end. Without a bound it returns ctx as it is.
-func enforceBound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if dl, ok := unenforcedDeadline(ctx); ok {
+// Enforce returns ctx with a timer behind its bound, for a wait that only
+// the context can end. Without a bound it returns ctx as it is.
+func Enforce(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := Unenforced(ctx); ok {
 		return context.WithDeadline(ctx, dl)
 	}
 	return ctx, func() {}
 }
 
-// callErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline
-// has passed although no timer said so yet (the router's bound, or a
+// Err is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has
+// passed although no timer said so yet (a bound from WithBound, or a
 // deadline whose timer is about to fire). It reads the clock only when ctx
 // has a deadline and is not done.
-func callErr(ctx context.Context) error {
+func Err(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -94,9 +92,9 @@ func callErr(ctx context.Context) error {
 	return nil
 }
 
-// isTimeout reports whether err says a deadline ran out: a context's, or
+// IsTimeout reports whether err says a deadline ran out: a context's, or
 // a connection's read or write deadline.
-func isTimeout(err error) bool {
+func IsTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
 	}
