@@ -143,6 +143,10 @@ func (d *diagnosis) explainLogin(err error, cc *pgx.ConnConfig, how string, took
 	msg := pg.Message + " (SQLSTATE " + pg.Code + ")"
 	lower := strings.ToLower(pg.Message)
 	switch {
+	case credentials.IsAuthFailure(err) && pg.Code == "08P01" && pg.Message == credentials.PoolerNoSuchUser:
+		// PgBouncer's auth_query found no row for the user.
+		return fmt.Sprintf("no such user %s: a pooler in front of PostgreSQL (PgBouncer) looked it up with its auth_query and found none: %s", user, msg),
+			"check the user name (AWS_DB_USER, the URL's user or the secret's username; after an alternating-users rotation, the secret's current one), or CREATE ROLE " + quoteIdent(user) + " LOGIN on the server: PgBouncer's auth_query finds it from the next login on"
 	case credentials.IsAuthFailure(err) && pg.Code == "08P01":
 		// PgBouncer's own refusal (08P01): it checked the password itself.
 		return fmt.Sprintf("wrong password for user %s: a pooler in front of PostgreSQL (PgBouncer) checked it and refused it: %s", user, msg),

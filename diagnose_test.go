@@ -216,6 +216,7 @@ func TestExplainLoginRefusals(t *testing.T) {
 		{"wrong password", plain, pgErr("28P01", `password authentication failed for user "app"`), []string{"wrong password", "AWS_DB_PASSWORD"}},
 		{"wrong password at PgBouncer (md5)", plain, bouncerErr("password authentication failed"), []string{"wrong password", "PgBouncer", "auth_file", "AWS_DB_PASSWORD", "SQLSTATE 08P01"}},
 		{"wrong password at PgBouncer (scram), from a secret", fromSecret, bouncerErr("SASL authentication failed"), []string{"wrong password", "PgBouncer", "auth_query", `secret "prod/gateway/db"`, "just rotated"}},
+		{"unknown user at PgBouncer (auth_query)", plain, bouncerErr("no such user"), []string{"no such user", "PgBouncer", "auth_query", "CREATE ROLE", "SQLSTATE 08P01"}},
 		{"08P01 that is not a login refusal", plain, bouncerErr("unknown pkt"), []string{"refused the login", "server's log"}},
 		{"TLS required", plain, pgErr("28000", `no pg_hba.conf entry for host "10.0.0.1", user "app", database "gateway", no encryption`), []string{"only over TLS", "AWS_REQUIRE_SSL=true"}},
 		{"no pg_hba line", plain, pgErr("28000", `no pg_hba.conf entry for host "10.0.0.1", user "app", database "gateway", SSL encryption`), []string{"no line", "pg_hba.conf"}},

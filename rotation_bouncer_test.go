@@ -274,6 +274,34 @@ func TestManagerBehindPgBouncerWrongPasswordIsAuthentication(t *testing.T) {
 	assertSecretAbsent(t, shown, rotOldPassword)
 }
 
+// TestManagerBehindPgBouncerUnknownUserIsAuthentication: a user name
+// PgBouncer's auth_query does not find is refused with its FATAL 08P01
+// "no such user", where PostgreSQL itself answers 28P01 for an unknown
+// role: both are the authentication reason, and dbdoctor's auth step
+// names PgBouncer's auth_query and the role to create.
+func TestManagerBehindPgBouncerUnknownUserIsAuthentication(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := newBouncerRotation(t, "transaction")
+	const password = "unknown-user-pw-LEAKCHECK-4"
+	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword("no_such_role", password), Host: f.bouncer.Addr(), Path: "/" + f.db, RawQuery: "sslmode=disable"}).String()
+	ce := wantReason(t, ValidateConnection(ctx, dsn), ReasonAuth)
+	var pgErr *pgconn.PgError
+	if !errors.As(ce, &pgErr) || pgErr.Code != "08P01" || pgErr.Message != "no such user" {
+		t.Fatalf("unknown user through PgBouncer: %v; want its 08P01 \"no such user\"", ce)
+	}
+	if errorType(ce) != "connection_authentication" {
+		t.Errorf("errorType = %q, want connection_authentication", errorType(ce))
+	}
+	r := Diagnose(ctx, envConfig(t, "DATABASE_URL", dsn))
+	if st := stepNamed(t, r, "auth"); st.Status != StepFailed || !strings.Contains(st.Detail, "PgBouncer") ||
+		!strings.Contains(st.Fix, "auth_query") || !strings.Contains(st.Fix, `CREATE ROLE "no_such_role" LOGIN`) {
+		t.Errorf("auth step for an unknown user through PgBouncer: %s %q, fix %q; want failed, naming PgBouncer's auth_query and the role", st.Status, st.Detail, st.Fix)
+	}
+	noLeak(t, r, password)
+	assertSecretAbsent(t, ce.Error(), password)
+}
+
 // TestNewPoolBehindPgBouncerAcrossRotation: NewPool from AWS_DB_SECRET
 // through PgBouncer. After the password rotates, a connection opened
 // before keeps working; the one new login that meets the old (cached)

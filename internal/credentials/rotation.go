@@ -58,10 +58,16 @@ const (
 
 // poolerAuthMessages are the messages of the FATAL 08P01 ErrorResponse
 // PgBouncer (1.18 and later, src/client.c) sends when it refuses a
-// client's password itself: "password authentication failed" for a
+// client's login itself: "password authentication failed" for a
 // cleartext or md5 password, "SASL authentication failed" for
-// scram-sha-256.
-var poolerAuthMessages = []string{"password authentication failed", "SASL authentication failed"}
+// scram-sha-256, and "no such user" when its auth_query finds no row for
+// the user name (without auth_query an unknown user gets a mock login and
+// one of the first two, as PostgreSQL answers 28P01 for an unknown role).
+var poolerAuthMessages = []string{"password authentication failed", "SASL authentication failed", PoolerNoSuchUser}
+
+// PoolerNoSuchUser is the message of PgBouncer's refusal (FATAL 08P01) of
+// a user name its auth_query does not know.
+const PoolerNoSuchUser = "no such user"
 
 // poolerForwardedAuthPrefix starts the message of PostgreSQL's own
 // refusal (28P01) when PgBouncer forwards it to the clients waiting for a
@@ -70,11 +76,12 @@ var poolerAuthMessages = []string{"password authentication failed", "SASL authen
 const poolerForwardedAuthPrefix = "password authentication failed for user "
 
 // IsAuthFailure reports whether err (or any error it wraps) is a login
-// whose password was refused: PostgreSQL's SQLSTATE 28P01
+// whose credentials were refused: PostgreSQL's SQLSTATE 28P01
 // (invalid_password), or PgBouncer's own refusal, a FATAL 08P01 whose
-// message is "password authentication failed" or "SASL authentication
-// failed" (or PostgreSQL's refusal it forwards). Any other 08P01, such as
-// a prepared statement a transaction pooler lost, is not one.
+// message is "password authentication failed", "SASL authentication
+// failed" or "no such user" (or PostgreSQL's refusal it forwards). Any
+// other 08P01, such as a prepared statement a transaction pooler lost, is
+// not one.
 func IsAuthFailure(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {

@@ -61,6 +61,35 @@ func TestIsAuthFailureFromRealPgBouncer(t *testing.T) {
 			}
 		})
 	}
+	// A user name nobody knows (a stale username after an alternating-users
+	// rotation): PostgreSQL answers 28P01 as for a wrong password, and so
+	// does PgBouncer checking its auth file (a mock login); PgBouncer's
+	// auth_query finds no row and says "no such user" (08P01). All three
+	// are the same refusal of the login's credentials.
+	for name, opts := range map[string][]pgtest.BouncerOption{
+		"unknown user, auth_file":  nil,
+		"unknown user, auth_query": {pgtest.WithAuthQuery()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := pgtest.NewPgBouncer(t, u.Host, opts...)
+			stranger, _ := url.Parse(b.URL(dsn))
+			stranger.User = url.UserPassword("no_such_role", "whatever")
+			err := connect(t, stranger.String())
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "08P01" {
+				t.Fatalf("unknown user through PgBouncer: %v; want PgBouncer's 08P01", err)
+			}
+			t.Logf("PgBouncer refused an unknown user with %s %s %q", pgErr.Severity, pgErr.Code, pgErr.Message)
+			if !IsAuthFailure(err) {
+				t.Fatalf("PgBouncer's refusal of an unknown user %q (%s) is not an authentication failure", pgErr.Message, pgErr.Severity)
+			}
+		})
+	}
+	stranger, _ := url.Parse(dsn)
+	stranger.User = url.UserPassword("no_such_role", "whatever")
+	if err := connect(t, stranger.String()); !IsAuthFailure(err) {
+		t.Fatalf("PostgreSQL's refusal of an unknown user %v is not an authentication failure", err)
+	}
 	// Directly, PostgreSQL's 28P01.
 	wrong, _ := url.Parse(dsn)
 	wrong.User = url.UserPassword(wrong.User.Username(), "wrong")
