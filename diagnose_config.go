@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/gatewaykit/dbmanager/internal/credentials"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 )
 
 // The config step: which variables are set, which source wins and why,
@@ -202,7 +203,7 @@ func (d *diagnosis) policySummary() string {
 			tlsText = "TLS sslmode=" + mode
 		}
 	}
-	if c.RequiresTLS() || (d.writer != nil && verifies(d.writer.pool.ConnConfig.TLSConfig)) {
+	if c.RequiresTLS() || (d.writer != nil && tlstrust.Verifies(d.writer.pool.ConnConfig.TLSConfig)) {
 		if _, roots, err := trustedRoots(c); err == nil {
 			tlsText += ", trusting " + roots
 		}
@@ -261,7 +262,7 @@ func (d *diagnosis) newTarget(role string, t connTarget) (*diagTarget, error) {
 	for _, pw := range connstr.Passwords(t.DSN.Reveal()) {
 		d.addSecret(pw)
 	}
-	rec := &tlsRecorder{}
+	rec := &tlstrust.Recorder{}
 	pc, err := newPoolConfig(d.cfg, t, withPoolLogger(slog.New(slog.DiscardHandler)), withTLSRecorder(rec))
 	if err != nil {
 		return nil, err

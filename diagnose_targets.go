@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,7 +36,7 @@ type diagTarget struct {
 	role   string
 	target connTarget
 	pool   *pgxpool.Config
-	tls    *tlsRecorder // what verified handshakes with pool's TLS settings showed
+	tls    *tlstrust.Recorder // what verified handshakes with pool's TLS settings showed
 }
 
 // targets lists what the Manager connects to: the writer, then each read

@@ -14,6 +14,7 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/gatewaykit/dbmanager/internal/safeerr"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -175,7 +176,7 @@ func TestDiagnoseEmbeddedRoots(t *testing.T) {
 		"AWS_DB_PASSWORD", pw, "AWS_REQUIRE_SSL", "true"}
 	ctx := context.Background()
 	r := Diagnose(ctx, envConfig(t, vars...))
-	if s := stepNamed(t, r, "tls"); s.Status != StepOK || !strings.Contains(s.Detail, "verified by the "+embeddedBundleName()+" roots (root CA doctor-embedded-ca)") {
+	if s := stepNamed(t, r, "tls"); s.Status != StepOK || !strings.Contains(s.Detail, "verified by the "+tlstrust.EmbeddedBundleName()+" roots (root CA doctor-embedded-ca)") {
 		t.Errorf("tls with the embedded roots: %+v", s)
 	}
 	r = Diagnose(ctx, envConfig(t, append(vars, "AWS_SSLROOTCERT", "system")...))

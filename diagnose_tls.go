@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -85,7 +86,7 @@ func (d *diagnosis) checkTLS(ctx context.Context, s *Step, t *diagTarget, cc *pg
 		d.explainTLSFailure(s, t, err, raw, at.address, time.Since(start))
 		return
 	}
-	d.describeTLS(s, t, tlsConn.ConnectionState(), tc, t.tls.info())
+	d.describeTLS(s, t, tlsConn.ConnectionState(), tc, tlsInfoOf(t.tls))
 }
 
 // sslRequest asks the server for TLS and returns its one-byte answer.
@@ -202,7 +203,7 @@ func (d *diagnosis) describeTLS(s *Step, t *diagTarget, st tls.ConnectionState, 
 		"TLS " + tlsVersion(st.Version) + " (" + tls.CipherSuiteName(st.CipherSuite) + ")",
 		fmt.Sprintf("certificate %s for %s, issued by %s, valid until %s", certName(leaf), certNames(leaf), leaf.Issuer.String(), leaf.NotAfter.UTC().Format(time.DateOnly)),
 	}
-	verified := verifies(tc)
+	verified := tlstrust.Verifies(tc)
 	by := "against " + d.rootsInUse(t)
 	if seen.Roots != "" {
 		by = "by the " + seen.Roots + " roots (root CA " + seen.RootCA + ")"
@@ -254,9 +255,9 @@ func (d *diagnosis) rootsInUse(t *diagTarget) string {
 	if err != nil {
 		return "unknown: " + errorText(err)
 	}
-	desc := plan.describe()
+	desc := plan.Describe()
 	envFile := d.cfg.SSLRootCert != "" && d.cfg.SSLRootCert != SSLRootCertSystem
-	ownFile := own != "" && own != SSLRootCertSystem && plan.kind != rootsSystemAndRDS
+	ownFile := own != "" && own != SSLRootCertSystem && plan.Kind != tlstrust.SystemAndRDS
 	switch {
 	case envFile && ownFile:
 		desc += ": AWS_SSLROOTCERT holds " + caFileSummary(d.cfg.SSLRootCert) + "; sslrootcert holds " + caFileSummary(own)
@@ -301,7 +302,7 @@ func (d *diagnosis) unknownAuthorityFix(t *diagTarget, issuer string) string {
 	}
 	switch d.cfg.SSLRootCert {
 	case "":
-		return "the server's CA is neither a system root nor an Amazon RDS root of the " + embeddedBundleName() +
+		return "the server's CA is neither a system root nor an Amazon RDS root of the " + tlstrust.EmbeddedBundleName() +
 			": for a server with a CA of its own, set AWS_SSLROOTCERT to that CA's PEM (" + issuer + "); for an RDS region newer than the embedded bundle, " + rdsBundleHowTo
 	case SSLRootCertSystem:
 		return "AWS_SSLROOTCERT=system trusts the system roots only: unset it to trust the embedded Amazon RDS roots too, or set it to the PEM of the CA that issued the certificate (" + issuer + ")"
@@ -311,7 +312,7 @@ func (d *diagnosis) unknownAuthorityFix(t *diagTarget, issuer string) string {
 
 // caFileSummary names the first few CAs of a CA file.
 func caFileSummary(path string) string {
-	certs, err := loadCAFile(path)
+	certs, err := tlstrust.LoadCAFile(path)
 	if err != nil {
 		return "unreadable"
 	}

@@ -242,3 +242,44 @@ func HealthHandler(m *Manager, service, version string) http.Handler {
 		})
 	})
 }
+
+// TLS modes, as TLSInfo.Mode reports them.
+const (
+	TLSModeVerifyFull = "verify-full" // chain to a trusted root, and the host name
+	TLSModeVerifyCA   = "verify-ca"   // chain to a trusted root only
+	TLSModeUnverified = "unverified"  // sslmode prefer/require: encrypted if the server agrees, certificate not checked
+	TLSModeOff        = "off"         // sslmode=disable
+)
+
+// TLSInfo is how the connections to PostgreSQL are secured: the mode the
+// configuration asks for and, once a connection has verified the server,
+// which trusted roots verified it and when the server's certificate
+// expires. It holds no secret.
+type TLSInfo struct {
+	// Mode is TLSModeVerifyFull, TLSModeVerifyCA, TLSModeUnverified or
+	// TLSModeOff.
+	Mode string `json:"mode"`
+	// Roots names the trusted roots that verified the server on the last
+	// verified connection: "system" (the system's trust store, which holds
+	// Amazon's public roots for RDS Proxy), "embedded RDS bundle <date>"
+	// (the Amazon RDS roots built into the library, as AWS published them
+	// on <date>), or "file <path>" (AWS_SSLROOTCERT, or the connection
+	// string's sslrootcert). Empty until a connection verified the server.
+	Roots string `json:"roots,omitempty"`
+	// RootCA is the common name of the root the server's chain ended at,
+	// e.g. "Amazon RDS eu-west-1 Root CA RSA2048 G1".
+	RootCA string `json:"root_ca,omitempty"`
+	// ServerCertExpires is when the server's certificate expires (zero
+	// until a connection verified the server).
+	ServerCertExpires time.Time `json:"server_cert_expires,omitzero"`
+}
+
+// LogValue shows the mode, and the roots and expiry once known.
+func (i TLSInfo) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("mode", i.Mode)}
+	if i.Roots != "" {
+		attrs = append(attrs, slog.String("roots", i.Roots), slog.String("root_ca", i.RootCA),
+			slog.String("server_cert_expires", i.ServerCertExpires.Format(time.DateOnly)))
+	}
+	return slog.GroupValue(attrs...)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 	"log/slog"
 	"time"
@@ -85,9 +86,9 @@ type poolOption func(*poolOptions)
 type poolOptions struct {
 	logger        *slog.Logger
 	beforeConnect func(context.Context, *pgx.ConnConfig) error
-	tls           *tlsRecorder // records verified handshakes (the Manager's Info)
-	readOnly      func()       // hears each connection found on a read-only node
-	connectFailed func(error)  // hears each failed connection attempt (NewPool)
+	tls           *tlstrust.Recorder // records verified handshakes (the Manager's Info)
+	readOnly      func()             // hears each connection found on a read-only node
+	connectFailed func(error)        // hears each failed connection attempt (NewPool)
 }
 
 // withConnectFailureNotice makes the pool call f with the error of each

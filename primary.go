@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/deadline"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 )
 
 // primary is an open connection to the configured PostgreSQL: its pool and
@@ -20,7 +21,7 @@ type primary struct {
 	target connTarget
 	pool   *pgxpool.Pool
 	store  *PGStore
-	tls    *tlsRecorder // what the pool's verified TLS handshakes showed
+	tls    *tlstrust.Recorder // what the pool's verified TLS handshakes showed
 	tel    *poolTelemetry
 	// replicas are the read replicas (nil without read configuration);
 	// their checks start when the Store starts serving from p.
@@ -48,7 +49,7 @@ func (m *Manager) connectPrimary(ctx context.Context) (*primary, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsRec := &tlsRecorder{}
+	tlsRec := &tlstrust.Recorder{}
 	pc, err := newPoolConfig(m.cfg, target, withPoolLogger(m.log), withBeforeConnect(beforeConnect), withTLSRecorder(tlsRec),
 		withReadOnlyNotice(m.noteReadOnlyNode))
 	if err != nil {
@@ -290,3 +291,6 @@ func isMisconfiguration(err error) bool {
 func errorText(err error) string {
 	return strings.Join(strings.Fields(safeError(err).Error()), " ")
 }
+
+// tlsInfo is what Info and the start-up log show about p's TLS.
+func (p *primary) tlsInfo() TLSInfo { return tlsInfoOf(p.tls) }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 )
 
 // openReplicas opens a pool per configured read replica of the writer
@@ -22,7 +24,7 @@ func (m *Manager) openReplicas(writer connTarget, writerPool *pgxpool.Pool, befo
 	}
 	rs := newReplicaSet(m.cfg, m.log, m.tel, m.opts.healthTimeout, writerPool)
 	for _, t := range targets {
-		rec := &tlsRecorder{}
+		rec := &tlstrust.Recorder{}
 		pc, err := newPoolConfig(m.cfg, t, withPoolLogger(m.log), withBeforeConnect(beforeConnect), withTLSRecorder(rec))
 		if err != nil {
 			rs.close()

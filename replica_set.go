@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 	"github.com/gatewaykit/dbmanager/internal/walpos"
 )
 
@@ -65,7 +66,7 @@ func newReplicaSet(cfg Config, log *slog.Logger, tel *instrumentation, checkTime
 
 // newReplica returns the replica for t; its pool config pc gets the hook
 // that forgets what was seen on a connection when it closes.
-func newReplica(t connTarget, pc *pgxpool.Config, tls *tlsRecorder) *replica {
+func newReplica(t connTarget, pc *pgxpool.Config, tls *tlstrust.Recorder) *replica {
 	r := &replica{addr: t.Addr(), tls: tls, wake: make(chan struct{}, 1)}
 	inner := pc.BeforeClose
 	pc.BeforeClose = func(c *pgx.Conn) {
@@ -176,7 +177,7 @@ type replica struct {
 	addr string // host:port, to show
 	pool *pgxpool.Pool
 	tel  *poolTelemetry // its pool's metrics (nil without)
-	tls  *tlsRecorder
+	tls  *tlstrust.Recorder
 	wake chan struct{} // asks for a check now (buffered, 1)
 
 	// usable is what pick reads: in rotation and not suspected since.

@@ -5,14 +5,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 
-	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/gatewaykit/dbmanager/internal/rdsca"
+	"github.com/gatewaykit/dbmanager/internal/connstr"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 )
+
+// SSLRootCertSystem is the AWS_SSLROOTCERT value (and Config.SSLRootCert)
+// that trusts the system's roots only, without the embedded Amazon RDS
+// bundle: the word libpq uses for sslrootcert.
+const SSLRootCertSystem = tlstrust.System
 
 // TLS policy.
 //
@@ -27,7 +31,7 @@ import (
 // default prefer, and its sslrootcert).
 //
 // Whenever a host's TLS verifies the server (verify-ca or verify-full),
-// its trusted roots follow the table in tlsroots.go: by default the system
+// its trusted roots follow the table in internal/tlstrust: by default the system
 // roots plus the embedded Amazon RDS roots, so RDS, Aurora and RDS Proxy
 // verify with no file; AWS_SSLROOTCERT=<file> trusts that file only
 // (libpq semantics: it becomes the sslrootcert; with the URL's own
@@ -35,35 +39,57 @@ import (
 // only. A missing, unreadable or non-PEM file is a configuration error
 // naming the path.
 
-// loadCAFile reads a PEM bundle and returns its certificates.
-func loadCAFile(path string) ([]*x509.Certificate, error) {
-	bad := func(problem string) error {
-		return &ConfigError{Var: "AWS_SSLROOTCERT", Problem: fmt.Sprintf("%q: %s", path, problem)}
+// planTrust decides the trusted roots for cfg and a connection string
+// whose sslrootcert is urlRootCert (internal/tlstrust). An unusable
+// AWS_SSLROOTCERT file is a *ConfigError naming the path.
+func planTrust(cfg Config, urlRootCert string) (*tlstrust.Plan, error) {
+	plan, err := tlstrust.NewPlan(cfg.SSLRootCert, urlRootCert)
+	return plan, configErrorOf(err)
+}
+
+// configErrorOf turns internal/tlstrust's *SettingError into the
+// *ConfigError callers check; other errors pass unchanged.
+func configErrorOf(err error) error {
+	var se *tlstrust.SettingError
+	if errors.As(err, &se) {
+		return &ConfigError{Var: se.Var, Problem: se.Problem}
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		switch {
-		case os.IsNotExist(err):
-			return nil, bad("no such file; want a PEM CA bundle (e.g. RDS's global-bundle.pem)")
-		case os.IsPermission(err):
-			return nil, bad("permission denied")
-		default:
-			return nil, bad("cannot read the file")
+	return err
+}
+
+// trustedRoots returns the roots verified TLS trusts under cfg (for a
+// DATABASE_URL, with its sslrootcert), as a pool, and says which they are
+// in one line (tlstrust.Plan.Describe). It is what a connection would
+// verify the server against; connections that do not verify (sslmode
+// prefer/require) use no roots at all. An unusable AWS_SSLROOTCERT is a
+// *ConfigError naming it.
+func trustedRoots(cfg Config) (*x509.CertPool, string, error) {
+	urlRootCert := ""
+	if cfg.Source() == SourceDatabaseURL {
+		dsn, err := parseDatabaseURL(cfg.DatabaseURL.Reveal())
+		if err != nil {
+			return nil, "", err
 		}
+		params, err := connstr.Params(dsn)
+		if err != nil {
+			return nil, "", &ConfigError{Var: "DATABASE_URL", Problem: "cannot read its parameters"}
+		}
+		urlRootCert = params["sslrootcert"]
 	}
-	certs, err := rdsca.Parse(data)
-	switch {
-	case errors.Is(err, rdsca.ErrNoCertificate):
-		return nil, bad("not a PEM certificate bundle (no CERTIFICATE block)")
-	case err != nil:
-		return nil, bad("contains a certificate that cannot be parsed")
+	plan, err := planTrust(cfg, urlRootCert)
+	if err != nil {
+		return nil, "", err
 	}
-	return certs, nil
+	pool, err := plan.Pool()
+	if err != nil {
+		return nil, "", configErrorOf(err)
+	}
+	return pool, plan.Describe(), nil
 }
 
 // prepareTLS applies the TLS policy to dsn before pgx parses it and
 // returns the trust decision for finishTLS.
-func prepareTLS(cfg Config, dsn string) (string, *trustPlan, error) {
+func prepareTLS(cfg Config, dsn string) (string, *tlstrust.Plan, error) {
 	params, err := connstr.Params(dsn)
 	if err != nil {
 		return "", nil, &ConfigError{Var: "connection string", Problem: "cannot read its parameters"}
@@ -73,7 +99,7 @@ func prepareTLS(cfg Config, dsn string) (string, *trustPlan, error) {
 		return "", nil, err
 	}
 	set := map[string]string{}
-	if plan.kind == rootsFile && params["sslrootcert"] == "" {
+	if plan.Kind == tlstrust.File && params["sslrootcert"] == "" {
 		set["sslrootcert"] = cfg.SSLRootCert
 	}
 	if cfg.RequiresTLS() {
@@ -101,7 +127,7 @@ func prepareTLS(cfg Config, dsn string) (string, *trustPlan, error) {
 // plan's trusted roots, checks, when TLS is required, that each one
 // verifies chain and host name, and makes rec (if not nil) record each
 // verified handshake.
-func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder) error {
+func finishTLS(cfg Config, cc *pgconn.Config, plan *tlstrust.Plan, rec *tlstrust.Recorder) error {
 	configs := []*tls.Config{cc.TLSConfig}
 	for _, fb := range cc.Fallbacks {
 		configs = append(configs, fb.TLSConfig)
@@ -111,7 +137,7 @@ func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder)
 	for _, tc := range configs {
 		switch {
 		case tc == nil:
-		case plan.kind == rootsFile:
+		case plan.Kind == tlstrust.File:
 			roots := tc.RootCAs
 			if roots == nil {
 				if sys, err := x509.SystemCertPool(); err == nil {
@@ -122,15 +148,15 @@ func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder)
 			} else {
 				roots = roots.Clone()
 			}
-			for _, c := range plan.fileCerts {
+			for _, c := range plan.FileCerts {
 				roots.AddCert(c)
 			}
 			tc.RootCAs = roots
-		case plan.kind == rootsSystemAndRDS && verifies(tc):
+		case plan.Kind == tlstrust.SystemAndRDS && tlstrust.Verifies(tc):
 			if rdsPool == nil {
-				pool, err := systemAndRDSPool()
+				pool, err := tlstrust.SystemAndRDSPool()
 				if err != nil {
-					return err
+					return configErrorOf(err)
 				}
 				rdsPool = pool
 			}
@@ -140,14 +166,14 @@ func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder)
 			return &ConfigError{Var: "sslmode", Problem: "TLS is required (verify-full) but a host of the connection string would connect without verified TLS (a Unix socket, or PGSSLMODE)"}
 		}
 		if mode == "" || mode == TLSModeOff {
-			mode = tlsModeOf(tc)
+			mode = tlstrust.ModeOf(tc)
 		}
-		if rec != nil && verifies(tc) {
-			rec.watch(tc, plan, tlsModeOf(tc))
+		if rec != nil && tlstrust.Verifies(tc) {
+			rec.Watch(tc, plan, tlstrust.ModeOf(tc))
 		}
 	}
 	if rec != nil {
-		rec.mode = mode
+		rec.SetMode(mode)
 	}
 	return nil
 }
@@ -157,7 +183,7 @@ func finishTLS(cfg Config, cc *pgconn.Config, plan *trustPlan, rec *tlsRecorder)
 // connect_timeout and the environment did not set DB_CONNECT_TIMEOUT);
 // rec (if not nil) records its verified handshakes. Errors are redacted
 // and wrap ErrConfig.
-func connConfig(cfg Config, dsn string, rec *tlsRecorder) (*pgx.ConnConfig, error) {
+func connConfig(cfg Config, dsn string, rec *tlstrust.Recorder) (*pgx.ConnConfig, error) {
 	dsn, plan, err := prepareTLS(cfg, dsn)
 	if err != nil {
 		return nil, err
@@ -182,3 +208,23 @@ func applyConnectTimeout(cfg Config, dsn string, cc *pgx.ConnConfig) {
 		cc.ConnectTimeout = cfg.ConnectTimeout
 	}
 }
+
+// withTLSRecorder makes the pool record its verified handshakes in r.
+func withTLSRecorder(r *tlstrust.Recorder) poolOption { return func(o *poolOptions) { o.tls = r } }
+
+// newConnConfigRecording is connConfig with a new recorder: its
+// connections record their verified handshakes in the returned recorder
+// (read it with tlsInfoOf after connecting): the roots that verified the
+// server and its certificate's expiry.
+func newConnConfigRecording(cfg Config, dsn string) (*pgx.ConnConfig, *tlstrust.Recorder, error) {
+	rec := &tlstrust.Recorder{}
+	cc, err := connConfig(cfg, dsn, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cc, rec, nil
+}
+
+// tlsInfoOf is what r saw, as Info and the logs show it (the zero TLSInfo
+// for a nil recorder).
+func tlsInfoOf(r *tlstrust.Recorder) TLSInfo { return TLSInfo(r.Info()) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 )
 
 // iamTLSServer starts a PostgreSQL with TLS (the given certificate) that
@@ -91,13 +92,13 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = validateConnConfig(ctx, cc)
-		info := rec.info()
+		info := tlsInfoOf(rec)
 		assertNothingLeaks(t, "TLSInfo", info)
 		return info, err
 	}
 	wantEmbedded := func(t *testing.T, info TLSInfo, mode string) {
 		t.Helper()
-		want := TLSInfo{Mode: mode, Roots: embeddedBundleName(), RootCA: "embedded-roots-test-ca", ServerCertExpires: expires}
+		want := TLSInfo{Mode: mode, Roots: tlstrust.EmbeddedBundleName(), RootCA: "embedded-roots-test-ca", ServerCertExpires: expires}
 		if info != want {
 			t.Errorf("TLS info %+v, want %+v", info, want)
 		}
@@ -180,7 +181,7 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 		}
 		wantEmbedded(t, *info.TLS, TLSModeVerifyFull)
 		js, _ := json.Marshal(info)
-		if !strings.Contains(string(js), `"tls":{"mode":"verify-full","roots":"`+embeddedBundleName()+`","root_ca":"embedded-roots-test-ca","server_cert_expires":"`) {
+		if !strings.Contains(string(js), `"tls":{"mode":"verify-full","roots":"`+tlstrust.EmbeddedBundleName()+`","root_ca":"embedded-roots-test-ca","server_cert_expires":"`) {
 			t.Errorf("Info JSON: %s", js)
 		}
 		assertNothingLeaks(t, "Info", info)
@@ -190,7 +191,7 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 				line = l
 			}
 		}
-		want := `tls.mode=verify-full tls.roots="` + embeddedBundleName() + `" tls.root_ca=embedded-roots-test-ca tls.server_cert_expires=` + expires.Format("2006-01-02")
+		want := `tls.mode=verify-full tls.roots="` + tlstrust.EmbeddedBundleName() + `" tls.root_ca=embedded-roots-test-ca tls.server_cert_expires=` + expires.Format("2006-01-02")
 		if !strings.Contains(line, want) {
 			t.Errorf("start-up log line %q lacks %q", line, want)
 		}
@@ -212,7 +213,7 @@ func TestEmbeddedRootsAgainstServer(t *testing.T) {
 		if err := m.Init(ctx); err != nil {
 			t.Fatalf("IAM over verify-full with the embedded roots: %v", err)
 		}
-		if info := m.Info(); info.TLS == nil || info.TLS.Roots != embeddedBundleName() {
+		if info := m.Info(); info.TLS == nil || info.TLS.Roots != tlstrust.EmbeddedBundleName() {
 			t.Errorf("Info TLS = %+v; want the embedded roots", info.TLS)
 		}
 		if _, err := m.Store().Put(ctx, "apis", "k", []byte(`1`)); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/rdsca"
 	"github.com/gatewaykit/dbmanager/internal/testcert"
+	"github.com/gatewaykit/dbmanager/internal/tlstrust"
 )
 
 // trustAsEmbedded adds ca to the embedded RDS roots for the rest of the
@@ -23,8 +24,7 @@ import (
 func trustAsEmbedded(t *testing.T, ca *testcert.CA) {
 	t.Helper()
 	certs := []*x509.Certificate{ca.Cert}
-	extraEmbeddedRoots.Store(&certs)
-	t.Cleanup(func() { extraEmbeddedRoots.Store(nil) })
+	t.Cleanup(tlstrust.AddEmbeddedRootsForTest(certs))
 }
 
 // certExpiry reads the NotAfter of the certificate in a PEM file.
@@ -70,7 +70,7 @@ func TestTrustedRootsPerSetting(t *testing.T) {
 		desc     string
 		rds, own bool // the pool trusts an RDS root / the file's CA
 	}{
-		{"default", nil, "system and " + embeddedBundleName() + " (" + strconv.Itoa(total) + " roots)", true, false},
+		{"default", nil, "system and " + tlstrust.EmbeddedBundleName() + " (" + strconv.Itoa(total) + " roots)", true, false},
 		{"system", []string{"AWS_SSLROOTCERT", "system"}, "system (AWS_SSLROOTCERT=system)", false, false},
 		{"file", []string{"AWS_SSLROOTCERT", ca.File}, "file " + ca.File + " (AWS_SSLROOTCERT, 1 certificate)", false, true},
 		{"URL's sslrootcert", []string{"DATABASE_URL", "postgres://u@db.example/app?sslrootcert=" + url.QueryEscape(ca.File)}, "file " + ca.File + " (sslrootcert)", false, true},
@@ -129,7 +129,7 @@ func TestEmbeddedRootsOnEveryVerifyingHost(t *testing.T) {
 		if credentials.CheckIAMTLS(cc) != nil {
 			t.Errorf("%s: IAM does not accept these TLS settings", c.name)
 		}
-		if got := rec.info(); got != (TLSInfo{Mode: c.mode}) {
+		if got := tlsInfoOf(rec); got != (TLSInfo{Mode: c.mode}) {
 			t.Errorf("%s: before connecting %+v, want mode %s only", c.name, got, c.mode)
 		}
 	}
@@ -145,13 +145,13 @@ func TestEmbeddedRootsOnEveryVerifyingHost(t *testing.T) {
 		if credentials.CheckIAMTLS(cc) == nil {
 			t.Errorf("%s: IAM accepts unverified TLS", dsn)
 		}
-		if rec.info().Mode != TLSModeUnverified {
-			t.Errorf("%s: mode %q", dsn, rec.info().Mode)
+		if tlsInfoOf(rec).Mode != TLSModeUnverified {
+			t.Errorf("%s: mode %q", dsn, tlsInfoOf(rec).Mode)
 		}
 	}
 	cc, rec, err := newConnConfigRecording(plain, "postgres://u:pw@a.example/app?sslmode=disable")
-	if err != nil || cc.TLSConfig != nil || rec.info().Mode != TLSModeOff {
-		t.Errorf("sslmode=disable: %v, mode %q", err, rec.info().Mode)
+	if err != nil || cc.TLSConfig != nil || tlsInfoOf(rec).Mode != TLSModeOff {
+		t.Errorf("sslmode=disable: %v, mode %q", err, tlsInfoOf(rec).Mode)
 	}
 	// AWS_SSLROOTCERT=system: pgx's default, the system roots.
 	cc, err = newConnConfig(envConfig(t, "AWS_REQUIRE_SSL", "true", "AWS_SSLROOTCERT", "system"), "postgres://u:pw@a.example/app")
@@ -161,7 +161,7 @@ func TestEmbeddedRootsOnEveryVerifyingHost(t *testing.T) {
 }
 
 func TestTLSInfoShowsNoSecretAndLogsCompactly(t *testing.T) {
-	info := TLSInfo{Mode: TLSModeVerifyFull, Roots: embeddedBundleName(), RootCA: "Amazon RDS eu-west-1 Root CA RSA2048 G1",
+	info := TLSInfo{Mode: TLSModeVerifyFull, Roots: tlstrust.EmbeddedBundleName(), RootCA: "Amazon RDS eu-west-1 Root CA RSA2048 G1",
 		ServerCertExpires: time.Date(2027, 8, 14, 0, 0, 0, 0, time.UTC)}
 	logger, logs := captureLogs(t)
 	logger.Info("x", "tls", info)
@@ -193,5 +193,23 @@ func BenchmarkConnConfigTrust(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTLSModesAreTheRecorders: TLSInfo is converted from internal/tlstrust's
+// Info, so its documented mode names must be the recorder's.
+func TestTLSModesAreTheRecorders(t *testing.T) {
+	for root, internal := range map[string]string{
+		TLSModeVerifyFull: tlstrust.ModeVerifyFull,
+		TLSModeVerifyCA:   tlstrust.ModeVerifyCA,
+		TLSModeUnverified: tlstrust.ModeUnverified,
+		TLSModeOff:        tlstrust.ModeOff,
+	} {
+		if root != internal {
+			t.Errorf("TLS mode %q is %q in internal/tlstrust", root, internal)
+		}
+	}
+	if SSLRootCertSystem != "system" {
+		t.Errorf("SSLRootCertSystem = %q", SSLRootCertSystem)
 	}
 }
