@@ -16,7 +16,7 @@ import (
 // SSLRootCertSystem is the AWS_SSLROOTCERT value (and Config.SSLRootCert)
 // that trusts the system's roots only, without the embedded Amazon RDS
 // bundle: the word libpq uses for sslrootcert.
-const SSLRootCertSystem = tlstrust.System
+const SSLRootCertSystem = "system"
 
 // TLS policy.
 //

@@ -209,7 +209,7 @@ func TestTLSModesAreTheRecorders(t *testing.T) {
 			t.Errorf("TLS mode %q is %q in internal/tlstrust", root, internal)
 		}
 	}
-	if SSLRootCertSystem != "system" {
+	if SSLRootCertSystem != tlstrust.System {
 		t.Errorf("SSLRootCertSystem = %q", SSLRootCertSystem)
 	}
 }
