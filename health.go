@@ -83,7 +83,7 @@ func (m *Manager) pingPrimary(ctx context.Context, p *primary) Health {
 	pctx, cancel := context.WithTimeout(ctx, m.opts.healthTimeout)
 	defer cancel()
 	start := time.Now()
-	epoch := m.router.epoch.Load()
+	epoch := m.outage.Epoch()
 	err := p.store.pg.checkWritable(pctx)
 	h.Latency = time.Since(start)
 	stats := poolStatsOf(p.pool)
@@ -189,7 +189,7 @@ func (m *Manager) Info() ConnectionInfo {
 		User:           m.target.User,
 		FallbackReason: m.fallbackReason,
 		Recovering:     m.mode == modeFallback,
-		PrimaryFailing: m.mode == modePrimary && m.primaryDown.Load(),
+		PrimaryFailing: m.mode == modePrimary && m.outage.Down(),
 		Recoveries:     m.recovery.recoveries,
 		RecordsMoved:   m.recovery.moved,
 		Conflicts:      m.recovery.conflicts,

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatewaykit/dbmanager/internal/credentials"
+	"github.com/gatewaykit/dbmanager/internal/outage"
 )
 
 // Manager is a service's database connection: it finds PostgreSQL from the
@@ -49,10 +50,8 @@ type Manager struct {
 	lastStatus     string // the health status last logged
 	closed         bool
 
-	primaryDown  atomic.Bool  // a call on the running primary failed for want of a connection
-	suspectSince atomic.Int64 // unix nanos of the last such failure (see checkSuspects)
-	lastReadOnly atomic.Int64 // unix nanos the pool last found a connection on a read-only node
-	outage       outage       // the state behind the lost/restored log pair
+	outage       outage.Tracker // the running primary's outages: the lost/restored log pair (outage.go)
+	lastReadOnly atomic.Int64   // unix nanos the pool last found a connection on a read-only node
 
 	stop context.CancelFunc // ends background goroutines
 	bg   context.Context
@@ -90,6 +89,7 @@ func New(cfg Config, opts ...Option) *Manager {
 	m.tel.observeManager(m.servingBackend)
 	m.router.instrument = m.tel.instrumentStore
 	m.router.observe = m.observePrimary
+	m.router.outages = &m.outage
 	m.router.callTimeout = cfg.ConnectTimeout + cfg.PoolTimeout
 	m.router.switchTo(notInitialized, false)
 	return m

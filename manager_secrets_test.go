@@ -93,11 +93,11 @@ func TestManagerSecretWithoutRegionIsMisconfigured(t *testing.T) {
 func TestBusyPoolIsNotALostConnection(t *testing.T) {
 	m, logs := newTestManager(t, envConfig(t))
 	m.observePrimary(0, true, &PoolExhaustedError{})
-	if m.primaryDown.Load() || strings.Contains(logs.String(), "connection lost") {
+	if m.outage.Down() || strings.Contains(logs.String(), "connection lost") {
 		t.Error("an exhausted pool was taken for a lost connection")
 	}
 	m.observePrimary(0, true, &ConnectionError{Reason: ReasonRefused})
-	if !m.primaryDown.Load() {
+	if !m.outage.Down() {
 		t.Error("a refused connection did not mark the primary down")
 	}
 }

@@ -15,23 +15,23 @@ func TestOutageEndsOnlyWithACallStartedDuringIt(t *testing.T) {
 	m, logs := newTestManager(t, envConfig(t))
 	down := &ConnectionError{Reason: ReasonNetwork}
 
-	before := m.router.epoch.Load()
+	before := m.outage.Epoch()
 	m.observePrimary(before, true, down)
-	if !m.primaryDown.Load() {
+	if !m.outage.Down() {
 		t.Fatal("a lost connection did not mark the primary down")
 	}
 	m.observePrimary(before, true, nil) // in flight when the server died
-	if !m.primaryDown.Load() {
+	if !m.outage.Down() {
 		t.Fatal("a call that started before the outage ended it")
 	}
-	during := m.router.epoch.Load()
+	during := m.outage.Epoch()
 	m.observePrimary(during, true, down) // more failures of the same outage
 	m.observePrimary(during, true, nil)
-	if m.primaryDown.Load() {
+	if m.outage.Down() {
 		t.Fatal("a success of a call started during the outage did not end it")
 	}
 	m.observePrimary(during, true, down) // a straggler, after the end
-	if m.primaryDown.Load() {
+	if m.outage.Down() {
 		t.Fatal("a straggler of the ended outage opened a new one")
 	}
 	out := logs.String()

@@ -267,7 +267,7 @@ func (m *Manager) credentialHook(ctx context.Context, cache *credentials.Cache) 
 func (m *Manager) checkSuspects(pc *pgxpool.Config) {
 	inner := pc.ShouldPing
 	pc.ShouldPing = func(ctx context.Context, p pgxpool.ShouldPingParams) bool {
-		if since := m.suspectSince.Load(); since != 0 && time.Now().Add(-p.IdleDuration).UnixNano() <= since {
+		if since := m.outage.SuspectSince(); since != 0 && time.Now().Add(-p.IdleDuration).UnixNano() <= since {
 			return true
 		}
 		return inner != nil && inner(ctx, p)

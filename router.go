@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/deadline"
+	"github.com/gatewaykit/dbmanager/internal/outage"
 	"github.com/gatewaykit/dbmanager/internal/writegate"
 )
 
@@ -23,10 +24,10 @@ type routingStore struct {
 	// outages epoch when it started, whether it wrote), so the Manager can
 	// notice an outage and its end. It may be nil.
 	observe func(epoch uint64, write bool, err error)
-	// epoch counts the starts and ends of outages of the primary (the
-	// Manager bumps it): a call that started in an earlier epoch says
-	// nothing about the outage state of now.
-	epoch atomic.Uint64
+	// outages gives the epoch a call on the primary starts in: a call
+	// that started in an earlier epoch says nothing about the outage
+	// state of now (internal/outage). It may be nil (epoch 0).
+	outages *outage.Tracker
 	// callTimeout bounds calls on the primary whose context has no
 	// deadline, so that no call hangs on a network that silently drops
 	// packets (0: no bound).
@@ -66,7 +67,10 @@ type call struct {
 
 func (r *routingStore) begin(ctx context.Context, write bool) call {
 	rt := r.target()
-	c := call{r: r, rt: rt, caller: ctx, ctx: ctx, epoch: r.epoch.Load(), write: write}
+	c := call{r: r, rt: rt, caller: ctx, ctx: ctx, write: write}
+	if r.outages != nil {
+		c.epoch = r.outages.Epoch()
+	}
 	if rt.primary && r.callTimeout > 0 {
 		if _, ok := ctx.Deadline(); !ok {
 			c.ctx, c.bounded = deadline.WithBound(ctx, time.Now().Add(r.callTimeout)), true
