@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connfail"
 	"github.com/gatewaykit/dbmanager/internal/connstr"
 	"github.com/gatewaykit/dbmanager/internal/credentials"
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
@@ -240,4 +241,20 @@ func TestValidateConnectionBadDSN(t *testing.T) {
 		t.Fatalf("want ErrConfig: %v", err)
 	}
 	assertNothingLeaks(t, "bad DSN error", err)
+}
+
+// TestReasonsAreConnfails: classify converts internal/connfail's Reason,
+// so every documented Reason must be spelled the same there.
+func TestReasonsAreConnfails(t *testing.T) {
+	for root, internal := range map[Reason]connfail.Reason{
+		ReasonDNS: connfail.DNS, ReasonRefused: connfail.Refused, ReasonTimeout: connfail.Timeout,
+		ReasonTLS: connfail.TLS, ReasonAuth: connfail.Auth, ReasonNoDatabase: connfail.NoDatabase,
+		ReasonServerStarting: connfail.ServerStarting, ReasonReadOnly: connfail.ReadOnly,
+		ReasonServer: connfail.Server, ReasonCanceled: connfail.Canceled, ReasonNetwork: connfail.Network,
+		ReasonUnknown: connfail.Unknown,
+	} {
+		if string(root) != string(internal) {
+			t.Errorf("Reason %q is %q in internal/connfail", root, internal)
+		}
+	}
 }

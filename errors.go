@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gatewaykit/dbmanager/internal/connfail"
 	"github.com/gatewaykit/dbmanager/internal/safeerr"
 )
 
@@ -145,3 +146,28 @@ func (e *PoolExhaustedError) Unwrap() []error {
 // then wraps ErrConfig); others are returned unchanged. Every error that
 // leaves the package passes through it.
 func safeError(err error) error { return safeerr.Redact(err, ErrConfig) }
+
+// classifyConnectError turns an error from connecting or pinging (pgx,
+// pgxpool) into a *ConnectionError with its Reason, redacted. target is a
+// display string such as Target.Host:Port ("" if unknown). A nil error
+// stays nil; an error that already is a *ConnectionError, or that is a
+// configuration error (ErrConfig), is returned redacted but unchanged in
+// kind.
+func classifyConnectError(err error, target string) error {
+	if err == nil {
+		return nil
+	}
+	err = safeError(err)
+	var ce *ConnectionError
+	if errors.As(err, &ce) || errors.Is(err, ErrConfig) {
+		return err
+	}
+	return &ConnectionError{Reason: classify(err), Target: target, err: err}
+}
+
+// classify decides the Reason of a connection failure (internal/connfail).
+func classify(err error) Reason { return Reason(connfail.Classify(err)) }
+
+// isContextError reports whether err is a context's cancellation or
+// deadline.
+func isContextError(err error) bool { return connfail.IsContext(err) }

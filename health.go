@@ -9,6 +9,10 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/connstr"
 )
 
 // Health statuses.
@@ -282,4 +286,47 @@ func (i TLSInfo) LogValue() slog.Value {
 			slog.String("server_cert_expires", i.ServerCertExpires.Format(time.DateOnly)))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// ValidateConnection connects to dsn once, pings, and closes. The attempt
+// is bounded by the DSN's connect_timeout, else DefaultConnectTimeout, and
+// by ctx. A failure is a *ConnectionError (wrapping ErrUnavailable) with a
+// Reason; a DSN that cannot be parsed is a redacted error wrapping
+// ErrConfig. No setting of a Config (TLS requirement, CA file) is applied:
+// Diagnose walks a whole Config's path, TLS included.
+func ValidateConnection(ctx context.Context, dsn string) error {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return safeError(err)
+	}
+	if cc.ConnectTimeout <= 0 {
+		cc.ConnectTimeout = DefaultConnectTimeout
+	}
+	return validateConnConfig(ctx, cc)
+}
+
+// validateConnConfig connects with cc, pings and closes, bounded by
+// cc.ConnectTimeout (DefaultConnectTimeout when zero) for the whole
+// attempt and by ctx. Failures are *ConnectionError values.
+func validateConnConfig(ctx context.Context, cc *pgx.ConnConfig) error {
+	timeout := cc.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	target := connstr.DisplayHostPort(cc.Host, int(cc.Port))
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return classifyConnectError(err, target)
+	}
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		defer ccancel()
+		_ = conn.Close(cctx)
+	}()
+	if err := conn.Ping(ctx); err != nil {
+		return classifyConnectError(err, target)
+	}
+	return nil
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/gatewaykit/dbmanager/internal/connfail"
 	"github.com/gatewaykit/dbmanager/internal/deadline"
+	"github.com/gatewaykit/dbmanager/internal/writerwatch"
 )
 
 // How the PostgreSQL store runs a statement through a failover: an attempt
@@ -155,7 +157,7 @@ func judgeAttempt(ctx context.Context, err error, acquireFailed bool, kind state
 			}
 			return verdictAgain
 		}
-		if serverUnavailable(pg.Code) {
+		if connfail.ServerUnavailable(pg.Code) {
 			return verdictAgain // an ERROR refusing it (read-only, out of space): nothing was applied
 		}
 		return verdictFinal
@@ -228,3 +230,40 @@ func isConnectionLoss(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
+
+// pgError turns an error from pgx into what a backend returns:
+//
+//   - the context's own error when ctx is done (cancelled or past its
+//     deadline), whatever pgx made of it;
+//   - ErrUnavailable wrapping the cause when the server could not be
+//     reached or is going away (network errors, connection exceptions,
+//     shutdown, too many connections, a read-only server);
+//   - otherwise the server's error, wrapped but without a sentinel.
+//
+// Every cause passes through safeError, so no password pgx may have put in
+// an error reaches the caller.
+func pgError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// A context inside pgx (a connect timeout, say): the server did not
+		// answer in time.
+		return fmt.Errorf("%w: %w", ErrUnavailable, safeError(err))
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && !connfail.ServerUnavailable(pgErr.Code) {
+		return fmt.Errorf("postgresql: %w", safeError(err))
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, safeError(err))
+}
+
+// errNodeReadOnly says a node does not accept writes (writerwatch).
+var errNodeReadOnly = writerwatch.ErrNodeReadOnly
+
+// isReadOnlyError reports whether err says the node does not accept
+// writes (a 25006, or a connection refused by the read-write check).
+func isReadOnlyError(err error) bool { return writerwatch.IsReadOnlyError(err) }
