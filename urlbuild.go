@@ -310,3 +310,9 @@ func newTarget(src Source, dsn string) connTarget {
 	t.Host = strings.Join(names, ",")
 	return t
 }
+
+// Redact returns dsn (a URL or key=value connection string) fit to show a
+// person: the userinfo password, ?password= and ?sslpassword= query values
+// and password = '...' pairs, in any spelling or case, are replaced by
+// "xxxxx". A string it cannot parse is masked generously rather than shown.
+func Redact(dsn string) string { return connstr.Redact(dsn) }
