@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gatewaykit/dbmanager/internal/walpos"
 )
 
 // Read replicas in a diagnosis: the config step lists them (addresses,
@@ -193,7 +195,7 @@ func (d *diagnosis) checkReplica(ctx context.Context, s *Step, conn *pgx.Conn, d
 		case <-time.After(replayPoll):
 		}
 		var now *int64
-		if err := conn.QueryRow(ctx, sqlReplayPosition, simple).Scan(&now); err != nil || now == nil {
+		if err := conn.QueryRow(ctx, walpos.ReplayPositionSQL, simple).Scan(&now); err != nil || now == nil {
 			break
 		}
 		if *now >= *flush {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatewaykit/dbmanager/internal/pgpipe"
 )
 
 // pgImportSQL writes one memory record into PostgreSQL during a move back
@@ -39,12 +41,12 @@ const pgDeleteOwnedSQL = `DELETE FROM %[1]s WHERE collection = $1 AND key = $2 A
 // pgImportTypes are the parameter types of pgImportSQL, and
 // pgDeleteOwnedTypes those of pgDeleteOwnedSQL.
 var (
-	pgImportTypes      = []uint32{oidText, oidText, oidBytea, oidInt8, oidTimestamptz, oidTimestamptz, oidInt8}
-	pgDeleteOwnedTypes = []uint32{oidText, oidText, oidInt8}
+	pgImportTypes      = []uint32{pgpipe.OIDText, pgpipe.OIDText, pgpipe.OIDBytea, pgpipe.OIDInt8, pgpipe.OIDTimestamptz, pgpipe.OIDTimestamptz, pgpipe.OIDInt8}
+	pgDeleteOwnedTypes = []uint32{pgpipe.OIDText, pgpipe.OIDText, pgpipe.OIDInt8}
 )
 
 // importRecords implements recordImporter: one round trip for all of recs
-// (sendStatements, which works behind a transaction pooler too).
+// (pgpipe.Send, which works behind a transaction pooler too).
 func (s *PGStore) importRecords(ctx context.Context, recs []Record, owned map[recordKey]int64) ([]importOutcome, error) {
 	if err := s.liveness(ctx); err != nil {
 		return nil, err
@@ -56,7 +58,7 @@ func (s *PGStore) importRecords(ctx context.Context, recs []Record, owned map[re
 	}
 	out := make([]importOutcome, len(recs))
 	err := s.pg.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return sendStatements(ctx, conn.Conn(), query, pgImportTypes, args, func(i int, rows pgx.Rows) error {
+		return pgpipe.Send(ctx, conn.Conn(), query, pgImportTypes, args, func(i int, rows pgx.Rows) error {
 			r := recs[i]
 			var ours bool
 			var kept []byte
@@ -93,6 +95,6 @@ func (s *PGStore) deleteOwned(ctx context.Context, keys map[recordKey]int64) err
 		args = append(args, []any{k.collection, k.key, v})
 	}
 	return s.pg.withConn(ctx, true, func(conn *pgxpool.Conn) error {
-		return sendStatements(ctx, conn.Conn(), query, pgDeleteOwnedTypes, args, func(int, pgx.Rows) error { return nil })
+		return pgpipe.Send(ctx, conn.Conn(), query, pgDeleteOwnedTypes, args, func(int, pgx.Rows) error { return nil })
 	})
 }

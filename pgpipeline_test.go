@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatewaykit/dbmanager/internal/pgpipe"
 )
 
 // TestSendStatements: typed statements in one batch return their rows in
@@ -27,11 +29,11 @@ func TestSendStatements(t *testing.T) {
 	}
 	defer conn.Release()
 	const sql = "SELECT $1::text, $2::bytea IS NULL, length($2), $3::int8 * 2, $4::timestamptz"
-	oids := []uint32{oidText, oidBytea, oidInt8, oidTimestamptz}
+	oids := []uint32{pgpipe.OIDText, pgpipe.OIDBytea, pgpipe.OIDInt8, pgpipe.OIDTimestamptz}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	args := [][]any{{"a", []byte{}, int64(1), now}, {"b", []byte("xyz"), int64(2), now.Add(time.Hour)}}
 	var got []string
-	err = sendStatements(t.Context(), conn.Conn(), sql, oids, args, func(i int, rows pgx.Rows) error {
+	err = pgpipe.Send(t.Context(), conn.Conn(), sql, oids, args, func(i int, rows pgx.Rows) error {
 		for rows.Next() {
 			var s string
 			var null bool
@@ -56,13 +58,13 @@ func TestSendStatements(t *testing.T) {
 
 	// The second of three fails: the first ran, the error says why.
 	ran := 0
-	err = sendStatements(t.Context(), conn.Conn(), "SELECT 1 / $1::int8", []uint32{oidInt8}, [][]any{{int64(1)}, {int64(0)}, {int64(1)}},
+	err = pgpipe.Send(t.Context(), conn.Conn(), "SELECT 1 / $1::int8", []uint32{pgpipe.OIDInt8}, [][]any{{int64(1)}, {int64(0)}, {int64(1)}},
 		func(int, pgx.Rows) error { ran++; return nil })
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "22012" || ran != 1 {
 		t.Fatalf("division by zero in the batch: %v after %d results", err, ran)
 	}
-	if err := sendStatements(t.Context(), conn.Conn(), "SELECT $1::int8", []uint32{oidInt8}, [][]any{{int64(1), int64(2)}}, nil); err == nil {
+	if err := pgpipe.Send(t.Context(), conn.Conn(), "SELECT $1::int8", []uint32{pgpipe.OIDInt8}, [][]any{{int64(1), int64(2)}}, nil); err == nil {
 		t.Fatal("too many arguments accepted")
 	}
 	var one int

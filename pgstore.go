@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatewaykit/dbmanager/internal/deadline"
 	"github.com/gatewaykit/dbmanager/internal/execmode"
+	"github.com/gatewaykit/dbmanager/internal/pgpipe"
 	"github.com/gatewaykit/dbmanager/internal/pgsql"
 )
 
@@ -193,7 +194,7 @@ func (b *pgBackend) put(ctx context.Context, collection, key string, value []byt
 	err := b.withWrite(ctx, func(conn *pgxpool.Conn) error {
 		args[0] = b.execMode()
 		if b.reads != nil {
-			_, err := b.writeTracked(ctx, conn, sql, args, scanOneRow(&r.Version, &r.CreatedAt, &r.UpdatedAt))
+			_, err := b.writeTracked(ctx, conn, sql, args, pgpipe.ScanOneRow(&r.Version, &r.CreatedAt, &r.UpdatedAt))
 			return err
 		}
 		return conn.QueryRow(ctx, sql, args...).Scan(&r.Version, &r.CreatedAt, &r.UpdatedAt)

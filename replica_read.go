@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatewaykit/dbmanager/internal/execmode"
+	"github.com/gatewaykit/dbmanager/internal/pgpipe"
+	"github.com/gatewaykit/dbmanager/internal/walpos"
 )
 
 type readFromWriterKey struct{}
@@ -32,7 +34,7 @@ func readsFromWriter(ctx context.Context) bool {
 // failed): the caller then reads from the writer.
 func (b *pgBackend) replicaGet(ctx context.Context, collection, key string) (rec Record, ok bool, err error) {
 	r := Record{Collection: collection, Key: key}
-	ok, err = b.reads.read(ctx, b.pipelineNamed(), b.sql.Get, []any{collection, key}, scanOneRow(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt))
+	ok, err = b.reads.read(ctx, b.pipelineNamed(), b.sql.Get, []any{collection, key}, pgpipe.ScanOneRow(&r.Value, &r.Version, &r.CreatedAt, &r.UpdatedAt))
 	if !ok {
 		return Record{}, false, nil
 	}
@@ -57,15 +59,15 @@ func (b *pgBackend) replicaList(ctx context.Context, collection string, opts Lis
 }
 
 // read runs one read statement (prepared when named) on a replica that
-// has replayed the latest acknowledged write: sqlReplayPosition, a Sync,
-// the read, a Sync, in one round trip (runPipeline says why in this
+// has replayed the latest acknowledged write: walpos.ReplayPositionSQL, a Sync,
+// the read, a Sync, in one round trip (pgpipe.Run says why in this
 // order). When a check on the same connection already found that far
 // replayed, the read goes alone: the connection being open means the
 // server has not restarted since, and a running standby never replays
 // backwards. Behind a pooler or proxy (not named, or the replica's own
 // check found one) neither holds, since the pooler may switch servers
 // between transactions: check and read then run as one transaction
-// (runReadTransaction), every time. served is false when the read must
+// (pgpipe.RunReadTransaction), every time. served is false when the read must
 // go to the writer instead:
 //
 //   - ctx says ReadFromWriter, or the position is unknown;
@@ -94,22 +96,22 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	actx, cancel := rs.attemptContext(ctx)
 	defer cancel()
 	var replay *int64
-	check := &pipeStmt{sql: sqlReplayPosition, scan: scanOneRow(&replay)}
-	stmt := &pipeStmt{sql: sql, args: args, scan: scan}
+	check := &pgpipe.Stmt{SQL: walpos.ReplayPositionSQL, Scan: pgpipe.ScanOneRow(&replay)}
+	stmt := &pgpipe.Stmt{SQL: sql, Args: args, Scan: scan}
 	conn, err := acquireConn(actx, r.pool, 0)
 	if err == nil {
 		pc := conn.Conn().PgConn()
 		named = named && !r.unnamed.Load()
 		if !named { // a pooler or proxy: check and read in one transaction, never skip the check
-			err = runReadTransaction(actx, conn.Conn(), check, stmt)
+			err = pgpipe.RunReadTransaction(actx, conn.Conn(), check, stmt)
 		} else if seen, ok := r.replayedOn.Load(pc); ok && seen.(uint64) >= lsn {
 			// Checked already: the read alone, as the writer runs it.
 			err = queryDirect(actx, conn, stmt)
 			v := int64(seen.(uint64))
 			replay = &v
 		} else {
-			err = runPipeline(actx, conn.Conn(), named, check, stmt)
-			if err == nil && check.err == nil && replay != nil {
+			err = pgpipe.Run(actx, conn.Conn(), named, check, stmt)
+			if err == nil && check.Err == nil && replay != nil {
 				r.replayedOn.Store(pc, uint64(*replay))
 				r.sawReplay(uint64(*replay))
 			}
@@ -119,21 +121,21 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 	switch {
 	case ctx.Err() != nil:
 		return true, ctx.Err()
-	case execmode.IsStatementCacheMiss(err) || execmode.IsStatementCacheMiss(check.err) || execmode.IsStatementCacheMiss(stmt.err):
+	case execmode.IsStatementCacheMiss(err) || execmode.IsStatementCacheMiss(check.Err) || execmode.IsStatementCacheMiss(stmt.Err):
 		r.unnamed.Store(true) // a pooler the first check did not see
 	case err != nil:
 		if errors.Is(pgError(actx, err), ErrUnavailable) || actx.Err() != nil {
 			r.suspectRead()
 		}
-	case check.err != nil || replay == nil:
+	case check.Err != nil || replay == nil:
 		r.checkNow() // not a replica any more (failover)?
 	case uint64(*replay) < lsn:
 		// Not caught up: the read it ran is thrown away.
-	case stmt.err != nil && !errors.Is(stmt.err, pgx.ErrNoRows):
+	case stmt.Err != nil && !errors.Is(stmt.Err, pgx.ErrNoRows):
 		// A recovery conflict, say: the writer answers.
 	default:
 		r.reads.Add(1)
-		return true, stmt.err
+		return true, stmt.Err
 	}
 	rs.writerReads.Add(1)
 	return false, nil
@@ -141,23 +143,23 @@ func (rs *replicaSet) read(ctx context.Context, named bool, sql string, args []a
 
 // queryDirect runs stmt as a single statement in the store's direct exec
 // mode (a prepared statement from the connection's cache), as the writer
-// runs its reads: the error is the connection's, stmt.err the
+// runs its reads: the error is the connection's, stmt.Err the
 // statement's.
-func queryDirect(ctx context.Context, conn *pgxpool.Conn, stmt *pipeStmt) error {
-	rows, err := conn.Query(ctx, stmt.sql, append([]any{execmode.Direct}, stmt.args...)...)
+func queryDirect(ctx context.Context, conn *pgxpool.Conn, stmt *pgpipe.Stmt) error {
+	rows, err := conn.Query(ctx, stmt.SQL, append([]any{execmode.Direct}, stmt.Args...)...)
 	if err != nil {
 		return err
 	}
-	stmt.err = stmt.scan(rows)
+	stmt.Err = stmt.Scan(rows)
 	rows.Close()
-	if stmt.err == nil {
-		stmt.err = rows.Err()
+	if stmt.Err == nil {
+		stmt.Err = rows.Err()
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(stmt.err, &pgErr) || stmt.err == nil || errors.Is(stmt.err, pgx.ErrNoRows) {
+	if errors.As(stmt.Err, &pgErr) || stmt.Err == nil || errors.Is(stmt.Err, pgx.ErrNoRows) {
 		return nil
 	}
-	return stmt.err // the connection broke while reading
+	return stmt.Err // the connection broke while reading
 }
 
 // attemptContext bounds a read on a replica so that, if it hangs, the

@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
+	"github.com/gatewaykit/dbmanager/internal/walpos"
 	"github.com/jackc/pgx/v5"
 )
 
 // These two tests show, on the delayed standby, the PostgreSQL facts that
-// decide how the Store learns and checks WAL positions (runPipeline).
+// decide how the Store learns and checks WAL positions (pgpipe.Run).
 
 // trapTable makes a table on the primary that every standby has.
 func trapTable(t *testing.T, c *pgtest.Cluster) (db string, primary, delayed *pgx.Conn) {
@@ -26,7 +27,7 @@ func trapTable(t *testing.T, c *pgtest.Cluster) (db string, primary, delayed *pg
 func replayPosition(t *testing.T, conn *pgx.Conn) int64 {
 	t.Helper()
 	var lsn int64
-	if err := conn.QueryRow(t.Context(), sqlReplayPosition).Scan(&lsn); err != nil {
+	if err := conn.QueryRow(t.Context(), walpos.ReplayPositionSQL).Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
 	return lsn
@@ -47,7 +48,7 @@ func testPositionInReturningIsBeforeCommit(t *testing.T, c *pgtest.Cluster) {
 		if err := primary.QueryRow(ctx, `INSERT INTO trap VALUES ($1) RETURNING (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8`, id).Scan(&inReturning); err != nil {
 			t.Fatal(err)
 		}
-		if err := primary.QueryRow(ctx, sqlWriterPosition).Scan(&afterCommit); err != nil {
+		if err := primary.QueryRow(ctx, walpos.WriterPositionSQL).Scan(&afterCommit); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(900 * time.Millisecond)
@@ -98,7 +99,7 @@ func testReplayCheckInsideReadIsTooLate(t *testing.T, c *pgtest.Cluster) {
 			t.Fatal(err)
 		}
 		var afterCommit int64
-		if err := primary.QueryRow(ctx, sqlWriterPosition).Scan(&afterCommit); err != nil {
+		if err := primary.QueryRow(ctx, walpos.WriterPositionSQL).Scan(&afterCommit); err != nil {
 			t.Fatal(err)
 		}
 		var rows int

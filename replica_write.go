@@ -8,11 +8,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatewaykit/dbmanager/internal/execmode"
+	"github.com/gatewaykit/dbmanager/internal/pgpipe"
+	"github.com/gatewaykit/dbmanager/internal/walpos"
 )
 
 // writeTracked runs one write of the Store and learns the writer's WAL
 // position after its commit, both in one round trip: the statement, a
-// Sync (so it commits), then sqlWriterPosition, then a Sync. It is used
+// Sync (so it commits), then walpos.WriterPositionSQL, then a Sync. It is used
 // only when read replicas are configured; the position, raised in
 // b.reads, is what a replica must have replayed before it serves a read.
 //
@@ -28,26 +30,26 @@ import (
 // acquire, before this, by the pool's PrepareConn check.)
 func (b *pgBackend) writeTracked(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, scan func(pgx.Rows) error) (pgconn.CommandTag, error) {
 	named, args := b.pipelineMode(args)
-	write := &pipeStmt{sql: sql, args: args, scan: scan}
+	write := &pgpipe.Stmt{SQL: sql, Args: args, Scan: scan}
 	var lsn *int64
-	pos := &pipeStmt{sql: sqlWriterPosition, scan: scanOneRow(&lsn)}
-	if err := runPipeline(ctx, conn.Conn(), named, write, pos); err != nil {
+	pos := &pgpipe.Stmt{SQL: walpos.WriterPositionSQL, Scan: pgpipe.ScanOneRow(&lsn)}
+	if err := pgpipe.Run(ctx, conn.Conn(), named, write, pos); err != nil {
 		switch {
-		case write.done:
+		case write.Done:
 			// The write's outcome came back; only its position was lost.
 			b.reads.pos.MarkUnknown()
-			return write.tag, write.err
+			return write.Tag, write.Err
 		case !pgconn.SafeToRetry(err):
 			b.reads.pos.MarkUnknown()
 		}
-		return write.tag, err
+		return write.Tag, err
 	}
-	if pos.err != nil || lsn == nil {
+	if pos.Err != nil || lsn == nil {
 		b.reads.pos.MarkUnknown()
 	} else {
 		b.reads.pos.Advance(uint64(*lsn))
 	}
-	return write.tag, write.err
+	return write.Tag, write.Err
 }
 
 // pipelineNamed says whether the store's pipelines may use named

@@ -33,8 +33,7 @@
 // The mode is passed as the first argument of each statement, so it never
 // changes the pool's DefaultQueryExecMode, which belongs to the callers'
 // own SQL (DB_QUERY_EXEC_MODE). Batches cannot take a mode per query in
-// pgx, so the move's batches go through pgconn directly (the root's
-// pgpipeline.go).
+// pgx, so the move's batches go through pgconn directly (internal/pgpipe).
 package execmode
 
 import (

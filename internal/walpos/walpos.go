@@ -83,3 +83,17 @@ func (w *Position) LearnedAt(gen, writerLSN uint64) {
 		}
 	}
 }
+
+// The statements that read the two positions the read-your-writes rule
+// compares, as int8 byte offsets: the writer's (after a write, in the
+// same round trip: internal/pgpipe's Run) and a replica's. pg_current_wal_insert_lsn() includes every WAL record already
+// inserted, committed or not, so read after a commit it is at or past the
+// end of that commit record. pg_last_wal_replay_lsn() is the end of the
+// last record a standby replayed, NULL on a node that is not in recovery.
+// The comparison errs on the safe side only: an insert position read just
+// after a page header is past a replay position at the page boundary
+// before it, so that replica waits for the next record.
+const (
+	WriterPositionSQL = `SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8`
+	ReplayPositionSQL = `SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8`
+)
