@@ -9,6 +9,7 @@ import (
 	"net"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // peerHasClosed reports whether the server side of an idle connection has
@@ -18,11 +19,22 @@ import (
 // one non-blocking system call and sends nothing, so unlike a ping it can
 // run on every acquire. Where it cannot look (another OS, an unusual
 // net.Conn) it reports false.
-func peerHasClosed(c net.Conn) bool {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
-		c = tc.NetConn()
+func peerHasClosed(c net.Conn) bool { return newPeeker(c).hasClosed() }
+
+// peekerKey is where DropClosed keeps a connection's peeker, in pgconn's
+// per-connection CustomData.
+const peekerKey = "dbmanager.netconn.peeker"
+
+// connHasClosed is peerHasClosed on a pool's connection, with the peeker
+// made on its first acquire and kept with it, so a look allocates nothing.
+func connHasClosed(pc *pgconn.PgConn) bool {
+	data := pc.CustomData()
+	p, _ := data[peekerKey].(*peeker)
+	if p == nil {
+		p = newPeeker(pc.Conn())
+		data[peekerKey] = p
 	}
-	return socketHasClosed(c)
+	return p.hasClosed()
 }
 
 // DropClosed returns a pgxpool PrepareConn hook: a connection whose server
@@ -31,7 +43,7 @@ func peerHasClosed(c net.Conn) bool {
 // that died while idle in the pool (a server restart, a reset).
 func DropClosed(onDrop func(*pgx.Conn)) func(context.Context, *pgx.Conn) (bool, error) {
 	return func(_ context.Context, conn *pgx.Conn) (bool, error) {
-		if peerHasClosed(conn.PgConn().Conn()) {
+		if connHasClosed(conn.PgConn()) {
 			if onDrop != nil {
 				onDrop(conn)
 			}

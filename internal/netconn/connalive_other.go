@@ -4,5 +4,9 @@ package netconn
 
 import "net"
 
-// socketHasClosed cannot look without Linux's MSG_PEEK|MSG_DONTWAIT here.
-func socketHasClosed(net.Conn) bool { return false }
+// peeker cannot look without Linux's MSG_PEEK|MSG_DONTWAIT here.
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return &peeker{} }
+
+func (*peeker) hasClosed() bool { return false }

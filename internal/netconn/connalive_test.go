@@ -70,3 +70,22 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A connection's peeker, made once, looks without allocating, and still
+// sees the peer's close.
+func TestPeekerLooksWithoutAllocating(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the peek needs Linux")
+	}
+	client, server := loopbackPair(t, &net.Dialer{})
+	p := newPeeker(client)
+	if allocs := testing.AllocsPerRun(100, func() {
+		if p.hasClosed() {
+			t.Fatal("an idle open connection looks closed")
+		}
+	}); allocs != 0 {
+		t.Errorf("%v allocations per look, want 0", allocs)
+	}
+	server.Close()
+	waitFor(t, p.hasClosed, "the peer's close through a kept peeker")
+}
