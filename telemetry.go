@@ -60,6 +60,8 @@ type instrumentation struct {
 	// defaultTP is OpenTelemetry's global delegate when tracer came from
 	// it while no SDK was installed (nil otherwise): see tracing.
 	defaultTP trace.TracerProvider
+	// defaultMP is the same for meter: see metering.
+	defaultMP metric.MeterProvider
 }
 
 // tracing reports whether a span the Manager starts could be recorded.
@@ -71,10 +73,22 @@ func (t *instrumentation) tracing() bool {
 	return t.defaultTP == nil || otel.GetTracerProvider() != t.defaultTP
 }
 
-// isGlobalDelegate reports whether tp is OpenTelemetry's own global
-// provider, which records nothing until an SDK is installed behind it.
-func isGlobalDelegate(tp trace.TracerProvider) bool {
-	rt := reflect.TypeOf(tp)
+// metering reports whether a measurement the Manager's pool records
+// could reach a reader. It is false only while meter is the global
+// delegate and nothing has replaced it (otel.SetMeterProvider): then the
+// pool's tracer skips its per-call work (timing acquires and statements,
+// and their allocations) unless slow-query logging, leak detection or a
+// span needs it. Once an SDK is installed, the next acquire and statement
+// are measured (the instruments made on the delegate forward to it).
+func (t *instrumentation) metering() bool {
+	return t.defaultMP == nil || otel.GetMeterProvider() != t.defaultMP
+}
+
+// isGlobalDelegate reports whether p (a TracerProvider or MeterProvider)
+// is OpenTelemetry's own global provider, which records nothing until an
+// SDK is installed behind it.
+func isGlobalDelegate(p any) bool {
+	rt := reflect.TypeOf(p)
 	if rt != nil && rt.Kind() == reflect.Pointer {
 		rt = rt.Elem()
 	}
@@ -83,8 +97,12 @@ func isGlobalDelegate(tp trace.TracerProvider) bool {
 
 func newTelemetry(cfg Config, o managerOptions, log *slog.Logger) *instrumentation {
 	mp, tp := o.meterProvider, o.tracerProvider
+	var defaultMP metric.MeterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider() // the global delegate: follows an SDK installed later
+		if isGlobalDelegate(mp) {
+			defaultMP = mp
+		}
 	}
 	var defaultTP trace.TracerProvider
 	if tp == nil {
@@ -102,6 +120,7 @@ func newTelemetry(cfg Config, o managerOptions, log *slog.Logger) *instrumentati
 		leak:        cfg.LeakDetectionThreshold,
 		traceSQL:    cfg.TraceSQL,
 		defaultTP:   defaultTP,
+		defaultMP:   defaultMP,
 	}
 	inst, err := telemetry.NewInstruments(t.meter)
 	if err != nil {

@@ -236,6 +236,13 @@ func (pt *poolTelemetry) parentRecords(ctx context.Context, lib *libraryCall) bo
 	return trace.SpanFromContext(ctx).IsRecording()
 }
 
+// timesStatements reports whether a statement's timing has a reader: a
+// meter that reaches an SDK, a tracer that may record its span, or
+// DB_SLOW_QUERY_MS. Without one the tracer skips the statement.
+func (pt *poolTelemetry) timesStatements() bool {
+	return pt.t.slow > 0 || pt.t.metering() || pt.t.tracing()
+}
+
 // maxArgText bounds an argument value recorded with DB_TRACE_SQL.
 const maxArgText = 256
 
@@ -318,6 +325,9 @@ func (pt *poolTelemetry) slowStatement(ctx context.Context, c *sqlCall, d time.D
 // TraceQueryStart starts timing a statement, and a span under a recording
 // parent.
 func (pt *poolTelemetry) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if !pt.timesStatements() {
+		return ctx // nothing would read it (endSQL then skips too)
+	}
 	return pt.startSQL(ctx, pt.stmts.Get(data.SQL), data.SQL, data.Args, 0)
 }
 
@@ -329,6 +339,9 @@ func (pt *poolTelemetry) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pg
 // TraceBatchStart times a batch as one operation, named after its
 // statements when they all share a summary ("BATCH INSERT t").
 func (pt *poolTelemetry) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	if !pt.timesStatements() {
+		return ctx
+	}
 	summary, size := "BATCH", 0
 	if data.Batch != nil && len(data.Batch.QueuedQueries) > 0 {
 		size = len(data.Batch.QueuedQueries)
@@ -386,6 +399,9 @@ type acquireCall struct {
 // own hook adds the pool timeout, so it keeps the caller's context to tell
 // the pool timeout from the caller's deadline.
 func (pt *poolTelemetry) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	if pt.t.leak == 0 && !pt.t.metering() {
+		return ctx // nothing would read it (TraceAcquireEnd then skips too)
+	}
 	pt.pending.Add(1)
 	return context.WithValue(ctx, acquireCallKey{}, &acquireCall{start: time.Now(), caller: ctx})
 }

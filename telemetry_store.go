@@ -229,6 +229,15 @@ func (t *instrumentation) instrumentStore(s Store, primary bool) Store {
 	return is
 }
 
+// marksCalls reports whether a call's context needs the library-call mark
+// when it starts no span: only the pool's tracer reads it (to leave the
+// Store's connections to leak detection, name the call in a slow-statement
+// log, and pick a measurement's context), so only on PostgreSQL, and only
+// while the tracer does that work (see metering).
+func (is *instrumentedStore) marksCalls() bool {
+	return is.backend == 0 && (is.t.leak > 0 || is.t.slow > 0 || is.t.metering())
+}
+
 // storeCallState is one Store call in progress.
 type storeCallState struct {
 	start time.Time
@@ -238,9 +247,13 @@ type storeCallState struct {
 }
 
 func (is *instrumentedStore) begin(ctx context.Context, op storeOp, collection string) (context.Context, storeCallState) {
+	tracing := is.t.tracing()
+	if !tracing && !is.marksCalls() {
+		return ctx, storeCallState{start: time.Now(), op: op, coll: collection}
+	}
 	lc := &libraryCall{op: opNames[op], collection: collection}
 	ctx = withLibraryCall(ctx, lc)
-	if !is.t.tracing() {
+	if !tracing {
 		return ctx, storeCallState{start: time.Now(), op: op, coll: collection}
 	}
 	ctx, span := is.t.tracer.Start(ctx, opSpanNames[op], is.startOpts...)
