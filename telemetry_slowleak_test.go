@@ -4,13 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.opentelemetry.io/otel"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/gatewaykit/dbmanager/internal/pgtest"
 )
@@ -184,84 +179,5 @@ func TestLeakDetection(t *testing.T) {
 	checkShapes(t, rm)
 	if got := sumWhere(rm, "dbmanager.connection.leaks"); got != 1 {
 		t.Errorf("leaks counted = %v; want 1", got)
-	}
-}
-
-// globalProviderTest is set once the global provider has been installed.
-var globalProviderTest atomic.Bool
-
-// TestTelemetryReachesAGlobalProviderInstalledAfterNew is the only test
-// that installs a global MeterProvider: a Manager built without options
-// (Default, say) before the application sets up its SDK is seen by it.
-// Until then the pool's tracer does no per-call work (metering is false:
-// nothing could read it); from the first acquire and statement after the
-// SDK is installed it measures: one Get then is one wait, one use and one
-// statement duration.
-func TestTelemetryReachesAGlobalProviderInstalledAfterNew(t *testing.T) {
-	if !globalProviderTest.CompareAndSwap(false, true) {
-		t.Skip("the global MeterProvider delegates to the first one installed, once per process (-count > 1)")
-	}
-	if !isGlobalDelegate(otel.GetMeterProvider()) {
-		t.Fatal("a global MeterProvider was installed before this test")
-	}
-	ctx := context.Background()
-	m, _ := newTestManager(t, envConfig(t, "DATABASE_URL", "memory://"))
-	pg, _ := newTestManager(t, envConfig(t, "DATABASE_URL", pgtestURL(t)))
-	if err := pg.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if pg.tel.metering() {
-		t.Fatal("metering() is true with the global no-op delegate")
-	}
-	if _, err := pg.Store().Put(ctx, "apis", "k", []byte(`1`)); err != nil {
-		t.Fatal(err)
-	}
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(ctx) })
-	otel.SetMeterProvider(mp)
-	if !pg.tel.metering() {
-		t.Fatal("metering() is false after an SDK was installed globally")
-	}
-	if err := m.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Store().Put(ctx, "apis", "k", []byte(`1`)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pg.Store().Get(ctx, "apis", "k"); err != nil {
-		t.Fatal(err)
-	}
-	var pgm metricdata.ResourceMetrics
-	if err := reader.Collect(ctx, &pgm); err != nil {
-		t.Fatal(err)
-	}
-	for name, match := range map[string][]string{
-		"db.client.operation.duration":       {"db.operation.name=SELECT"},
-		"db.client.connection.wait_time":     nil,
-		"db.client.connection.use_time":      nil,
-		"dbmanager.store.operation.duration": {"dbmanager.operation=get"},
-	} {
-		if got := sumWhere(pgm, name, match...); got != 1 {
-			t.Errorf("%s%v: %v points after one Get with the SDK installed, want 1", name, match, got)
-		}
-	}
-	if _, ok := metricNamed(pgm, "db.client.connection.pending_requests"); !ok || sumWhere(pgm, "db.client.connection.pending_requests") != 0 {
-		t.Errorf("pending requests after the calls ended: reported %v, %v; want 0", ok, sumWhere(pgm, "db.client.connection.pending_requests"))
-	}
-	// Closed, so that its backend gauge (postgresql) does not overwrite
-	// the memory Manager's (same attributes).
-	if err := pg.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(ctx, &rm); err != nil {
-		t.Fatal(err)
-	}
-	if got := sumWhere(rm, "dbmanager.store.operations", "dbmanager.operation=put", "dbmanager.backend=in-memory"); got != 1 {
-		t.Errorf("puts seen by the global provider installed after New = %v; want 1", got)
-	}
-	if got := sumWhere(rm, "dbmanager.store.backend", "dbmanager.backend=in-memory"); got != 1 {
-		t.Errorf("backend gauge seen by the global provider = %v; want 1", got)
 	}
 }
