@@ -145,7 +145,7 @@ type Stmt struct {
 // with parameter types taken from its arguments, which leaves nothing
 // behind on the server (for transaction poolers). Parameters and results
 // travel in binary. The error is the pipeline's own (the connection
-// broke, ctx ended); each statement's error is in its err.
+// broke, ctx ended); each statement's error is in its Err.
 func Run(ctx context.Context, conn *pgx.Conn, named bool, stmts ...*Stmt) error {
 	return sendPipeline(ctx, conn, named, true, stmts)
 }
