@@ -235,7 +235,14 @@ func (t *instrumentation) instrumentStore(s Store, primary bool) Store {
 // log, and pick a measurement's context), so only on PostgreSQL, and only
 // while the tracer does that work (see metering).
 func (is *instrumentedStore) marksCalls() bool {
-	return is.backend == 0 && (is.t.leak > 0 || is.t.slow > 0 || is.t.metering())
+	return is.poolSettingsNeedMark() || (is.backend == 0 && is.t.metering())
+}
+
+// poolSettingsNeedMark reports whether DB_LEAK_DETECTION_MS or
+// DB_SLOW_QUERY_MS makes the pool's tracer read the mark on PostgreSQL
+// even without an SDK.
+func (is *instrumentedStore) poolSettingsNeedMark() bool {
+	return is.backend == 0 && (is.t.leak > 0 || is.t.slow > 0)
 }
 
 // unobserved reports whether nothing could see a call: no tracer that may
@@ -245,7 +252,7 @@ func (is *instrumentedStore) marksCalls() bool {
 // the wrapper's cost). Its counts in dbmanager.store.operations start
 // when an SDK is installed, as every measurement does.
 func (is *instrumentedStore) unobserved() bool {
-	return !is.t.tracing() && !is.marksCalls() && !is.t.metering()
+	return !is.t.tracing() && !is.t.metering() && !is.poolSettingsNeedMark()
 }
 
 // storeCallState is one Store call in progress.

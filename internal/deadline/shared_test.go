@@ -11,12 +11,15 @@ import (
 func TestWaitsShareOneSliceAndCloseIt(t *testing.T) {
 	const timeout = 64 * time.Millisecond
 	w := NewWaits(timeout)
-	start := time.Now()
+	before := time.Now()
 	s := w.Current()
+	after := time.Now()
 	assert.Same(t, s, w.Current(), "acquires within one slice share its deadline")
 	assert.False(t, s.Passed())
-	assert.False(t, s.Deadline().Before(start.Add(timeout)), "a joiner still waits the whole timeout")
-	assert.True(t, s.Deadline().Before(start.Add(timeout+timeout/16+50*time.Millisecond)), "at most a slice more")
+	// The deadline is the timeout and one slice from the moment the slice
+	// was made, which lies between before and after.
+	assert.False(t, s.Deadline().Before(before.Add(timeout+w.slice)), "a joiner still waits the whole timeout")
+	assert.False(t, s.Deadline().After(after.Add(timeout+w.slice)), "at most a slice more")
 
 	select {
 	case <-s.Done():
